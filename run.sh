@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Drives the README's two commands:
+#   ./run.sh train [flags]   train the default job (trainers.train)
+#   ./run.sh test [args]     run the whole test suite (pytest)
+# Both create or reuse a virtual environment in .venv and install the pinned
+# stack from setup.cfg into it (re-installing only when setup.cfg changes).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+die() { echo "run.sh: $*" >&2; exit 2; }
+
+pick_python() {
+  local candidates=("${PYTHON:-}" python3.11 python3 python)
+  for c in "${candidates[@]}"; do
+    [ -n "$c" ] && command -v "$c" >/dev/null 2>&1 && { echo "$c"; return; }
+  done
+  die "no Python found; install CPython 3.11 and run again (or set PYTHON=/path/to/python3.11)."
+}
+
+ensure_venv() {
+  local py; py=$(pick_python)
+  local ver; ver=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  case "$ver" in
+    3.9|3.10|3.11) ;;
+    *) die "tf_metagrad needs CPython 3.9-3.11 because dm-reverb 0.14 ships wheels only for those versions; '$py' is Python $ver, so install Python 3.11 and run again with PYTHON=python3.11." ;;
+  esac
+  if [ ! -x .venv/bin/python ]; then
+    echo "run.sh: creating .venv with $py (Python $ver)" >&2
+    "$py" -m venv .venv
+  fi
+  local want; want=$(cat setup.cfg setup.py | sha256sum | cut -d' ' -f1)
+  if [ "$(cat .venv/.tf_metagrad_stamp 2>/dev/null || true)" != "$want" ]; then
+    echo "run.sh: installing the pinned stack into .venv (first run takes a few minutes)" >&2
+    .venv/bin/python -m pip install --quiet --upgrade pip >&2
+    .venv/bin/python -m pip install --quiet -e ".[test]" >&2
+    echo "$want" > .venv/.tf_metagrad_stamp
+  fi
+}
+
+cmd=${1:-}
+[ -n "$cmd" ] && shift
+case "$cmd" in
+  train)
+    ensure_venv
+    exec .venv/bin/python -m trainers.train "$@"
+    ;;
+  test)
+    ensure_venv
+    exec .venv/bin/python -m pytest -n 2 --dist loadfile -q "$@"
+    ;;
+  *)
+    die "usage: ./run.sh train [flags] | ./run.sh test [pytest args]"
+    ;;
+esac

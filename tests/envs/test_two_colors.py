@@ -1,0 +1,169 @@
+"""Two-colours grid world: key toggle, one-key rule and optimal return."""
+
+import numpy as np
+import pytest
+
+from tf_metagrad import envs
+
+UP, DOWN, LEFT, RIGHT = 0, 1, 2, 3
+
+
+def _positions(obs):
+  """(agent, key0 or None, key1 or None, goal) decoded from the image."""
+  def find(channel):
+    cells = np.argwhere(obs[..., channel] == 1.0)
+    assert len(cells) <= 1
+    return tuple(cells[0]) if len(cells) else None
+  return find(0), find(1), find(2), find(3)
+
+
+def _leg(start, end, first_axis):
+  """Actions of an L-shaped shortest path, moving along `first_axis` first."""
+  (r0, c0), (r1, c1) = start, end
+  vertical = [DOWN if r1 > r0 else UP] * abs(r1 - r0)
+  horizontal = [RIGHT if c1 > c0 else LEFT] * abs(c1 - c0)
+  return vertical + horizontal if first_axis == 0 else horizontal + vertical
+
+
+def _cells(start, actions):
+  moves = {UP: (-1, 0), DOWN: (1, 0), LEFT: (0, -1), RIGHT: (0, 1)}
+  cells, (r, c) = [], start
+  for a in actions:
+    r, c = r + moves[a][0], c + moves[a][1]
+    cells.append((r, c))
+  return cells
+
+
+def _path_to_key_then_goal(obs, key):
+  """Shortest path agent -> key -> goal that avoids the other key."""
+  agent, key0, key1, goal = _positions(obs)
+  target, other = (key0, key1) if key == 0 else (key1, key0)
+  for axis in (0, 1):
+    first = _leg(agent, target, axis)
+    if other not in _cells(agent, first):
+      return first + _leg(target, goal, 0)
+  raise AssertionError("both L-shaped paths cross the other key")
+
+
+def _manhattan(a, b):
+  return abs(a[0] - b[0]) + abs(a[1] - b[1])
+
+
+def _run(env, actions):
+  rewards, terminated = [], False
+  for a in actions:
+    assert not terminated
+    _, reward, terminated, truncated, _ = env.step(a)
+    assert not truncated
+    rewards.append(reward)
+  return rewards, terminated
+
+
+def test_layout_and_observation():
+  env = envs.make("two_colors", seed=0)
+  assert env.observation_spec.shape == (7, 7, 4)
+  assert env.action_space.n == 4
+  layouts = set()
+  for _ in range(20):
+    obs, info = env.reset()
+    assert obs.dtype == np.float32 and obs.shape == (7, 7, 4)
+    positions = _positions(obs)
+    assert None not in positions and len(set(positions)) == 4
+    layouts.add(positions)
+    np.testing.assert_allclose(info["key_rewards"], [0.7, 0.3])
+  assert len(layouts) == 20  # Re-drawn every episode.
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_key_agnostic_optimal_return(seed):
+  r_pen = 0.01
+  offsets = []
+  for key, value in ((0, 0.7), (1, 0.3)):
+    env = envs.make("two_colors", seed=seed)
+    obs, _ = env.reset()
+    agent, key0, key1, goal = _positions(obs)
+    path = _path_to_key_then_goal(obs, key)
+    length = _manhattan(agent, key0 if key == 0 else key1) + _manhattan(
+        key0 if key == 0 else key1, goal)
+    assert len(path) == length  # A shortest path on the open grid.
+    rewards, terminated = _run(env, path)
+    assert terminated
+    episode_return = sum(rewards)
+    assert episode_return == pytest.approx(value + 1.0 - r_pen * length)
+    offsets.append(episode_return + r_pen * length)
+  # Averaged over the colour picked blindly: +1.5 - r_pen * T (seed 002).
+  assert np.mean(offsets) == pytest.approx(1.5)
+
+
+def test_one_key_per_episode_and_goal_needs_a_key():
+  env = envs.make("two_colors", seed=3)
+  obs, _ = env.reset()
+  agent, key0, key1, goal = _positions(obs)
+  # Visit the goal first: without a key it is a plain floor cell.
+  to_goal = [a for a in _leg(agent, goal, 0)]
+  rewards, terminated = _run(env, to_goal)
+  assert not terminated
+  np.testing.assert_allclose(rewards, -0.01)
+  obs, reward, terminated, _, info = (None,) * 5
+  # Collect key 0 (path avoiding key 1), then walk onto key 1's old cell.
+  env2 = envs.make("two_colors", seed=3)
+  obs, _ = env2.reset()
+  for axis in (0, 1):
+    leg = _leg(agent, key0, axis)
+    if key1 not in _cells(agent, leg):
+      break
+  rewards, _ = _run(env2, leg)
+  assert rewards[-1] == pytest.approx(0.7 - 0.01)
+  obs = env2.core.observe()[0]
+  assert not obs[..., 1].any() and not obs[..., 2].any()  # Both keys gone.
+  assert env2.core.has_key[0]
+  leg = [a for a in _leg(key0, key1, 0)]
+  cells = _cells(key0, leg)
+  if goal in cells:  # Holding a key, the goal would end the episode.
+    leg = _leg(key0, key1, 1)
+    cells = _cells(key0, leg)
+  assert goal not in cells
+  rewards, terminated = _run(env2, leg)
+  assert not terminated
+  np.testing.assert_allclose(rewards, -0.01)
+
+
+@pytest.mark.parametrize("toggle_every,expected", [(None, 0.7), (-1, 0.3)])
+def test_key_values_swap_exactly_at_the_toggle(toggle_every, expected):
+  # Collect key 0 at step index L - 1: with toggle_every = L that is the
+  # last step before the swap, with toggle_every = L - 1 the first after.
+  probe = envs.make("two_colors", seed=1)
+  obs, _ = probe.reset()
+  agent, key0, key1, _ = _positions(obs)
+  leg = _leg(agent, key0, 0)
+  if key1 in _cells(agent, leg):
+    leg = _leg(agent, key0, 1)
+  length = len(leg)
+  assert length >= 2
+  every = length if toggle_every is None else length + toggle_every
+  env = envs.make("two_colors", seed=1, toggle_every=every)
+  _, info = env.reset()
+  np.testing.assert_allclose(info["key_rewards"], [0.7, 0.3])
+  rewards, _ = _run(env, leg)
+  assert rewards[-1] == pytest.approx(expected - 0.01)
+
+
+def test_default_toggle_happens_at_step_100000():
+  batch = envs.make_batched("two_colors", 1, seed=0)
+  batch.reset()
+  actions = np.random.default_rng(0).integers(0, 4, size=(100_001, 1))
+  for t in range(99_999):
+    batch.step(actions[t])
+  np.testing.assert_allclose(batch.core.current_key_rewards()[0], [0.7, 0.3])
+  batch.step(actions[99_999])
+  np.testing.assert_allclose(batch.core.current_key_rewards()[0], [0.3, 0.7])
+
+
+def test_truncation_at_the_horizon():
+  env = envs.make("two_colors", seed=2, horizon=6)
+  env.reset()
+  for t in range(6):
+    # Up/down bouncing in one column never opens the door here.
+    _, reward, terminated, truncated, _ = env.step(UP if t % 2 else DOWN)
+    assert not terminated
+    assert truncated == (t == 5)

@@ -1,0 +1,55 @@
+"""Agents: `make_learner(agent, observation_spec, action_spec, **overrides)`."""
+
+import dataclasses
+
+import tensorflow as tf
+
+from tf_metagrad.agents import networks
+from tf_metagrad.agents.impala import ImpalaConfig, ImpalaLearner
+from tf_metagrad.agents.mgrl import MgrlConfig, MgrlLearner
+from tf_metagrad.agents.stac import StacConfig, StacLearner
+from tf_metagrad.agents.stacx import StacxConfig, StacxLearner
+
+AGENTS = {
+    "impala": (ImpalaConfig, ImpalaLearner),
+    "mgrl": (MgrlConfig, MgrlLearner),
+    "stac": (StacConfig, StacLearner),
+    "stacx": (StacxConfig, StacxLearner),
+}
+
+
+def make_config(agent: str, **overrides):
+  """The validated config of `agent` with `overrides` applied."""
+  if agent not in AGENTS:
+    raise ValueError(
+        f"Unknown agent {agent!r}; allowed: {sorted(AGENTS)}.")
+  config_cls = AGENTS[agent][0]
+  fields = {f.name for f in dataclasses.fields(config_cls)}
+  unknown = sorted(set(overrides) - fields)
+  if unknown:
+    raise ValueError(
+        f"Unknown config field(s) {unknown} for agent {agent!r}; allowed: "
+        f"{sorted(fields)}.")
+  return config_cls(**overrides)
+
+
+def make_learner(agent: str, observation_spec, action_spec, strategy=None,
+                 **config_overrides):
+  """Builds the learner of `agent` for the given specs.
+
+  Args:
+    agent: one of `AGENTS`.
+    observation_spec: a `tf.TensorSpec` of one observation.
+    action_spec: a `gymnasium.spaces.Discrete` or `Box`.
+    strategy: optional `tf.distribute.Strategy` (variables go in its scope).
+    **config_overrides: fields of the agent's config dataclass.
+
+  Returns:
+    The learner.
+  """
+  config = make_config(agent, **config_overrides)
+  strategy = strategy or tf.distribute.get_strategy()
+  tf.keras.utils.set_random_seed(config.seed)
+  with strategy.scope():
+    network = networks.make_network(config, observation_spec, action_spec)
+  return AGENTS[agent][1](config, network, strategy=strategy)

@@ -1,0 +1,207 @@
+"""The actor-critic learner family: IMPALA, MGRL, STAC, STACX and DrMG.
+
+They share one network shape (a torso and policy/value heads, several heads
+for STACX, a quantile value head when distributional) and one loss
+(`losses.actor_critic_loss`, STAC Algorithm 1); they differ in which
+hyperparameters are metaparameters and how those are transformed:
+
+- IMPALA: none; the loss uses the fixed config values.
+- MGRL (Xu et al. 2018): gamma and lambda are sigmoid(logits); the outer loss
+  uses the fixed reference gamma', lambda' (no KL term, g_kl = 0 by default).
+- STAC (Zahavy et al. 2020): gamma, lambda, alpha, g_v, g_p, g_e (Algorithm 2
+  line 10: sigmoid, loss weights scaled by their outer value); the outer
+  loss adds g_kl KL(pi_theta' || pi_theta).
+- STACX: STAC with n heads, each with its own eta_i; head 1 acts and alone
+  enters the outer loss; the inner loss averages the heads' losses (Algorithm
+  2 line 11).
+- DrMG (seed 002): per-quantile gamma, lambda, g_v (w_Z) vectors and scalar
+  alpha, g_p (w_pi), g_e (w_H).
+
+The subclasses in the agent folders only choose `MetaSpec`s and defaults.
+"""
+
+import dataclasses
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import tensorflow as tf
+
+from tf_metagrad import types
+from tf_metagrad.agents import base
+from tf_metagrad.agents import losses
+from tf_metagrad.networks import params as params_lib
+from tf_metagrad.ops import distributional
+
+# The hyperparameters a meta-gradient agent may self-tune (STAC's eta), with
+# the outer-value field of the config each one is tied to.
+ETA_NAMES = ("gamma", "lambda_", "alpha", "alpha_rho", "alpha_c", "g_v",
+             "g_p", "g_e")
+_LOSS_WEIGHTS = ("g_v", "g_p", "g_e")
+
+
+class MetaSpec(NamedTuple):
+  """One metaparameter: its name in eta, its shape, and its owner head."""
+
+  name: str
+  shape: Tuple[int, ...] = ()
+  head: int = 0
+
+
+def meta_key(spec: MetaSpec, num_heads: int) -> str:
+  return spec.name if num_heads == 1 else f"{spec.name}/head{spec.head}"
+
+
+class ActorCriticLearner(base.Learner):
+  """Learner of the actor-critic family; see the module docstring.
+
+  Args:
+    config: an `AgentConfig` subclass with (at least) `meta_learned`,
+      `g_kl`, `num_heads`, `separate_alphas`.
+    network: an `networks.AgentNetwork`.
+    meta_specs: the self-tuned metaparameters (empty for IMPALA).
+    strategy: a `tf.distribute.Strategy`.
+  """
+
+  def __init__(self, config, network, meta_specs: Sequence[MetaSpec],
+               strategy: Optional[tf.distribute.Strategy] = None):
+    self._meta_specs = tuple(meta_specs)
+    self._num_heads = getattr(config, "num_heads", 1)
+    strategy = strategy or tf.distribute.get_strategy()
+    dtype = tf.as_dtype(config.dtype)
+    with strategy.scope():
+      self._eta = {
+          meta_key(s, self._num_heads): tf.Variable(
+              tf.fill(s.shape, tf.constant(config.meta_init, dtype)),
+              name=meta_key(s, self._num_heads).replace("/", "_"))
+          for s in self._meta_specs}
+    if config.distributional:
+      self._taus = distributional.quantile_midpoints(
+          config.num_quantiles, dtype=dtype)
+    else:
+      self._taus = None
+    super().__init__(config, network, strategy)
+
+  # ------------------------------------------------------------------ eta
+  def _meta_variables(self):
+    return dict(self._eta)
+
+  def _transform(self, meta: Dict[str, tf.Tensor], head: int) -> Dict:
+    """eta logits of one head -> inner hyperparameter values (Alg. 2 l. 10).
+
+    Names not self-tuned keep their outer (config) value exactly.
+    """
+    cfg = self.config
+    values = {}
+    for spec in self._meta_specs:
+      if spec.head != head:
+        continue
+      value = tf.sigmoid(tf.cast(meta[meta_key(spec, self._num_heads)],
+                                 self.dtype))
+      if spec.name in _LOSS_WEIGHTS:
+        value = value * getattr(cfg, spec.name)
+      values[spec.name] = value
+    return values
+
+  def _meta_values(self, meta):
+    out = {}
+    for head in range(self._num_heads):
+      for name, value in self._transform(meta, head).items():
+        out[name if self._num_heads == 1 else f"{name}/head{head}"] = value
+    return out
+
+  def _hparams(self, inner_values: Dict) -> losses.LossHyperparams:
+    cfg = self.config
+    alpha = inner_values.get("alpha", cfg.alpha)
+    return losses.LossHyperparams(
+        gamma=inner_values.get("gamma", cfg.gamma),
+        lambda_=inner_values.get("lambda_", cfg.lambda_),
+        alpha_rho=inner_values.get("alpha_rho", alpha),
+        alpha_c=inner_values.get("alpha_c", alpha),
+        g_v=inner_values.get("g_v", cfg.g_v),
+        g_p=inner_values.get("g_p", cfg.g_p),
+        g_e=inner_values.get("g_e", cfg.g_e))
+
+  def _outer_hparams(self) -> losses.LossHyperparams:
+    cfg = self.config
+    return losses.LossHyperparams(
+        gamma=cfg.gamma, lambda_=cfg.lambda_, alpha_rho=cfg.alpha,
+        alpha_c=cfg.alpha, g_v=cfg.g_v, g_p=cfg.g_p, g_e=cfg.g_e)
+
+  # -------------------------------------------------------------- forward
+  def _forward(self, params: Optional[List[tf.Tensor]], observation,
+               reference: Optional[List[tf.Tensor]] = None):
+    """(outputs at `params`, stop-gradiented outputs at `reference`).
+
+    With `reference=None` the reference outputs are the outputs themselves
+    behind a stop-gradient (one forward pass).
+    """
+    outputs = params_lib.call_with_weights(self.network, params, observation)
+    if reference is None:
+      ref = outputs
+    else:
+      ref = params_lib.call_with_weights(self.network, reference, observation)
+    return outputs, tf.nest.map_structure(tf.stop_gradient, ref)
+
+  def _rewards(self, batch: types.Trajectory):
+    rewards = tf.cast(batch.reward, self.dtype)
+    if self.config.reward_clip is not None:
+      clip = tf.cast(self.config.reward_clip, self.dtype)
+      rewards = tf.clip_by_value(rewards, -clip, clip)
+    return rewards
+
+  def _head_loss(self, outputs, ref_outputs, head: int,
+                 batch: types.Trajectory, hparams: losses.LossHyperparams,
+                 inner: bool):
+    net = self.network
+    return losses.actor_critic_loss(
+        policy=net.policy(outputs, head, time_slice=slice(0, -1)),
+        values=net.values(outputs, head),
+        reference_policy=net.policy(ref_outputs, head,
+                                    time_slice=slice(0, -1)),
+        reference_values=net.values(ref_outputs, head),
+        actions=batch.action,
+        rewards=self._rewards(batch),
+        discounts=batch.discount,
+        behaviour_log_prob=batch.behaviour_log_prob,
+        hparams=hparams,
+        inner=inner,
+        clip_rho_threshold=self.config.clip_rho_threshold,
+        clip_pg_rho_threshold=self.config.clip_pg_rho_threshold,
+        quantile_taus=self._taus,
+        kappa=self.config.kappa,
+        distributional_advantage=getattr(
+            self.config, "distributional_advantage", "vtrace"))
+
+  # ---------------------------------------------------------------- losses
+  def _inner_loss(self, params, meta, batch, reference):
+    outputs, ref_outputs = self._forward(params, batch.observation, reference)
+    total = 0.0
+    logs = {}
+    for head in range(self._num_heads):
+      values = self._transform(meta, head) if meta else {}
+      out = self._head_loss(outputs, ref_outputs, head, batch,
+                            self._hparams(values), inner=True)
+      total += out.loss
+      if head == 0:
+        logs = {"value_loss": out.value_loss, "policy_loss": out.policy_loss,
+                "entropy_loss": out.entropy_loss,
+                "mean_vs": tf.reduce_mean(out.vs)}
+    return total / self._num_heads, logs
+
+  def _outer_loss(self, new_params, old_params, batch, inner_batches,
+                  reference):
+    del inner_batches
+    outputs, ref_outputs = self._forward(new_params, batch.observation,
+                                         reference)
+    out = self._head_loss(outputs, ref_outputs, 0, batch,
+                          self._outer_hparams(), inner=False)
+    loss = out.loss
+    logs = {"value_loss": out.value_loss, "policy_loss": out.policy_loss}
+    g_kl = getattr(self.config, "g_kl", 0.0)
+    if g_kl:
+      old, _ = self._forward(old_params, batch.observation)
+      new_policy = self.network.policy(outputs, 0, time_slice=slice(0, -1))
+      old_policy = self.network.policy(old, 0, time_slice=slice(0, -1))
+      kl = tf.reduce_sum(new_policy.kl(old_policy.stop_gradient()))
+      loss += tf.cast(g_kl, self.dtype) * kl
+      logs["kl"] = kl
+    return loss, logs

@@ -1,0 +1,245 @@
+"""What every learner shares: variables, the tf.function step, the hooks.
+
+A learner owns the agent network theta, the inner optimizer state, and (for
+meta-gradient agents) the metaparameters eta with their meta-optimizer state.
+One learner step is one `tf.function`, run through `strategy.run`:
+
+1. the meta-gradient engine takes the M inner updates of theta under a tape
+   watching eta and differentiates the outer loss (STAC Algorithm 2 lines
+   10-14);
+2. theta and the optimizer state take the values the inner loop produced:
+   the agent's real update is the very tensors the meta-gradient went
+   through, so there is no second update rule that could drift;
+3. eta takes one meta-optimizer (Adam) step.
+
+A non-finite loss or gradient anywhere skips both updates (every variable
+keeps its value) and increments `skipped_updates`.
+
+Subclasses provide `_meta_variables`, `_inner_loss`, `_outer_loss` and the
+metrics of their metaparameters; agents without metaparameters (IMPALA) return
+an empty dict from `_meta_variables` and only run the inner loop.
+"""
+
+import abc
+from typing import Any, Dict, List, Optional, Tuple
+
+import tensorflow as tf
+
+from tf_metagrad import optim
+from tf_metagrad import types
+from tf_metagrad.meta import engine as engine_lib
+from tf_metagrad.meta import replicas
+
+
+def _state_variables(state, name):
+  return tf.nest.map_structure(
+      lambda t: tf.Variable(t, trainable=False, name=name), state)
+
+
+def _read(nest):
+  return tf.nest.map_structure(tf.convert_to_tensor, nest)
+
+
+def _summarise(name: str, value: tf.Tensor, out: Dict[str, tf.Tensor]):
+  """Scalars as they are; vectors as mean/min/max (the issue's contract)."""
+  value = tf.convert_to_tensor(value)
+  if value.shape.rank == 0:
+    out[name] = value
+  else:
+    out[name + "/mean"] = tf.reduce_mean(value)
+    out[name + "/min"] = tf.reduce_min(value)
+    out[name + "/max"] = tf.reduce_max(value)
+
+
+class Learner(tf.Module, metaclass=abc.ABCMeta):
+  """Base learner; see the module docstring.
+
+  Args:
+    config: the agent's config dataclass (already validated).
+    network: the agent network (a built Keras model of ours).
+    strategy: a `tf.distribute.Strategy`; variables are created under its
+      scope. Defaults to the current (default) strategy.
+  """
+
+  def __init__(self, config, network: tf.keras.Model,
+               strategy: Optional[tf.distribute.Strategy] = None):
+    super().__init__(name=type(self).__name__)
+    self.config = config
+    self.strategy = strategy or tf.distribute.get_strategy()
+    self.dtype = tf.as_dtype(config.dtype)
+    self.network = network
+    self.optimizer = optim.RMSProp(
+        decay=config.rmsprop_decay, epsilon=config.rmsprop_epsilon)
+    self.meta_optimizer = optim.Adam(
+        b1=config.meta_b1, b2=config.meta_b2, epsilon=config.meta_epsilon)
+    self.engine = engine_lib.MetaGradientEngine(
+        self.optimizer,
+        num_inner_steps=self._num_inner_steps(),
+        differentiate_optimizer_state=config.differentiate_optimizer_state,
+        max_grad_norm=config.max_grad_norm)
+    with self.strategy.scope():
+      self.opt_state = _state_variables(
+          self.optimizer.init(self.network.trainable_variables), "opt_state")
+      meta = self._meta_variables()
+      self.meta_opt_state = _state_variables(
+          self.meta_optimizer.init(tf.nest.flatten(meta)), "meta_opt_state")
+      self.learner_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                       name="learner_steps")
+      self.skipped_updates = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                         name="skipped_updates")
+    self._step_fn = tf.function(self._cross_replica_step,
+                                jit_compile=config.jit_compile)
+
+  # ------------------------------------------------------------ agent hooks
+  def _num_inner_steps(self) -> int:
+    return 1
+
+  @abc.abstractmethod
+  def _meta_variables(self) -> Dict[str, Any]:
+    """The metaparameters eta as a dict of variables (empty: no meta)."""
+
+  @abc.abstractmethod
+  def _inner_loss(self, params: List[tf.Tensor], meta: Dict[str, Any],
+                  batch: types.Trajectory,
+                  reference: Optional[List[tf.Tensor]]
+                  ) -> Tuple[tf.Tensor, dict]:
+    """L_in(theta=params, eta=meta; batch) and a dict of scalar logs.
+
+    Stop-gradiented quantities are computed at `reference` (None: at
+    `params`); see `meta.engine`.
+    """
+
+  def _outer_loss(self, new_params: List[tf.Tensor],
+                  old_params: List[tf.Tensor], batch: types.Trajectory,
+                  inner_batches, reference: Optional[List[tf.Tensor]]
+                  ) -> Tuple[tf.Tensor, dict]:
+    """L_out(theta'=new_params; batch); old_params is theta (for the KL)."""
+    raise NotImplementedError(f"{type(self).__name__} has no outer loss.")
+
+  def _meta_values(self, meta: Dict[str, Any]) -> Dict[str, tf.Tensor]:
+    """Inner values of the metaparameters (after sigmoid/scaling)."""
+    return {}
+
+  def _split(self, batch) -> Tuple[Any, Any]:
+    """(inner batch or list of M batches, outer batch) of one learner step."""
+    return batch, batch
+
+  # ---------------------------------------------------------------- public
+  def learning_rate(self, step=None) -> tf.Tensor:
+    cfg = self.config
+    if not cfg.decay_steps:
+      return tf.constant(cfg.learning_rate, self.dtype)
+    step = self.learner_steps if step is None else step
+    return optim.linear_schedule(step, cfg.learning_rate,
+                                 cfg.end_learning_rate, cfg.decay_steps,
+                                 dtype=self.dtype)
+
+  def meta_params(self) -> Dict[str, tf.Tensor]:
+    """Current metaparameters (logits, or meta-network weights) by name."""
+    return {k: tf.convert_to_tensor(v)
+            for k, v in self._meta_variables().items()}
+
+  def step(self, batch) -> Dict[str, tf.Tensor]:
+    """One learner update on a batch (a per-replica dataset element when
+    called with a distributed batch); returns the metrics dict."""
+    return self._step_fn(batch)
+
+  def metagradient(self, inner_batch, outer_batch) -> Dict[str, tf.Tensor]:
+    """d L_out / d eta keyed by metaparameter name; changes no state."""
+    result = self._metagradient(self._meta_variables(), inner_batch,
+                                outer_batch)
+    return dict(result.meta_grads)
+
+  def outer_loss_after_inner_update(self, inner_batch, outer_batch,
+                                    meta_params=None) -> tf.Tensor:
+    """L_out after the M inner steps taken with `meta_params`; no state change.
+
+    Args:
+      inner_batch: a trajectory, or a list of M trajectories when M > 1.
+      outer_batch: the outer-loss trajectory.
+      meta_params: dict name -> tensor (default: the current ones).
+    """
+    current = self.meta_params()
+    meta = current if meta_params is None else meta_params
+    params = [tf.convert_to_tensor(p)
+              for p in self.network.trainable_variables]
+    return self.engine.outer_loss_at(
+        self._inner_loss, self._outer_loss_fn(params, inner_batch), params,
+        _read(self.opt_state), meta, current, inner_batch, outer_batch,
+        self.learning_rate())
+
+  # -------------------------------------------------------------- internals
+  def _outer_loss_fn(self, params, inner_batch):
+    return lambda new, batch, reference: self._outer_loss(
+        new, params, batch, inner_batch, reference)
+
+  def _metagradient(self, meta, inner_batch, outer_batch):
+    params = [tf.convert_to_tensor(p)
+              for p in self.network.trainable_variables]
+    return self.engine.metagradient(
+        self._inner_loss, self._outer_loss_fn(params, inner_batch), params,
+        _read(self.opt_state), meta, inner_batch, outer_batch,
+        self.learning_rate())
+
+  def _cross_replica_step(self, batch):
+    per_replica = self.strategy.run(self._replica_step, args=(batch,))
+    return tf.nest.map_structure(
+        lambda x: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, x,
+                                       axis=None), per_replica)
+
+  def _replica_step(self, batch):
+    inner_batch, outer_batch = self._split(batch)
+    meta_vars = self._meta_variables()
+    variables = list(self.network.trainable_variables)
+    lr = self.learning_rate()
+    metrics = {"learning_rate": tf.cast(lr, tf.float32)}
+    if meta_vars:
+      result = self._metagradient(meta_vars, inner_batch, outer_batch)
+      inner, finite = result.inner, result.finite
+      flat_meta = tf.nest.flatten(meta_vars)
+      meta_grads = tf.nest.flatten(result.meta_grads)
+      meta_norm = tf.linalg.global_norm(meta_grads)
+      if self.config.meta_max_grad_norm is not None:
+        meta_grads, _ = tf.clip_by_global_norm(
+            meta_grads, self.config.meta_max_grad_norm, use_norm=meta_norm)
+      new_meta, new_meta_state = self.meta_optimizer.update(
+          meta_grads, _read(self.meta_opt_state),
+          [tf.convert_to_tensor(v) for v in flat_meta],
+          tf.constant(self.config.meta_learning_rate, self.dtype))
+      metrics["outer_loss"] = result.outer_loss
+      metrics["meta_grad_norm"] = meta_norm
+      for k, v in result.outer_logs.items():
+        metrics["outer/" + k] = v
+    else:
+      inner = self.engine.inner_loop(
+          self._inner_loss, variables, _read(self.opt_state), {}, inner_batch,
+          lr)
+      finite = inner.finite
+    metrics["inner_loss"] = tf.add_n(inner.losses) / len(inner.losses)
+    metrics["grad_norm"] = tf.add_n(inner.grad_norms) / len(inner.grad_norms)
+    for k, v in inner.logs[-1].items():
+      metrics[k] = v
+
+    keep = lambda new, old: tf.where(finite, tf.cast(new, old.dtype), old)
+    flat_state = tf.nest.flatten(self.opt_state)
+    targets = variables + flat_state
+    values = ([keep(n, tf.convert_to_tensor(o))
+               for n, o in zip(inner.params, variables)] +
+              [keep(n, tf.convert_to_tensor(o)) for n, o in
+               zip(tf.nest.flatten(inner.opt_state), flat_state)])
+    if meta_vars:
+      flat_meta_state = tf.nest.flatten(self.meta_opt_state)
+      targets += flat_meta + flat_meta_state
+      values += ([keep(n, tf.convert_to_tensor(o))
+                  for n, o in zip(new_meta, flat_meta)] +
+                 [keep(n, tf.convert_to_tensor(o)) for n, o in
+                  zip(tf.nest.flatten(new_meta_state), flat_meta_state)])
+    replicas.assign_from_replicas(targets, values)
+    replicas.assign_from_replicas(
+        [self.learner_steps, self.skipped_updates],
+        [self.learner_steps + 1,
+         self.skipped_updates + tf.cast(tf.logical_not(finite), tf.int64)])
+    for k, v in self._meta_values(self._meta_variables()).items():
+      _summarise("meta/" + k, v, metrics)
+    metrics["skipped_updates"] = self.skipped_updates
+    return {k: tf.cast(v, tf.float32) for k, v in metrics.items()}

@@ -1,0 +1,169 @@
+"""The (leaky) V-trace actor-critic loss shared by the actor-critic agents.
+
+STAC supplement Algorithm 1 (Zahavy et al. 2020), generalised to
+- separate leaky coefficients alpha_rho (for rho and the policy-gradient
+  weight) and alpha_c (for the traces), STAC fig. 5b; alpha_rho = alpha_c is
+  the main STAC agent;
+- a quantile value head (DrMG, seed 002 eq. 9-11): values `[T+1, B, N]`,
+  per-quantile gamma, lambda and value-loss weight (vectors `[N]`), quantile
+  Huber value loss.
+
+Conventions (Algorithm 1): the importance ratios and the value estimates that
+enter the targets are stop-gradiented, but the targets stay differentiable
+with respect to gamma, lambda and alpha, which is what lets the meta-gradient
+reach them. The stop-gradiented quantities come from `reference_policy` and
+`reference_values`: the network outputs at the same parameters in a normal
+update, or at fixed reference parameters when a caller needs the loss as an
+ordinary function of the parameters (finite-difference checks of
+meta-gradients, see `meta.engine.MetaGradientEngine.outer_loss_at`). With `inner=True` the policy-gradient advantage is not
+stop-gradiented (line 20), so it carries eta; with `inner=False` (the outer
+loss, line 22) the whole advantage is a constant.
+
+Losses are sums over time and over the batch held by this replica, as in
+Algorithm 1; the meta-gradient engine all-sums gradients over replicas, so the
+global gradient is that of the sum over the global batch.
+"""
+
+from typing import NamedTuple, Optional, Union
+
+import tensorflow as tf
+
+from tf_metagrad.ops import distributional
+from tf_metagrad.ops import vtrace
+
+Scalar = Union[float, tf.Tensor]
+
+
+class LossHyperparams(NamedTuple):
+  """The hyperparameters zeta of Algorithm 1 (inner values or outer ones).
+
+  For a quantile head, `gamma`, `lambda_` and `g_v` may be vectors `[N]`
+  (DrMG); everything else is a scalar.
+  """
+
+  gamma: Scalar
+  lambda_: Scalar = 1.0
+  alpha_rho: Scalar = 1.0
+  alpha_c: Scalar = 1.0
+  g_v: Scalar = 0.25
+  g_p: Scalar = 1.0
+  g_e: Scalar = 0.01
+
+
+class LossOutputs(NamedTuple):
+  loss: tf.Tensor
+  value_loss: tf.Tensor
+  policy_loss: tf.Tensor
+  entropy_loss: tf.Tensor
+  vs: tf.Tensor
+  advantages: tf.Tensor
+
+
+def actor_critic_loss(policy,
+                      values: tf.Tensor,
+                      reference_policy,
+                      reference_values: tf.Tensor,
+                      actions: tf.Tensor,
+                      rewards: tf.Tensor,
+                      discounts: tf.Tensor,
+                      behaviour_log_prob: tf.Tensor,
+                      hparams: LossHyperparams,
+                      inner: bool,
+                      clip_rho_threshold: Optional[float] = 1.0,
+                      clip_pg_rho_threshold: Optional[float] = 1.0,
+                      quantile_taus: Optional[tf.Tensor] = None,
+                      kappa: float = 1.0,
+                      distributional_advantage: str = "vtrace"
+                      ) -> LossOutputs:
+  """Algorithm 1 of the STAC supplement, scalar or quantile values.
+
+  Args:
+    policy: a `distributions.Categorical` or `SquashedGaussian` over `[T, B]`.
+    values: V_theta(x_0..x_T), `[T+1, B]`, or quantiles `[T+1, B, N]`.
+    reference_policy: the policy whose (stop-gradiented) log-probabilities
+      give the importance ratios.
+    reference_values: the (stop-gradiented) values the targets are built
+      from, shaped like `values`.
+    actions: `[T, B]` or `[T, B, A]`.
+    rewards: `[T, B]` (already clipped if the agent clips).
+    discounts: `[T, B]` environment discounts (0 at terminals); multiplied
+      by `hparams.gamma` here.
+    behaviour_log_prob: `[T, B]` log mu(a_t | x_t).
+    hparams: inner (eta-dependent) or outer (fixed) hyperparameters.
+    inner: Algorithm 1's inner-loss flag (see the module docstring).
+    clip_rho_threshold: rho-bar.
+    clip_pg_rho_threshold: rho-bar of the policy-gradient weight.
+    quantile_taus: `[N]` quantile midpoints; required iff values has N.
+    kappa: Huber threshold of the quantile loss.
+    distributional_advantage: with quantiles, "vtrace" averages the
+      per-quantile V-trace policy-gradient advantages
+      rho^pg (r + gamma vs_{t+1} - Z); "drmg" is seed 002 eq. 11,
+      mean_q (Gamma_q - Z_q) min(c-bar, IS), with c-bar = clip_pg_rho.
+
+  Returns:
+    `LossOutputs`; `loss` = g_v L_value + g_p L_policy + g_e L_entropy.
+  """
+  dtype = values.dtype
+  quantile = values.shape.rank == 3
+  if quantile and quantile_taus is None:
+    raise ValueError("values have a quantile axis; quantile_taus is required.")
+  if not quantile and values.shape.rank != 2:
+    raise ValueError(
+        f"values must be [T+1, B] or [T+1, B, N], got {values.shape}.")
+  if distributional_advantage not in ("vtrace", "drmg"):
+    raise ValueError(
+        "distributional_advantage must be 'vtrace' or 'drmg', got "
+        f"{distributional_advantage!r}.")
+  gamma = tf.cast(hparams.gamma, dtype)
+  lambda_ = tf.cast(hparams.lambda_, dtype)
+  g_v = tf.cast(hparams.g_v, dtype)
+  g_p = tf.cast(hparams.g_p, dtype)
+  g_e = tf.cast(hparams.g_e, dtype)
+
+  log_pi = tf.cast(policy.log_prob(actions), dtype)
+  log_rhos = tf.stop_gradient(
+      tf.cast(reference_policy.log_prob(actions), dtype)
+      - tf.cast(behaviour_log_prob, dtype))
+  env_discounts = tf.cast(discounts, dtype)
+  if quantile:
+    env_discounts = env_discounts[..., None]
+  target_values = tf.stop_gradient(tf.cast(reference_values, dtype))
+  returns = vtrace.from_importance_weights(
+      log_rhos=log_rhos,
+      discounts=env_discounts * gamma,
+      rewards=tf.cast(rewards, dtype),
+      values=target_values[:-1],
+      bootstrap_value=target_values[-1],
+      clip_rho_threshold=clip_rho_threshold,
+      clip_pg_rho_threshold=clip_pg_rho_threshold,
+      lambda_=lambda_,
+      alpha=tf.cast(hparams.alpha_rho, dtype),
+      alpha_c=tf.cast(hparams.alpha_c, dtype))
+
+  if quantile:
+    n = values.shape[-1]
+    per_quantile = distributional.quantile_huber_loss(
+        predictions=tf.reshape(values[:-1], [-1, n]),
+        targets=tf.reshape(returns.vs, [-1, n]),
+        taus=tf.cast(quantile_taus, dtype), kappa=kappa,
+        reduce_quantiles=False)
+    value_loss = tf.reduce_sum(per_quantile * g_v)
+    if distributional_advantage == "vtrace":
+      advantages = tf.reduce_mean(returns.pg_advantages, axis=-1)
+    else:
+      is_ratio = tf.exp(log_rhos)
+      if clip_pg_rho_threshold is not None:
+        is_ratio = tf.minimum(tf.cast(clip_pg_rho_threshold, dtype), is_ratio)
+      advantages = tf.reduce_mean(returns.vs - target_values[:-1],
+                                  axis=-1) * is_ratio
+  else:
+    value_loss = g_v * tf.reduce_sum(tf.square(returns.vs - values[:-1]))
+    advantages = returns.pg_advantages
+  if not inner:
+    advantages = tf.stop_gradient(advantages)
+  policy_loss = -g_p * tf.reduce_sum(log_pi * advantages)
+  entropy_loss = -g_e * tf.reduce_sum(tf.cast(policy.regularizer(), dtype))
+  return LossOutputs(
+      loss=value_loss + policy_loss + entropy_loss,
+      value_loss=value_loss, policy_loss=policy_loss,
+      entropy_loss=entropy_loss, vs=returns.vs, advantages=advantages)

@@ -1,0 +1,223 @@
+"""The agent network: a torso chosen from the observation spec, and heads.
+
+Torso (STAC supplement Table 2): `[H, W, 4]` uint8 frames -> the IMPALA deep
+ResNet (Atari); `[H, W, 3]` uint8 pixels -> the DM Control conv torso; any
+other observation is flattened and fed to a (256, 256) MLP (features, toy
+domains). Heads: one or more (STACX) policy/value heads; discrete actions get
+softmax logits, `Box` actions a tanh-squashed Gaussian; the value is a scalar
+or N quantiles (distributional).
+
+The network always stacks heads on a leading axis (size 1 without STACX), so
+outputs are `(logits [n, ..., A], value [n, ...] or [n, ..., N])` or
+`(mean, std, value)` for continuous actions.
+"""
+
+from typing import Optional
+
+import gymnasium
+import numpy as np
+import tensorflow as tf
+
+from tf_metagrad.agents import distributions
+from tf_metagrad.networks import heads as heads_lib
+from tf_metagrad.networks import multi_head
+from tf_metagrad.networks import params
+from tf_metagrad.networks import torsos
+
+
+@tf.keras.utils.register_keras_serializable(package="tf_metagrad")
+class GaussianQuantileHead(params.ParamLayer):
+  """Squashed-Gaussian policy and N value quantiles (continuous DrMG)."""
+
+  def __init__(self, action_dim: int, num_quantiles: int,
+               hidden_sizes=(256, 256), **kwargs):
+    super().__init__(**kwargs)
+    self.action_dim = int(action_dim)
+    self.num_quantiles = int(num_quantiles)
+    self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
+    self.policy = heads_lib.SquashedGaussianPolicyHead(
+        self.action_dim, self.hidden_sizes, dtype=self.dtype_policy,
+        name="policy")
+    self.value = heads_lib.QuantileValueHead(
+        self.num_quantiles, self.hidden_sizes, dtype=self.dtype_policy,
+        name="value")
+
+  def build(self, input_shape):
+    self.policy.build(input_shape)
+    self.value.build(input_shape)
+    super().build(input_shape)
+
+  def call(self, inputs):
+    mean, std = self.policy(inputs)
+    return mean, std, self.value(inputs)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(action_dim=self.action_dim,
+                  num_quantiles=self.num_quantiles,
+                  hidden_sizes=self.hidden_sizes)
+    return config
+
+
+def _torso_kind(spec: tf.TensorSpec, choice: str) -> str:
+  if choice != "auto":
+    return choice
+  shape = spec.shape
+  if spec.dtype == tf.uint8 and shape.rank == 3:
+    return "resnet" if shape[-1] == 4 else "conv"
+  return "mlp"
+
+
+@tf.keras.utils.register_keras_serializable(package="tf_metagrad")
+class AgentNetwork(params.ParamLayer):
+  """Torso + (multi-)head network of the actor-critic agents.
+
+  Args:
+    observation_shape: shape of one observation (no batch dims).
+    observation_dtype: its dtype name.
+    num_actions: A for discrete actions, else None.
+    action_dim: A for continuous actions, else None.
+    torso: "mlp", "resnet" or "conv".
+    num_heads: policy/value heads (STACX: 3).
+    num_quantiles: None for a scalar value, else N.
+    mlp_hidden_sizes, resnet_channels, head_hidden_sizes: architecture.
+  """
+
+  def __init__(self, observation_shape, observation_dtype: str,
+               num_actions: Optional[int] = None,
+               action_dim: Optional[int] = None, torso: str = "mlp",
+               num_heads: int = 1, num_quantiles: Optional[int] = None,
+               mlp_hidden_sizes=(256, 256), resnet_channels=(16, 32, 32),
+               head_hidden_sizes=(256, 256), **kwargs):
+    super().__init__(**kwargs)
+    if (num_actions is None) == (action_dim is None):
+      raise ValueError("Give exactly one of num_actions (discrete) and "
+                       "action_dim (continuous).")
+    self.observation_shape = tuple(int(d) for d in observation_shape)
+    self.observation_dtype = tf.as_dtype(observation_dtype).name
+    self.num_actions = num_actions
+    self.action_dim = action_dim
+    self.torso_kind = torso
+    self.num_heads = int(num_heads)
+    self.num_quantiles = num_quantiles
+    self.mlp_hidden_sizes = tuple(mlp_hidden_sizes)
+    self.resnet_channels = tuple(resnet_channels)
+    self.head_hidden_sizes = tuple(head_hidden_sizes)
+    dtype = self.dtype_policy
+    if torso == "mlp":
+      self.torso = torsos.MLPTorso(self.mlp_hidden_sizes, dtype=dtype,
+                                   name="torso")
+    elif torso == "resnet":
+      self.torso = torsos.AtariResNetTorso(self.resnet_channels, dtype=dtype,
+                                           name="torso")
+    elif torso == "conv":
+      self.torso = torsos.ConvTorso(dtype=dtype, name="torso")
+    else:
+      raise ValueError(
+          f"torso must be 'mlp', 'resnet' or 'conv', got {torso!r}.")
+    hidden = self.head_hidden_sizes
+    if num_actions is not None and num_quantiles is None:
+      head = heads_lib.PolicyValueHead(num_actions, hidden, dtype=dtype)
+    elif num_actions is not None:
+      head = heads_lib.PolicyQuantileHead(num_actions, num_quantiles, hidden,
+                                          dtype=dtype)
+    elif num_quantiles is None:
+      head = heads_lib.GaussianPolicyValueHead(action_dim, hidden,
+                                               dtype=dtype)
+    else:
+      head = GaussianQuantileHead(action_dim, num_quantiles, hidden,
+                                  dtype=dtype)
+    self.heads = multi_head.MultiHead(head, self.num_heads, dtype=dtype,
+                                      name="heads")
+
+  def _features(self, observation):
+    observation = tf.convert_to_tensor(observation)
+    rank = len(self.observation_shape)
+    if tuple(observation.shape[-rank:] if rank else ()) != \
+        self.observation_shape:
+      raise ValueError(
+          f"observation must end in shape {list(self.observation_shape)}, "
+          f"got {observation.shape}.")
+    if self.torso_kind == "mlp":
+      flat = int(np.prod(self.observation_shape)) if rank else 1
+      leading = tf.shape(observation)[:tf.rank(observation) - rank]
+      observation = tf.reshape(
+          tf.cast(observation, self.compute_dtype),
+          tf.concat([leading, [flat]], 0))
+      observation = tf.ensure_shape(
+          observation, observation.shape[:-1].concatenate([flat]))
+    return self.torso(observation)
+
+  def build(self, input_shape):
+    features_shape = self.torso.compute_output_shape(
+        self._torso_input_shape(input_shape))
+    self.torso.build(self._torso_input_shape(input_shape))
+    self.heads.build(features_shape)
+    super().build(input_shape)
+
+  def _torso_input_shape(self, input_shape):
+    input_shape = tf.TensorShape(input_shape)
+    rank = len(self.observation_shape)
+    if self.torso_kind == "mlp":
+      flat = int(np.prod(self.observation_shape)) if rank else 1
+      return input_shape[:input_shape.rank - rank].concatenate([flat])
+    return input_shape
+
+  def call(self, observation):
+    return self.heads(self._features(observation))
+
+  # ------------------------------------------------------ output accessors
+  def policy(self, outputs, head: int = 0, time_slice=slice(None)):
+    """The policy distribution of one head, optionally sliced in time."""
+    if self.num_actions is not None:
+      return distributions.Categorical(outputs[0][head][time_slice])
+    return distributions.SquashedGaussian(outputs[0][head][time_slice],
+                                          outputs[1][head][time_slice])
+
+  def values(self, outputs, head: int = 0):
+    return outputs[-1][head]
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(
+        observation_shape=self.observation_shape,
+        observation_dtype=self.observation_dtype,
+        num_actions=self.num_actions, action_dim=self.action_dim,
+        torso=self.torso_kind, num_heads=self.num_heads,
+        num_quantiles=self.num_quantiles,
+        mlp_hidden_sizes=self.mlp_hidden_sizes,
+        resnet_channels=self.resnet_channels,
+        head_hidden_sizes=self.head_hidden_sizes)
+    return config
+
+
+def make_network(config, observation_spec: tf.TensorSpec,
+                 action_space: gymnasium.spaces.Space) -> AgentNetwork:
+  """Builds the (built) agent network for a spec, action space and config."""
+  if not isinstance(observation_spec, tf.TensorSpec):
+    raise TypeError(
+        "observation_spec must be a tf.TensorSpec, got "
+        f"{type(observation_spec).__name__}.")
+  if isinstance(action_space, gymnasium.spaces.Discrete):
+    kwargs = dict(num_actions=int(action_space.n))
+  elif isinstance(action_space, gymnasium.spaces.Box):
+    if len(action_space.shape) != 1:
+      raise ValueError(
+          f"Box action spaces must be 1-D, got shape {action_space.shape}.")
+    kwargs = dict(action_dim=int(action_space.shape[0]))
+  else:
+    raise TypeError(
+        "action_space must be gymnasium.spaces.Discrete or Box, got "
+        f"{type(action_space).__name__}.")
+  network = AgentNetwork(
+      observation_shape=observation_spec.shape.as_list(),
+      observation_dtype=observation_spec.dtype.name,
+      torso=_torso_kind(observation_spec, config.torso),
+      num_heads=getattr(config, "num_heads", 1),
+      num_quantiles=config.num_quantiles if config.distributional else None,
+      mlp_hidden_sizes=config.mlp_hidden_sizes,
+      resnet_channels=config.resnet_channels,
+      head_hidden_sizes=config.head_hidden_sizes,
+      dtype=config.dtype, name="agent_network", **kwargs)
+  network.build(tf.TensorShape([None]).concatenate(observation_spec.shape))
+  return network

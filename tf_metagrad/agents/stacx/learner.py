@@ -1,0 +1,13 @@
+"""STACX learner: per-head eta_i, heads' inner losses averaged (Alg. 2 l. 11)."""
+
+from tf_metagrad.agents import actor_critic
+
+
+class StacxLearner(actor_critic.ActorCriticLearner):
+  """n heads x |eta| scalar metaparameters, keyed "<name>/head<i>"."""
+
+  def __init__(self, config, network, strategy=None):
+    specs = [actor_critic.MetaSpec(name, head=head)
+             for head in range(config.num_heads)
+             for name in config.eta_names()]
+    super().__init__(config, network, meta_specs=specs, strategy=strategy)

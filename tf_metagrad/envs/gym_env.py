@@ -1,0 +1,104 @@
+"""Any installed Gymnasium id (`gym:<id>`) in the agents' conventions.
+
+Observations: a float `Box` is cast to float32, an integer `Box` keeps its
+dtype (e.g. uint8 images), a `Discrete(n)` observation becomes a float32
+one-hot `[n]`. Actions: `Discrete` passes through; a bounded `Box` is
+exposed as `Box(-1, 1)` and mapped affinely onto its bounds.
+"""
+
+from typing import Any, Dict, Optional
+
+import gymnasium
+import numpy as np
+import tensorflow as tf
+
+from tf_metagrad.envs import seeding
+from tf_metagrad.envs import spaces
+
+
+class GymEnv(gymnasium.Wrapper):
+  """Wraps `gymnasium.make(env_id, **kwargs)`.
+
+  Attributes:
+    observation_spec: `tf.TensorSpec` of one converted observation.
+    observation_space: the matching Box.
+    action_space: `Discrete` or `Box(-1, 1)`.
+  """
+
+  def __init__(self, env_id: str, seed: Optional[int] = None, **kwargs):
+    """Builds the environment.
+
+    Args:
+      env_id: a registered Gymnasium id, e.g. "CartPole-v1".
+      seed: seed of the first `reset()`; None draws one from OS entropy.
+      **kwargs: passed to `gymnasium.make`.
+
+    Raises:
+      ValueError: if the id is not registered.
+      TypeError: if its spaces are not Box / Discrete, or a Box action space
+        is unbounded.
+    """
+    if env_id not in gymnasium.registry:
+      raise ValueError(f"Unknown Gymnasium id {env_id!r}; registered ids: "
+                       f"{', '.join(sorted(gymnasium.registry))}.")
+    super().__init__(gymnasium.make(env_id, **kwargs))
+    self._initial_seed = (seeding.fresh_seed() if seed is None else
+                          seeding.check_seed(seed))
+    self._seeded = False
+    obs_space = self.env.observation_space
+    if isinstance(obs_space, gymnasium.spaces.Discrete):
+      self._one_hot = int(obs_space.n)
+      shape, dtype = (self._one_hot,), np.float32
+      self.observation_space = gymnasium.spaces.Box(0.0, 1.0, shape, dtype)
+    elif isinstance(obs_space, gymnasium.spaces.Box):
+      self._one_hot = 0
+      shape = obs_space.shape
+      dtype = (np.float32 if np.issubdtype(obs_space.dtype, np.floating) else
+               obs_space.dtype)
+      self.observation_space = gymnasium.spaces.Box(
+          obs_space.low.astype(dtype), obs_space.high.astype(dtype), shape,
+          dtype)
+    else:
+      raise TypeError(f"gym:{env_id} has observation space {obs_space}; only "
+                      "Box and Discrete are supported.")
+    self._dtype = np.dtype(dtype)
+    self.observation_spec = tf.TensorSpec(shape, tf.as_dtype(self._dtype),
+                                          "observation")
+    act_space = self.env.action_space
+    if isinstance(act_space, gymnasium.spaces.Discrete):
+      self._bounds = None
+      self.action_space = act_space
+    elif isinstance(act_space, gymnasium.spaces.Box):
+      if not (np.all(np.isfinite(act_space.low)) and
+              np.all(np.isfinite(act_space.high))):
+        raise TypeError(f"gym:{env_id} has an unbounded action space "
+                        f"{act_space}; it cannot be mapped from [-1, 1].")
+      self._bounds = (act_space.low.astype(np.float64),
+                      act_space.high.astype(np.float64))
+      self.action_space = spaces.unit_box(act_space.shape)
+    else:
+      raise TypeError(f"gym:{env_id} has action space {act_space}; only "
+                      "Discrete and Box are supported.")
+
+  def _convert(self, observation) -> np.ndarray:
+    if self._one_hot:
+      one_hot = np.zeros(self._one_hot, np.float32)
+      one_hot[int(observation)] = 1.0
+      return one_hot
+    return np.asarray(observation, self._dtype)
+
+  def reset(self, *, seed: Optional[int] = None,
+            options: Optional[Dict[str, Any]] = None):
+    if seed is None and not self._seeded:
+      seed = self._initial_seed
+    self._seeded = True
+    observation, info = self.env.reset(seed=seed, options=options)
+    return self._convert(observation), info
+
+  def step(self, action):
+    if self._bounds is not None:
+      action = spaces.rescale_action(action, *self._bounds).astype(
+          self.env.action_space.dtype)
+    observation, reward, terminated, truncated, info = self.env.step(action)
+    return (self._convert(observation), float(reward), bool(terminated),
+            bool(truncated), info)

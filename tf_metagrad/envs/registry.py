@@ -1,0 +1,116 @@
+"""`make` / `make_batched`: one entry point for every environment family."""
+
+from typing import Callable, Dict, Optional, Tuple
+
+import gymnasium
+
+from tf_metagrad.envs import batched
+from tf_metagrad.envs import catch
+from tf_metagrad.envs import random_walk
+from tf_metagrad.envs import toy
+from tf_metagrad.envs import two_colors
+
+_TOY: Dict[str, Tuple[type, type]] = {
+    "catch": (catch.CatchEnv, catch.CatchCore),
+    "random_walk": (random_walk.RandomWalkEnv, random_walk.RandomWalkCore),
+    "two_colors": (two_colors.TwoColorsEnv, two_colors.TwoColorsCore),
+}
+
+VALID_NAMES: Tuple[str, ...] = (
+    "catch",
+    "random_walk",
+    "two_colors",
+    "atari:<Game> (e.g. atari:Pong, atari:SpaceInvaders)",
+    "dmc:<domain>-<task> (features, e.g. dmc:cartpole-swingup)",
+    "dmc_pixels:<domain>-<task> (84x84 RGB, e.g. dmc_pixels:walker-walk)",
+    "gym:<id> (any installed Gymnasium id, e.g. gym:CartPole-v1)",
+)
+
+
+def _unknown(name) -> ValueError:
+  return ValueError(f"Unknown environment name {name!r}; valid names are: "
+                    f"{'; '.join(VALID_NAMES)}.")
+
+
+def _split_dmc(name: str, rest: str) -> Tuple[str, str]:
+  domain, dash, task = rest.partition("-")
+  if not (domain and dash and task):
+    raise ValueError(f"{name!r} must look like dmc:<domain>-<task>, e.g. "
+                     "dmc:cartpole-swingup.")
+  return domain, task
+
+
+def _single_factory(name: str, kwargs) -> Callable[[Optional[int]],
+                                                    gymnasium.Env]:
+  """Parses `name` and returns seed -> environment."""
+  if not isinstance(name, str):
+    raise TypeError(f"name must be a string, got {type(name).__name__} "
+                    f"{name!r}; valid names are: {'; '.join(VALID_NAMES)}.")
+  if name in _TOY:
+    env_class = _TOY[name][0]
+    return lambda seed: env_class(seed=seed, **kwargs)
+  family, colon, rest = name.partition(":")
+  if not colon or not rest:
+    raise _unknown(name)
+  if family == "atari":
+    from tf_metagrad.envs import atari  # pylint: disable=g-import-not-at-top
+    return lambda seed: atari.AtariEnv(rest, seed=seed, **kwargs)
+  if family in ("dmc", "dmc_pixels"):
+    from tf_metagrad.envs import dmc  # pylint: disable=g-import-not-at-top
+    domain, task = _split_dmc(name, rest)
+    pixels = family == "dmc_pixels"
+    return lambda seed: dmc.DMCEnv(domain, task, seed=seed, pixels=pixels,
+                                   **kwargs)
+  if family == "gym":
+    from tf_metagrad.envs import gym_env  # pylint: disable=g-import-not-at-top
+    return lambda seed: gym_env.GymEnv(rest, seed=seed, **kwargs)
+  raise _unknown(name)
+
+
+def make(name: str, seed: Optional[int] = None, **kwargs) -> gymnasium.Env:
+  """Builds one environment.
+
+  Args:
+    name: one of `VALID_NAMES`.
+    seed: seed of the first `reset()` (None draws one from OS entropy).
+    **kwargs: the family's options, e.g. `rows=6` for catch, `noop_max=0`
+      for atari, `action_repeat=2` for dmc.
+
+  Returns:
+    A `gymnasium.Env` with `observation_spec` (`tf.TensorSpec`, no batch
+    dimension) and `action_space` (`Discrete` or `Box(-1, 1)`).
+
+  Raises:
+    ValueError: for an unknown name (the message lists the valid ones) or a
+      bad option; TypeError for a non-string name.
+  """
+  return _single_factory(name, kwargs)(seed)
+
+
+def make_batched(name: str, num_envs: int, seed: Optional[int] = None,
+                 **kwargs) -> batched.BatchedEnv:
+  """Builds K copies stepped together with auto-reset.
+
+  Copy i uses `derive_seed(seed, i)` and equals
+  `make(name, seed=derive_seed(seed, i), **kwargs)` step for step. Toy
+  domains are vectorised over K in numpy; other families loop over K single
+  environments.
+
+  Args:
+    name: one of `VALID_NAMES`.
+    num_envs: K >= 1.
+    seed: batch seed (None draws one from OS entropy).
+    **kwargs: as for `make`.
+
+  Returns:
+    A `BatchedEnv`.
+
+  Raises:
+    ValueError / TypeError: as for `make`, or for a bad `num_envs`.
+  """
+  num_envs = batched.check_num_envs(num_envs)
+  factory = _single_factory(name, kwargs)
+  if name in _TOY:
+    core = _TOY[name][1](num_envs=num_envs, **kwargs)
+    return toy.ToyBatchedEnv(core, seed=seed)
+  return batched.LoopBatchedEnv(factory, num_envs, seed=seed)
