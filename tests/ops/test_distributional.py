@@ -75,6 +75,23 @@ def test_hand_computed_case():
   np.testing.assert_allclose(pure.numpy(), [(0.75 + 0.375) / 2])
 
 
+def test_unreduced_loss_per_predicted_quantile():
+  predictions, targets, taus = make_inputs(seed=7)
+  args = [tf.constant(x) for x in (predictions, targets, taus)]
+  per_quantile = distributional.quantile_huber_loss(*args,
+                                                    reduce_quantiles=False)
+  assert per_quantile.shape == (B, N)
+  for i in range(N):
+    # Loss of quantile i alone: a one-quantile problem at tau_i.
+    np.testing.assert_allclose(
+        per_quantile[:, i].numpy(),
+        reference_loss(predictions[:, i:i + 1], targets, taus[i:i + 1], 1.0),
+        rtol=1e-12)
+  np.testing.assert_allclose(
+      tf.reduce_sum(per_quantile, -1).numpy(),
+      distributional.quantile_huber_loss(*args).numpy(), rtol=1e-12)
+
+
 def test_extra_leading_dimensions_and_per_example_taus():
   rng = np.random.default_rng(2)
   predictions = rng.normal(size=(2, B, N))

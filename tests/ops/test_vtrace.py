@@ -29,17 +29,18 @@ def make_inputs(seed, quantiles=False):
 
 def reference_vtrace(log_rhos, discounts, rewards, values, bootstrap_value,
                      clip_rho_threshold=1.0, clip_pg_rho_threshold=1.0,
-                     lambda_=1.0, alpha=1.0):
+                     lambda_=1.0, alpha=1.0, alpha_c=None):
   """Direct O(T^2) sums of STAC Algorithm 1; per-step args pre-broadcast."""
   ratios = np.exp(log_rhos)
+  alpha_c = alpha if alpha_c is None else alpha_c
 
-  def leaky(threshold):
+  def leaky(threshold, mix):
     truncated = ratios if threshold is None else np.minimum(threshold, ratios)
-    return (1 - alpha) * ratios + alpha * truncated
+    return (1 - mix) * ratios + mix * truncated
 
-  rhos = leaky(clip_rho_threshold)
-  cs = lambda_ * leaky(1.0)
-  pg_rhos = leaky(clip_pg_rho_threshold)
+  rhos = leaky(clip_rho_threshold, alpha)
+  cs = lambda_ * leaky(1.0, alpha_c)
+  pg_rhos = leaky(clip_pg_rho_threshold, alpha)
   all_values = np.concatenate([values, bootstrap_value[None]])
   num_steps = values.shape[0]
   vs = []
@@ -118,6 +119,22 @@ def test_alpha_one_is_classic_vtrace(clips):
   for actual in (python_alpha, tensor_alpha):
     np.testing.assert_allclose(actual[0], expected[0], rtol=1e-13)
     np.testing.assert_allclose(actual[1], expected[1], rtol=1e-13)
+
+
+@pytest.mark.parametrize('alpha,alpha_c', [(0.3, 0.8), (1.0, 0.2),
+                                           (0.6, 1.0)])
+def test_separate_trace_alpha_matches_brute_force(alpha, alpha_c):
+  inputs = make_inputs(seed=15)
+  kwargs = dict(clip_rho_threshold=2.0, lambda_=0.9, alpha=alpha)
+  expected = reference_vtrace(**inputs, **kwargs, alpha_c=alpha_c)
+  actual = run(inputs, **kwargs, alpha_c=alpha_c)
+  np.testing.assert_allclose(actual[0], expected[0], rtol=1e-12)
+  np.testing.assert_allclose(actual[1], expected[1], rtol=1e-12)
+  same = run(inputs, **dict(kwargs, alpha=tf.constant(alpha, tf.float64)),
+             alpha_c=alpha)
+  default = run(inputs, **dict(kwargs, alpha=tf.constant(alpha, tf.float64)))
+  np.testing.assert_array_equal(same[0], default[0])
+  np.testing.assert_array_equal(same[1], default[1])
 
 
 def test_python_alpha_one_survives_overflowing_ratios():
@@ -211,9 +228,9 @@ def test_quantile_axis_per_step_lambda_and_brute_force():
 
 
 def leaky_vtrace_objective(weights_vs, weights_pg):
-  def objective(lambda_, alpha, **inputs):
+  def objective(lambda_, alpha, alpha_c=None, **inputs):
     result = vtrace.from_importance_weights(**inputs, lambda_=lambda_,
-                                            alpha=alpha)
+                                            alpha=alpha, alpha_c=alpha_c)
     return (tf.reduce_sum(weights_vs * result.vs) +
             tf.reduce_sum(weights_pg * result.pg_advantages))
   return objective
@@ -235,22 +252,26 @@ def test_scalar_lambda_gradient(check_gradients):
   inputs = make_inputs(seed=10)
   inputs['lambda_'] = np.array(0.8)
   inputs['alpha'] = np.array(0.7)
+  inputs['alpha_c'] = np.random.default_rng(10).uniform(0.2, 0.9, [T, B])
   rng = np.random.default_rng(10)
   objective = leaky_vtrace_objective(rng.normal(size=[T, B]),
                                      rng.normal(size=[T, B]))
-  check_gradients(objective, inputs, ['lambda_', 'alpha', 'discounts'])
+  check_gradients(objective, inputs,
+                  ['lambda_', 'alpha', 'alpha_c', 'discounts'])
 
 
 @pytest.mark.parametrize('inner,outer', [('values', 'alpha'),
                                          ('values', 'lambda_'),
                                          ('discounts', 'lambda_'),
                                          ('log_rhos', 'alpha'),
-                                         ('alpha', 'discounts')])
+                                         ('alpha', 'discounts'),
+                                         ('values', 'alpha_c')])
 def test_second_order_matches_finite_differences(check_second_order, inner,
                                                  outer):
   inputs = make_inputs(seed=11)
   inputs['lambda_'] = np.array(0.8)
   inputs['alpha'] = np.array(0.4)
+  inputs['alpha_c'] = np.array(0.6)
   rng = np.random.default_rng(11)
   objective = leaky_vtrace_objective(rng.normal(size=[T, B]),
                                      rng.normal(size=[T, B]))

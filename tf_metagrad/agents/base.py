@@ -40,6 +40,11 @@ def _read(nest):
   return tf.nest.map_structure(tf.convert_to_tensor, nest)
 
 
+def _is_summed(metric: str) -> bool:
+  leaf = metric.rsplit("/", 1)[-1]
+  return leaf.endswith("loss") or leaf == "kl"
+
+
 def _summarise(name: str, value: tf.Tensor, out: Dict[str, tf.Tensor]):
   """Scalars as they are; vectors as mean/min/max (the issue's contract)."""
   value = tf.convert_to_tensor(value)
@@ -183,9 +188,14 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
 
   def _cross_replica_step(self, batch):
     per_replica = self.strategy.run(self._replica_step, args=(batch,))
-    return tf.nest.map_structure(
-        lambda x: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, x,
-                                       axis=None), per_replica)
+    # Losses are sums over each replica's shard, so their global value is the
+    # sum; everything else (norms of all-reduced gradients, metaparameters,
+    # counters) is identical on every replica.
+    return {
+        k: self.strategy.reduce(
+            tf.distribute.ReduceOp.SUM if _is_summed(k)
+            else tf.distribute.ReduceOp.MEAN, v, axis=None)
+        for k, v in per_replica.items()}
 
   def _replica_step(self, batch):
     inner_batch, outer_batch = self._split(batch)

@@ -53,7 +53,7 @@ class EpisodeTracker:
     self._lengths[:] = 0
 
   def update(self, reward: np.ndarray, done: np.ndarray):
-    """Adds one step; returns (episode_return, episode_length) as in BatchStep."""
+    """Adds one step; returns (episode_return, episode_length) of BatchStep."""
     self._returns += reward
     self._lengths += 1
     episode_return = np.where(done, self._returns, np.nan).astype(np.float32)

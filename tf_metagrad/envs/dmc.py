@@ -160,8 +160,7 @@ class DMCEnv(gymnasium.Env):
       shape = (self.image_size, self.image_size, 3)
       self.observation_spec = tf.TensorSpec(shape, tf.uint8, "observation")
       self.observation_space = gymnasium.spaces.Box(0, 255, shape, np.uint8)
-      self.env.reset()
-      self._render()
+      self._render()  # Fails early, with the renderer message, if needed.
     else:
       size = sum(int(np.prod(s.shape))
                  for s in self.env.observation_spec().values())

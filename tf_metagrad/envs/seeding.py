@@ -99,21 +99,22 @@ class CounterRandom:
 
     Args:
       mask: optional bool `[K]`; only streams where it is True consume
-        numbers (rows of the result where it is False are meaningless).
+        numbers (rows of the result where it is False are 0).
       num: how many numbers each stream draws.
 
     Returns:
       float64 `[K, num]`.
     """
+    rows = (np.arange(self.num_streams) if mask is None else
+            np.flatnonzero(mask))
     offsets = np.arange(1, num + 1, dtype=np.uint64)
     with np.errstate(over="ignore"):
-      position = self._counters[:, None] + offsets[None, :]
-      bits = _finalise(self._keys[:, None] + position * _WEYL)
-    if mask is None:
-      self._counters += _U64(num)
-    else:
-      self._counters[mask] += _U64(num)
-    return (bits >> _U64(11)).astype(np.float64) * (2.0**-53)
+      position = self._counters[rows, None] + offsets[None, :]
+      bits = _finalise(self._keys[rows, None] + position * _WEYL)
+    self._counters[rows] += _U64(num)
+    draws = np.zeros((self.num_streams, num), np.float64)
+    draws[rows] = (bits >> _U64(11)).astype(np.float64) * (2.0**-53)
+    return draws
 
   def integers(self, high: int, mask: Optional[np.ndarray] = None,
                num: int = 1) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Shared machinery of the vectorised toy domains (Catch, RandomWalk, TwoColors).
+"""Machinery shared by the vectorised toy domains (Catch, RandomWalk, ...).
 
 Each domain is written once as a `ToyCore`: numpy state arrays with a leading
 copy dimension K and one `CounterRandom` stream per copy. The single

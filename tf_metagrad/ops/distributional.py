@@ -33,7 +33,8 @@ def quantile_midpoints(num_quantiles: int, dtype=tf.float32):
   return (tf.range(num_quantiles, dtype=dtype) + 0.5) / num_quantiles
 
 
-def quantile_huber_loss(predictions, targets, taus, kappa=1.0):
+def quantile_huber_loss(predictions, targets, taus, kappa=1.0,
+                        reduce_quantiles=True):
   """Quantile Huber loss between predicted and target quantiles.
 
   With u_ij = targets_j - predictions_i (QR-DQN; seed 002 eqs. 1-3):
@@ -53,9 +54,12 @@ def quantile_huber_loss(predictions, targets, taus, kappa=1.0):
     taus: `[N]` quantile levels of `predictions`, or `[..., N]` (e.g. sampled
       per example).
     kappa: Python number >= 0, the Huber threshold.
+    reduce_quantiles: if False, skip the sum over i and return the loss of
+      each predicted quantile (e.g. to weight quantiles differently).
 
   Returns:
-    `[...]` loss per leading index (`[B]` for `[B, N]` predictions).
+    `[...]` loss per leading index (`[B]` for `[B, N]` predictions), or
+    `[..., N]` if `reduce_quantiles` is False.
 
   Raises:
     ValueError: on mismatched shapes or a negative kappa.
@@ -103,4 +107,7 @@ def quantile_huber_loss(predictions, targets, taus, kappa=1.0):
     quadratic = tf.minimum(abs_errors, tf.constant(kappa, dtype))
     huber = 0.5 * quadratic * quadratic + kappa * (abs_errors - quadratic)
   weights = tf.abs(taus[..., tf.newaxis] - tf.cast(errors < 0, dtype))
-  return tf.reduce_sum(tf.reduce_mean(weights * huber, axis=-1), axis=-1)
+  per_quantile = tf.reduce_mean(weights * huber, axis=-1)
+  if not reduce_quantiles:
+    return per_quantile
+  return tf.reduce_sum(per_quantile, axis=-1)

@@ -8,9 +8,9 @@ References:
   DrMG (Yin et al.) eq. 10: per-quantile discount and trace coefficient.
 
 Nothing here stops gradients: meta-gradients flow through the targets to
-`discounts`, `lambda_`, `alpha`, `rewards`, `values`, `bootstrap_value` and
-`log_rhos`. Callers wrap the outputs in `tf.stop_gradient` where a fixed
-target is wanted.
+`discounts`, `lambda_`, `alpha`, `alpha_c`, `rewards`, `values`,
+`bootstrap_value` and `log_rhos`. Callers wrap the outputs in
+`tf.stop_gradient` where a fixed target is wanted.
 """
 
 import numbers
@@ -79,17 +79,18 @@ def from_importance_weights(log_rhos,
   (STAC supplement Algorithm 1; IMPALA eq. 1 when alpha = lambda_ = 1):
 
     rho_t = (1 - alpha) IS_t + alpha min(clip_rho_threshold, IS_t)
-    c_t = lambda_t ((1 - alpha) IS_t + alpha min(1, IS_t))
+    c_t = lambda_t ((1 - alpha_c) IS_t + alpha_c min(1, IS_t))
     delta_t = rho_t (r_t + gamma_t V(x_{t+1}) - V(x_t))
     vs_t - V(x_t) = delta_t + gamma_t c_t (vs_{t+1} - V(x_{t+1}))
     pg_advantages_t = rho^pg_t (r_t + gamma_t vs_{t+1} - V(x_t)),  vs_T = V(x_T)
 
-  where rho^pg uses `clip_pg_rho_threshold` in place of `clip_rho_threshold`.
+  where rho^pg uses `clip_pg_rho_threshold` in place of `clip_rho_threshold`
+  and alpha_c = alpha unless `alpha_c` is given.
 
   Quantile axis (DrMG eq. 10): if `values` is `[T, B, N]`, every quantile is
   an independent V-trace problem sharing the importance weights; `[T, B]`
-  arguments are broadcast over N, and `discounts`, `lambda_` and `alpha` may
-  carry a per-quantile axis.
+  arguments are broadcast over N, and `discounts`, `lambda_`, `alpha` and
+  `alpha_c` may carry a per-quantile axis.
 
   Args:
     log_rhos: `[T, B]` log pi(a_t|x_t) - log mu(a_t|x_t).

@@ -1,0 +1,196 @@
+"""MetaParameters (STAC) and the FRODO target network."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.networks import helpers
+from tf_metagrad import networks
+
+
+def _stac_specs():
+  return {
+      'gamma': networks.MetaParamSpec(),
+      'lambda_': networks.MetaParamSpec(),
+      'g_v': networks.MetaParamSpec(outer_value=0.25),
+      'g_e': {'outer_value': 0.01},
+      'quantile_gamma': networks.MetaParamSpec(shape=(3,),
+                                               init_logit=[0.0, 1.0, 4.6]),
+  }
+
+
+def test_meta_parameters_values_follow_stac_algorithm_2():
+  meta = networks.MetaParameters(_stac_specs())
+  names = [v.name.split('/')[-1].split(':')[0]
+           for v in meta.trainable_variables]
+  assert names == sorted(_stac_specs())
+  values = meta.values()
+  s = helpers.sigmoid(4.6)
+  np.testing.assert_allclose(values['gamma'].numpy(), s, rtol=1e-6)
+  np.testing.assert_allclose(values['lambda_'].numpy(), s, rtol=1e-6)
+  np.testing.assert_allclose(values['g_v'].numpy(), 0.25 * s, rtol=1e-6)
+  np.testing.assert_allclose(values['g_e'].numpy(), 0.01 * s, rtol=1e-6)
+  np.testing.assert_allclose(values['quantile_gamma'].numpy(),
+                             helpers.sigmoid(np.array([0.0, 1.0, 4.6])),
+                             rtol=1e-6)
+  assert abs(s - 0.99) < 1e-3
+  logits = meta.logits()
+  assert set(logits) == set(_stac_specs())
+  assert logits['gamma'] is meta.trainable_variables[2]
+
+
+def test_transform_is_pure_and_checks_names():
+  meta = networks.MetaParameters(_stac_specs(), dtype='float64')
+  got = meta.transform({'g_v': tf.constant(-1.0, tf.float64)})
+  np.testing.assert_allclose(got['g_v'].numpy(), 0.25 * helpers.sigmoid(-1.0),
+                             rtol=1e-12)
+  np.testing.assert_allclose(meta.values()['g_v'].numpy(),
+                             0.25 * helpers.sigmoid(4.6), rtol=1e-12)
+  with pytest.raises(ValueError, match="unknown metaparameters \\['gama'\\]"):
+    meta.transform({'gama': tf.constant(0.0)})
+
+
+def test_meta_parameters_gradient_and_substitution():
+  meta = networks.MetaParameters(_stac_specs(), dtype='float64')
+  logits = [tf.constant(np.linspace(-1, 1, int(np.prod(v.shape))).reshape(
+      v.shape)) for v in meta.trainable_variables]
+
+  def total(arrays):
+    values = networks.call_with_weights(
+        meta, [tf.constant(a) for a in arrays], None)
+    return sum(tf.reduce_sum(v * (i + 1.0))
+               for i, (_, v) in enumerate(sorted(values.items())))
+
+  with tf.GradientTape() as tape:
+    tape.watch(logits)
+    value = total(logits)
+  grads = tape.gradient(value, logits)
+  numerical = helpers.central_difference(total, [l.numpy() for l in logits])
+  specs = meta.specs
+  for i, (name, g, n, l) in enumerate(zip(sorted(specs), grads, numerical,
+                                          logits)):
+    helpers.assert_close_relative(g.numpy(), n, rtol=1e-6)
+    sig = helpers.sigmoid(l.numpy())
+    outer = specs[name].outer_value or 1.0
+    np.testing.assert_allclose(g.numpy(), (i + 1.0) * outer * sig * (1 - sig),
+                               rtol=1e-12)
+
+
+def test_meta_parameters_config_and_checkpoint(tmp_path):
+  meta = networks.MetaParameters(_stac_specs())
+  meta.trainable_variables[0].assign(0.5)
+  clone = networks.MetaParameters.from_config(meta.get_config())
+  assert clone.get_config() == meta.get_config()
+  np.testing.assert_allclose(clone.values()['g_e'].numpy(),
+                             0.01 * helpers.sigmoid(4.6), rtol=1e-6)
+  path = tf.train.Checkpoint(meta=meta).save(os.path.join(tmp_path, 'ckpt'))
+  tf.train.Checkpoint(meta=clone).restore(path).assert_consumed()
+  for a, b in zip(meta.trainable_variables, clone.trainable_variables):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+  with pytest.raises(ValueError, match='does not broadcast'):
+    networks.MetaParameters({'x': networks.MetaParamSpec(shape=(2,),
+                                                         init_logit=[1, 2, 3])})
+
+
+def np_frodo(net, rewards, discounts, next_values, embedding=None):
+  features = np.stack([rewards, discounts, next_values], axis=-1)
+  if embedding is not None:
+    features = np.concatenate([features, embedding], axis=-1)
+  cell = net.lstm.cell
+  batch = rewards.shape[1]
+  zeros = np.zeros((batch, net.units))
+  outputs, _, _ = helpers.np_lstm(
+      features, zeros, zeros, cell.kernel.numpy(),
+      cell.recurrent_kernel.numpy(), cell.bias.numpy(), reverse=True)
+  return outputs @ net.linear.kernel.numpy() + net.linear.bias.numpy()
+
+
+def _trajectory(seed=0, steps=5, batch=3):
+  rng = np.random.default_rng(seed)
+  discounts = np.ones((steps, batch))
+  discounts[2, 1] = 0.0
+  return (rng.normal(size=(steps, batch)), discounts,
+          rng.normal(size=(steps, batch)))
+
+
+def test_frodo_target_matches_backward_lstm_reference():
+  net = networks.FrodoTargetNetwork(units=4, dtype='float64')
+  net.build([None, None])
+  assert net.lstm.cell.kernel.shape == (3, 16)
+  helpers.randomize(net)
+  rewards, discounts, next_values = _trajectory()
+  got = net(rewards, discounts, next_values).numpy()
+  expected = np_frodo(net, rewards, discounts, next_values)[..., 0]
+  np.testing.assert_allclose(got, expected, rtol=1e-12)
+  # Backwards: the target at the last step depends only on the last inputs.
+  moved = rewards.copy()
+  moved[:-1] += 1.0
+  np.testing.assert_array_equal(
+      net(moved, discounts, next_values).numpy()[-1], got[-1])
+  assert not np.allclose(net(moved, discounts, next_values).numpy()[0],
+                         got[0])
+
+
+def test_frodo_embedding_and_distributional_output():
+  rewards, discounts, next_values = _trajectory(1)
+  embedding = np.random.default_rng(2).normal(size=rewards.shape + (2,))
+  net = networks.FrodoTargetNetwork(units=3, output_size=4,
+                                    use_observation_embedding=True,
+                                    dtype='float64')
+  got = net(rewards, discounts, next_values, embedding)
+  assert got.shape == rewards.shape + (4,)
+  assert net.lstm.cell.kernel.shape == (5, 12)
+  helpers.randomize(net)
+  np.testing.assert_allclose(
+      net(rewards, discounts, next_values, embedding).numpy(),
+      np_frodo(net, rewards, discounts, next_values, embedding), rtol=1e-12)
+  eager_built = networks.FrodoTargetNetwork(
+      units=3, use_observation_embedding=True, embedding_size=2)
+  eager_built.build([None, None])
+  assert eager_built.lstm.cell.kernel.shape == (5, 12)
+  with pytest.raises(ValueError, match='no `observation_embedding`'):
+    net(rewards, discounts, next_values)
+  with pytest.raises(ValueError, match='use_observation_embedding=False'):
+    networks.FrodoTargetNetwork()(rewards, discounts, next_values, embedding)
+
+
+def test_frodo_weights_substitute_with_fd_gradients():
+  net = networks.FrodoTargetNetwork(units=2, dtype='float64')
+  net.build([None, None])
+  helpers.randomize(net, seed=3)
+  rewards, discounts, next_values = _trajectory(4, steps=4, batch=2)
+
+  def loss(arrays):
+    targets = networks.call_with_weights(
+        net, [tf.constant(a) for a in arrays], rewards, discounts,
+        next_values)
+    return tf.reduce_sum(tf.sin(targets) * (1.0 + rewards))
+
+  weights = [tf.identity(v) for v in net.trainable_variables]
+  with tf.GradientTape() as tape:
+    tape.watch(weights)
+    value = loss(weights)
+  grads = tape.gradient(value, weights)
+  numerical = helpers.central_difference(loss, [w.numpy() for w in weights])
+  helpers.assert_close_relative(
+      np.concatenate([g.numpy().ravel() for g in grads]),
+      np.concatenate([n.ravel() for n in numerical]), rtol=1e-7)
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'float64'])
+def test_frodo_config_and_load_model(tmp_path, dtype):
+  net = networks.FrodoTargetNetwork(units=3, output_size=2, dtype=dtype)
+  clone = networks.FrodoTargetNetwork.from_config(net.get_config())
+  assert clone.get_config() == net.get_config()
+  r, d, v = [tf.keras.Input(shape=(3,), dtype=dtype) for _ in range(3)]
+  model = tf.keras.Model([r, d, v], net(r, d, v))
+  assert all(w.dtype == dtype for w in model.trainable_variables)
+  helpers.randomize(model)
+  batch = [x.astype(dtype) for x in _trajectory(5)]
+  expected = model(batch)
+  path = os.path.join(tmp_path, 'frodo.keras')
+  model.save(path)
+  loaded = tf.keras.models.load_model(path)
+  np.testing.assert_array_equal(loaded(batch).numpy(), expected.numpy())
