@@ -40,6 +40,15 @@ def _fd_check(learner, inner, outer, eps=1e-5, rtol=1e-5):
     ("stac", {}, 6),
     ("stac", {"separate_alphas": True}, 7),
     ("stacx", {"num_heads": 2}, 12),
+    ("stac", {"distributional": True, "num_quantiles": 3}, 6),
+    ("stacx", {"num_heads": 2, "distributional": True, "num_quantiles": 2},
+     12),
+    ("drmg", {"num_quantiles": 3}, 3 * 3 + 3),
+    ("drmg", {"num_quantiles": 3, "scalar_eta": True}, 6),
+    ("drmg", {"num_quantiles": 3, "n_step": 3}, 3 + 3 + 2),
+    ("drmg", {"num_quantiles": 3, "variant": "eta1"}, 3 + 2),
+    ("drmg", {"num_quantiles": 3, "distributional_advantage": "vtrace",
+              "outer_batch": "split"}, 12),
 ])
 def test_metagradient_matches_finite_differences(agent, overrides, expected):
   rng = np.random.default_rng(0)

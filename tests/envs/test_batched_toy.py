@@ -79,7 +79,7 @@ def test_copies_differ_and_reset_seed_reproduces():
 
 def test_auto_reset_layout():
   batch = envs.make_batched("catch", 3, seed=0)
-  obs = batch.reset()
+  batch.reset()
   assert batch.observation_spec.shape == (10, 5)
   assert batch.num_envs == 3 and batch.action_space.n == 3
   for t in range(9):
@@ -93,7 +93,6 @@ def test_auto_reset_layout():
   # The returned observation is already the next episode's first one.
   np.testing.assert_array_equal(step.observation[:, 0].sum(axis=1), 1.0)
   np.testing.assert_array_equal(step.observation[:, 9, 2], 1.0)
-  del obs
 
 
 def test_bad_actions_are_rejected():

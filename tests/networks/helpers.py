@@ -46,7 +46,8 @@ def randomize(layer, seed=0, scale=0.5):
   """Assigns normal random values to every variable (biases included)."""
   rng = np.random.default_rng(seed)
   for v in layer.trainable_variables:
-    v.assign(rng.normal(scale=scale, size=v.shape).astype(v.dtype.as_numpy_dtype))
+    values = rng.normal(scale=scale, size=v.shape)
+    v.assign(values.astype(v.dtype.as_numpy_dtype))
 
 
 def sigmoid(x):

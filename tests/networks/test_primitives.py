@@ -29,8 +29,8 @@ def test_conv2d_matches_numpy(stride, padding, size):
   layer.build([None, size, size, 2])
   helpers.randomize(layer)
   x = np.random.default_rng(1).normal(size=(2, size, size, 2))
-  expected = helpers.np_conv2d(x, layer.kernel.numpy(), layer.bias.numpy(), stride,
-                       padding)
+  expected = helpers.np_conv2d(x, layer.kernel.numpy(), layer.bias.numpy(),
+                               stride, padding)
   got = layer(x).numpy()
   np.testing.assert_allclose(got, expected, rtol=1e-11, atol=1e-12)
   assert layer.compute_output_shape(x.shape) == got.shape

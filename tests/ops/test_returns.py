@@ -228,6 +228,22 @@ def test_quantile_rewards_and_shared_discounts():
       rtol=1e-12)
 
 
+def test_size_one_quantile_axis_broadcasts():
+  inputs = make_inputs(seed=17, quantiles=True)
+  shared = inputs['discounts'][..., :1]
+  args = tensors(dict(inputs, discounts=shared))
+  expected = returns.lambda_returns(
+      **dict(args, discounts=tf.constant(shared[..., 0])), lambda_=0.7)
+  np.testing.assert_array_equal(
+      returns.lambda_returns(**args, lambda_=0.7).numpy(), expected.numpy())
+  with pytest.raises(ValueError, match=r'`discounts` must have shape \[T, B\] '
+                     r'= \[6, 3\] or \[T, B, N\] = \[6, 3, 4\], got '
+                     r'\[6, 3, 2\]'):
+    returns.lambda_returns(**dict(args, discounts=tf.ones([T, B, 2],
+                                                          tf.float64)),
+                           lambda_=0.7)
+
+
 def weighted(op, seed, shape):
   weights = tf.constant(np.random.default_rng(seed).normal(size=shape))
   return lambda **kwargs: tf.reduce_sum(weights * op(**kwargs))

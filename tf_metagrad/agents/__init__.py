@@ -5,6 +5,8 @@ import dataclasses
 import tensorflow as tf
 
 from tf_metagrad.agents import networks
+from tf_metagrad.agents.drmg import DrmgConfig, DrmgLearner
+from tf_metagrad.agents.frodo import FrodoConfig, FrodoLearner
 from tf_metagrad.agents.impala import ImpalaConfig, ImpalaLearner
 from tf_metagrad.agents.mgrl import MgrlConfig, MgrlLearner
 from tf_metagrad.agents.stac import StacConfig, StacLearner
@@ -15,6 +17,8 @@ AGENTS = {
     "mgrl": (MgrlConfig, MgrlLearner),
     "stac": (StacConfig, StacLearner),
     "stacx": (StacxConfig, StacxLearner),
+    "frodo": (FrodoConfig, FrodoLearner),
+    "drmg": (DrmgConfig, DrmgLearner),
 }
 
 

@@ -169,7 +169,17 @@ class ActorCriticLearner(base.Learner):
         quantile_taus=self._taus,
         kappa=self.config.kappa,
         distributional_advantage=getattr(
-            self.config, "distributional_advantage", "vtrace"))
+            self.config, "distributional_advantage", "vtrace"),
+        n_step=getattr(self.config, "n_step", None))
+
+  def _split(self, batch):
+    if self.config.outer_batch == "same":
+      return batch, batch
+    # "split": inner loss on the first half of the batch, outer on the rest.
+    half = batch.reward.shape[1] // 2
+    first = tf.nest.map_structure(lambda x: x[:, :half], batch)
+    second = tf.nest.map_structure(lambda x: x[:, half:], batch)
+    return first, second
 
   # ---------------------------------------------------------------- losses
   def _inner_loss(self, params, meta, batch, reference):

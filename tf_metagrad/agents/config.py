@@ -63,6 +63,7 @@ class AgentConfig:
   meta_epsilon: float = 1e-4
   meta_max_grad_norm: Optional[float] = None
   meta_init: float = 4.6
+  outer_batch: str = "same"  # "same" (STAC) or "split" (two halves).
   # Distributional value head (quantiles), seed 002.
   distributional: bool = False
   num_quantiles: int = 16
@@ -106,6 +107,8 @@ class AgentConfig:
     _unit_interval("meta_b2", self.meta_b2)
     _check(self.meta_epsilon > 0,
            f"meta_epsilon must be > 0, got {self.meta_epsilon}.")
+    _check(self.outer_batch in ("same", "split"),
+           f"outer_batch must be 'same' or 'split', got {self.outer_batch!r}.")
     _check(self.num_quantiles >= 1,
            f"num_quantiles must be >= 1, got {self.num_quantiles}.")
 

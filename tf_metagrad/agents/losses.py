@@ -29,6 +29,7 @@ from typing import NamedTuple, Optional, Union
 import tensorflow as tf
 
 from tf_metagrad.ops import distributional
+from tf_metagrad.ops import returns as returns_ops
 from tf_metagrad.ops import vtrace
 
 Scalar = Union[float, tf.Tensor]
@@ -59,6 +60,23 @@ class LossOutputs(NamedTuple):
   advantages: tf.Tensor
 
 
+def _n_step_targets(log_rhos, discounts, rewards, values, clip_pg_rho,
+                    n) -> vtrace.VTraceReturns:
+  """n-step targets and advantages in V-trace's return format."""
+  quantile = values.shape.rank == 3
+  vs = returns_ops.n_step_returns(rewards, discounts, values[:-1],
+                                  values[-1], n)
+  weights = tf.exp(log_rhos)
+  if clip_pg_rho is not None:
+    weights = tf.minimum(tf.cast(clip_pg_rho, weights.dtype), weights)
+  if quantile:
+    weights, rewards = weights[..., None], rewards[..., None]
+  next_vs = tf.concat([vs[1:], values[-1:]], axis=0)
+  return vtrace.VTraceReturns(
+      vs=vs, pg_advantages=weights * (rewards + discounts * next_vs
+                                      - values[:-1]))
+
+
 def actor_critic_loss(policy,
                       values: tf.Tensor,
                       reference_policy,
@@ -73,7 +91,8 @@ def actor_critic_loss(policy,
                       clip_pg_rho_threshold: Optional[float] = 1.0,
                       quantile_taus: Optional[tf.Tensor] = None,
                       kappa: float = 1.0,
-                      distributional_advantage: str = "vtrace"
+                      distributional_advantage: str = "vtrace",
+                      n_step: Optional[int] = None
                       ) -> LossOutputs:
   """Algorithm 1 of the STAC supplement, scalar or quantile values.
 
@@ -99,6 +118,11 @@ def actor_critic_loss(policy,
       per-quantile V-trace policy-gradient advantages
       rho^pg (r + gamma vs_{t+1} - Z); "drmg" is seed 002 eq. 11,
       mean_q (Gamma_q - Z_q) min(c-bar, IS), with c-bar = clip_pg_rho.
+    n_step: None for the (leaky) V-trace lambda-return; an int n replaces it
+      by the n-step bootstrapped return (DrMG's "+n-step" ablation, seed 002
+      section 5.3), which has no trace and no importance correction of the
+      target (so lambda and alpha do not enter); the policy-gradient weight
+      stays min(clip_pg_rho, IS).
 
   Returns:
     `LossOutputs`; `loss` = g_v L_value + g_p L_policy + g_e L_entropy.
@@ -124,21 +148,26 @@ def actor_critic_loss(policy,
   log_rhos = tf.stop_gradient(
       tf.cast(reference_policy.log_prob(actions), dtype)
       - tf.cast(behaviour_log_prob, dtype))
-  env_discounts = tf.cast(discounts, dtype)
-  if quantile:
-    env_discounts = env_discounts[..., None]
+  discounts = tf.cast(discounts, dtype) * gamma if not quantile else (
+      tf.broadcast_to(tf.cast(discounts, dtype)[..., None] * gamma,
+                      tf.shape(values[:-1])))
   target_values = tf.stop_gradient(tf.cast(reference_values, dtype))
-  returns = vtrace.from_importance_weights(
-      log_rhos=log_rhos,
-      discounts=env_discounts * gamma,
-      rewards=tf.cast(rewards, dtype),
-      values=target_values[:-1],
-      bootstrap_value=target_values[-1],
-      clip_rho_threshold=clip_rho_threshold,
-      clip_pg_rho_threshold=clip_pg_rho_threshold,
-      lambda_=lambda_,
-      alpha=tf.cast(hparams.alpha_rho, dtype),
-      alpha_c=tf.cast(hparams.alpha_c, dtype))
+  rewards = tf.cast(rewards, dtype)
+  if n_step is None:
+    returns = vtrace.from_importance_weights(
+        log_rhos=log_rhos,
+        discounts=discounts,
+        rewards=rewards,
+        values=target_values[:-1],
+        bootstrap_value=target_values[-1],
+        clip_rho_threshold=clip_rho_threshold,
+        clip_pg_rho_threshold=clip_pg_rho_threshold,
+        lambda_=lambda_,
+        alpha=tf.cast(hparams.alpha_rho, dtype),
+        alpha_c=tf.cast(hparams.alpha_c, dtype))
+  else:
+    returns = _n_step_targets(log_rhos, discounts, rewards,
+                              target_values, clip_pg_rho_threshold, n_step)
 
   if quantile:
     n = values.shape[-1]

@@ -151,6 +151,8 @@ class FrodoTargetNetwork(params.ParamLayer):
   embedding), so the output at t can summarise the rest of the trajectory like
   a return does; a linear layer maps each LSTM output to the target
   G_eta(tau)_t. seed 001: 32 LSTM units and a 32 -> 1 linear layer.
+  The LSTM state is not reset where discount_t = 0: the discount is an
+  input, so the network can learn to cut its summary at episode ends.
 
   Args:
     units: LSTM size.

@@ -150,15 +150,19 @@ class TimeMajorLayout:
   def per_step(self, value, name: str, quantile_axis: bool = True):
     """A `[T, B]` (or, if `quantile_axis`, `[T, B, N]`) data tensor.
 
-    Returns it with the rank of the op's output, i.e. `[T, B, 1]` for a
-    `[T, B]` input in the quantile layout.
+    `[T, B, 1]` is accepted for `[T, B, N]`. Returns the tensor with the rank
+    of the op's output, i.e. `[T, B, 1]` for a `[T, B]` input in the quantile
+    layout.
     """
     tensor = float_tensor(value, name, self.dtype)
     require_known_rank(tensor, name)
     allowed = [[self._t, self._b]]
     if self.quantile and quantile_axis:
       allowed.append(self.step_dims)
-    if not any(matches(tensor.shape, dims) for dims in allowed):
+    shape = tensor.shape
+    if shape.rank == 3 and tf.compat.dimension_value(shape[2]) == 1:
+      shape = shape[:2].concatenate([None])  # broadcast over the N quantiles
+    if not any(matches(shape, dims) for dims in allowed):
       expected = ' or '.join(format_dims(dims) for dims in allowed)
       raise ValueError(f'`{name}` must have shape {expected}, got '
                        f'{shape_str(tensor.shape)}.')

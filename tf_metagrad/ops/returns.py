@@ -4,7 +4,8 @@ All are time-major. `values[t]` is V(x_t) for t in [0, T) and
 `bootstrap_value` is V(x_T). `discounts[t]` is the discount applied to step
 t+1 (0 where the episode ended), so multiplying discounts cuts returns at
 episode boundaries inside the unroll. A trailing quantile axis N is supported
-(DrMG, Yin et al., eq. 10): `[T, B]` arguments are then broadcast over N.
+(DrMG, Yin et al., eq. 10): `[T, B]` and `[T, B, 1]` arguments are then
+broadcast over N.
 
 Gradients flow to every input, including `discounts` and `lambda_`, so these
 targets can be meta-learned; callers stop gradients where they want fixed

@@ -89,7 +89,7 @@ def from_importance_weights(log_rhos,
 
   Quantile axis (DrMG eq. 10): if `values` is `[T, B, N]`, every quantile is
   an independent V-trace problem sharing the importance weights; `[T, B]`
-  arguments are broadcast over N, and `discounts`, `lambda_`, `alpha` and
+  (and `[T, B, 1]`) arguments are broadcast over N, and `discounts`, `lambda_`, `alpha` and
   `alpha_c` may carry a per-quantile axis.
 
   Args:

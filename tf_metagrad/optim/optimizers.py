@@ -64,6 +64,13 @@ def _as_list(values, name: str) -> list:
   return list(values)
 
 
+def _cast(value, dtype):
+  """Casts tensors; converts Python numbers directly (no float32 rounding)."""
+  if tf.is_tensor(value) or isinstance(value, tf.Variable):
+    return tf.cast(value, dtype)
+  return tf.convert_to_tensor(value, dtype=dtype)
+
+
 def _dense(grad):
   if isinstance(grad, tf.IndexedSlices):
     return tf.convert_to_tensor(grad)
@@ -137,7 +144,7 @@ class _Optimizer(abc.ABC):
       if not g.shape.is_compatible_with(p.shape):
         raise ValueError(f'grads[{i}] has shape {g.shape} but params[{i}] has '
                          f'shape {p.shape}.')
-      lr = tf.cast(learning_rate, p.dtype)
+      lr = _cast(learning_rate, p.dtype)
       p_new, s_new = self._update_one(g, s, p, lr,
                                       bool(stop_statistics_gradient))
       new_params.append(p_new)
@@ -243,9 +250,10 @@ class Adam(_Optimizer):
 
   epsilon is outside the square root as in the paper. STAC's meta-optimizer
   (Table 3) is Adam with lr 1e-3, b1 0.9, b2 0.999, epsilon 1e-4.
-  `eps_root` > 0 (optax's name) keeps the derivative of sqrt finite where
-  nu' = 0 (a parameter whose gradients have all been zero); leave it at 0
-  unless you differentiate through Adam.
+  `eps_root` > 0 (optax's name) bounds the derivative of the step with
+  respect to nu', which grows like nu'^(-1/2) for parameters whose gradients
+  have been tiny; it can help when differentiating through Adam and is 0 (the
+  paper's rule) by default.
 
   Args:
     b1: first-moment decay in [0, 1).

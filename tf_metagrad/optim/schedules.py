@@ -27,10 +27,14 @@ def linear_schedule(step, start: float, end: float, total_steps,
   """
   if not tf.is_tensor(total_steps) and total_steps <= 0:
     raise ValueError(f'total_steps must be > 0, got {total_steps}.')
-  fraction = tf.cast(step, dtype) / tf.cast(total_steps, dtype)
-  fraction = tf.clip_by_value(fraction, 0.0, 1.0)
-  return tf.cast(start, dtype) + (tf.cast(end, dtype) - tf.cast(start, dtype)
-                                 ) * fraction
+  def cast(value):
+    if tf.is_tensor(value) or isinstance(value, tf.Variable):
+      return tf.cast(value, dtype)
+    return tf.convert_to_tensor(value, dtype=dtype)
+
+  fraction = tf.clip_by_value(cast(step) / cast(total_steps), 0.0, 1.0)
+  start, end = cast(start), cast(end)
+  return start + (end - start) * fraction
 
 
 def global_norm(tensors: Sequence[Optional[tf.Tensor]]) -> tf.Tensor:

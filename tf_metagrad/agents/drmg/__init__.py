@@ -1,0 +1,4 @@
+"""DrMG (seed 002): distributional return meta-gradient RL."""
+
+from tf_metagrad.agents.drmg.config import DrmgConfig
+from tf_metagrad.agents.drmg.learner import DrmgLearner

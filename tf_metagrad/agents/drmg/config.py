@@ -1,0 +1,73 @@
+"""DrMG hyperparameters and ablation switches (seed 002 sections 4, 5.3).
+
+Choices where the paper is silent (its appendix is not in seed 002):
+- `num_quantiles` N = 16 (so |eta| = 3N + 3 = 51);
+- the outer loss uses the same return form as the inner one (lambda-return or
+  n-step) with the reference values eta' (gamma 0.995, lambda 1, alpha 1,
+  w_pi 1, w_H 0.01, w_Z 0.25), and no KL term (g_kl = 0);
+- the policy advantage is eq. 11, mean_q (Gamma_q - Z_q) min(c-bar, IS).
+Names: the loss weights w_Z, w_pi, w_H are stored as g_v, g_p, g_e.
+"""
+
+import dataclasses
+
+from tf_metagrad.agents import config as config_lib
+
+VARIANTS = ("full", "eta1", "qr")
+
+
+@dataclasses.dataclass
+class DrmgConfig(config_lib.AgentConfig):
+  """DrMG: eta = {lambda, gamma, w_Z as N-vectors; alpha, w_pi, w_H}.
+
+  Attributes:
+    variant: "full" (eta0 + eta1), "eta1" (only the loss weights w_H, w_pi,
+      w_Z are meta-learned; gamma, lambda, alpha fixed), "qr" (no
+      meta-learning: the non-adaptive distributional return).
+    n_step: None for the distributional lambda-return (eq. 9-10); 3 or 5
+      (any n >= 1) for the "DrMG + n-step" ablation, where lambda and alpha
+      no longer enter the return and are not meta-learned.
+    scalar_eta: one gamma / lambda / w_Z shared by all quantiles (eta-bar).
+    g_kl: optional KL(pi_theta' || pi_theta) weight in the outer loss.
+    distributional_advantage: "drmg" (eq. 11) or "vtrace".
+    outer_batch: "same" or "split" (inner and outer losses on the two halves
+      of the batch, the paper's two-batch scheme).
+  """
+
+  distributional: bool = True
+  variant: str = "full"
+  n_step: object = None
+  scalar_eta: bool = False
+  g_kl: float = 0.0
+  distributional_advantage: str = "drmg"
+
+  def __post_init__(self):
+    super().__post_init__()
+    if not self.distributional:
+      raise ValueError("DrMG needs distributional=True (a quantile head).")
+    if self.variant not in VARIANTS:
+      raise ValueError(
+          f"variant must be one of {VARIANTS}, got {self.variant!r}.")
+    if self.n_step is not None and (not isinstance(self.n_step, int)
+                                    or self.n_step < 1):
+      raise ValueError(f"n_step must be None or an int >= 1, got "
+                       f"{self.n_step!r}.")
+    if self.g_kl < 0:
+      raise ValueError(f"g_kl must be >= 0, got {self.g_kl}.")
+    if self.distributional_advantage not in ("drmg", "vtrace"):
+      raise ValueError(
+          "distributional_advantage must be 'drmg' or 'vtrace', got "
+          f"{self.distributional_advantage!r}.")
+
+  def meta_shapes(self):
+    """name -> shape of every meta-learned parameter for this variant."""
+    vector = () if self.scalar_eta else (self.num_quantiles,)
+    eta0 = {"gamma": vector}
+    if self.n_step is None:
+      eta0.update(lambda_=vector, alpha=())
+    eta1 = {"g_v": vector, "g_p": (), "g_e": ()}
+    if self.variant == "qr":
+      return {}
+    if self.variant == "eta1":
+      return eta1
+    return {**eta0, **eta1}

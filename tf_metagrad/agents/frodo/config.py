@@ -1,0 +1,59 @@
+"""FRODO hyperparameters (seed 001 sections 3-5; Xu et al. 2020).
+
+Choices where seed 001 is silent or ambiguous:
+- M = 5 inner trajectories and 1 held-out outer trajectory per learner step:
+  seed 001 4.1.2 says a reward switch every 960 steps of 16-step
+  trajectories is 10 FRODO iterations, i.e. 6 trajectories per iteration.
+  One learner batch of unroll (M+1) L is cut in time into M+1 consecutive
+  segments of length L (consecutive, so non-stationarity is seen in order).
+- The outer ("canonical") loss is the V-trace actor-critic loss with the
+  fixed gamma, lambda and loss weights of the config.
+- The pseudo-label term (section 5) is the same fixed-target loss on the M
+  inner trajectories, evaluated at the updated parameters theta' (the only
+  parameters that depend on eta), weighted b1; with
+  `pseudo_label_normalize` the weight is b1 / L_value_outer with the outer
+  value loss stop-gradiented: seed 001 writes b1 / L_outer, but the full
+  actor-critic pseudo-loss has no sign, while its squared-error value part
+  is positive and falls as the meta-network improves.
+"""
+
+import dataclasses
+
+from tf_metagrad.agents import config as config_lib
+
+
+@dataclasses.dataclass
+class FrodoConfig(config_lib.AgentConfig):
+  """FRODO: an LSTM meta-network outputs the inner loss's value target.
+
+  Attributes:
+    num_inner_steps: M inner updates, each on its own trajectory.
+    meta_units: LSTM size of the meta-network (seed 001: 32).
+    use_observation: also feed the flattened observation x_t to the
+      meta-network (seed 001's agent fed the observation; large
+      observations such as Atari frames are not meant for this).
+    pseudo_label_weight: b1 of seed 001 section 5 (0 = plain FRODO).
+    pseudo_label_normalize: divide b1 by the (stop-gradiented) outer value
+      loss so the term fades as the outer loss falls.
+    g_kl: optional KL(pi_theta' || pi_theta) weight in the outer loss.
+  """
+
+  num_inner_steps: int = 5
+  meta_units: int = 32
+  use_observation: bool = False
+  pseudo_label_weight: float = 0.0
+  pseudo_label_normalize: bool = False
+  g_kl: float = 0.0
+
+  def __post_init__(self):
+    super().__post_init__()
+    if self.num_inner_steps < 1:
+      raise ValueError(
+          f"num_inner_steps must be >= 1, got {self.num_inner_steps}.")
+    if self.meta_units < 1:
+      raise ValueError(f"meta_units must be >= 1, got {self.meta_units}.")
+    if self.pseudo_label_weight < 0:
+      raise ValueError(
+          f"pseudo_label_weight must be >= 0, got {self.pseudo_label_weight}.")
+    if self.g_kl < 0:
+      raise ValueError(f"g_kl must be >= 0, got {self.g_kl}.")

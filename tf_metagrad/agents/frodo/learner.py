@@ -1,0 +1,172 @@
+"""FRODO learner: the meta-network's target G_eta(tau) drives M inner steps.
+
+Inner loss (seed 001 section 3.3, an A2C/V-trace-style update with G_eta in
+place of the bootstrapped return):
+
+  L_in = sum_t g_v (G_t - V(x_t))^2
+         - g_p sum_t min(1, IS_t) log pi(a_t|x_t) (G_t - sg V(x_t))
+         - g_e sum_t H_t,
+
+with G = G_eta(r, discount, sg V(x_{t+1})[, x_t]) from the LSTM run backwards
+over the trajectory. The truncated importance weight min(1, IS) corrects the
+small policy lag of the actors (seed 001 is on-policy, where it is 1). After M
+such updates on M trajectories, the outer loss is the canonical V-trace
+actor-critic loss at theta' on a held-out trajectory (plus, with the
+extension, b1 times the fixed-target loss on the inner trajectories), and
+its meta-gradient flows through all M updates into the meta-network weights.
+
+With `distributional=True` the meta-network outputs N quantile targets, the
+value loss is the quantile Huber loss and the advantage averages the
+quantiles (seed 002's composition, applied to FRODO).
+"""
+
+from typing import Any, Dict
+
+import tensorflow as tf
+
+from tf_metagrad.agents import actor_critic
+from tf_metagrad.agents import losses
+from tf_metagrad.networks import meta_networks
+from tf_metagrad.networks import params as params_lib
+from tf_metagrad.ops import distributional
+
+
+def _weight_names(layer: tf.keras.layers.Layer) -> Dict[Any, str]:
+  """variable ref -> "<owning layer>/<weight>" (Keras 2 variable names such
+  as "kernel:0" are not unique across layers)."""
+  names = {}
+  for sub in layer._flatten_layers():  # pylint: disable=protected-access
+    for weight in sub._trainable_weights:  # pylint: disable=protected-access
+      names.setdefault(weight.ref(),
+                       f"{sub.name}/{weight.name.split(':')[0]}")
+  return names
+
+
+class FrodoLearner(actor_critic.ActorCriticLearner):
+  """FRODO; `meta_params()` are the meta-network's weights by name."""
+
+  def __init__(self, config, network, strategy=None):
+    strategy = strategy or tf.distribute.get_strategy()
+    obs_size = None
+    if config.use_observation:
+      obs_size = int(tf.TensorShape(network.observation_shape).num_elements())
+    with strategy.scope():
+      self.meta_network = meta_networks.FrodoTargetNetwork(
+          units=config.meta_units,
+          output_size=config.num_quantiles if config.distributional else 1,
+          use_observation_embedding=config.use_observation,
+          embedding_size=obs_size, dtype=config.dtype,
+          name="frodo_target_network")
+      self.meta_network.build([None, None])
+    self._meta_names = _weight_names(self.meta_network)
+    super().__init__(config, network, meta_specs=(), strategy=strategy)
+
+  def _num_inner_steps(self) -> int:
+    return self.config.num_inner_steps
+
+  def _meta_variables(self) -> Dict[str, tf.Variable]:
+    return {self._meta_names[v.ref()]: v
+            for v in self.meta_network.trainable_variables}
+
+  def _meta_values(self, meta):
+    return {}
+
+  def _split(self, batch):
+    """Cuts a [(M+1) L] unroll into M+1 consecutive L-step trajectories."""
+    pieces = self.config.num_inner_steps + 1
+    unroll = batch.reward.shape[0]
+    if unroll is None or unroll % pieces:
+      raise ValueError(
+          f"FRODO with num_inner_steps={pieces - 1} needs an unroll length "
+          f"divisible by {pieces}, got {unroll}.")
+    length = unroll // pieces
+    segments = []
+    for k in range(pieces):
+      start = k * length
+      segments.append(batch._replace(
+          observation=tf.nest.map_structure(
+              lambda x, s=start: x[s:s + length + 1], batch.observation),
+          action=batch.action[start:start + length],
+          reward=batch.reward[start:start + length],
+          discount=batch.discount[start:start + length],
+          behaviour_log_prob=batch.behaviour_log_prob[start:start + length]))
+    inner = segments[:-1] if pieces > 2 else segments[0]
+    return inner, segments[-1]
+
+  def targets(self, meta, batch, next_values):
+    """G_eta(tau) `[T, B]` (or `[T, B, N]`) for a trajectory."""
+    weights = [meta[self._meta_names[v.ref()]]
+               for v in self.meta_network.trainable_variables]
+    kwargs = {}
+    if self.config.use_observation:
+      obs = tf.cast(batch.observation[:-1], self.dtype)
+      kwargs["observation_embedding"] = tf.reshape(
+          obs, tf.concat([tf.shape(obs)[:2], [-1]], 0))
+    return params_lib.call_with_weights(
+        self.meta_network, weights, self._rewards(batch),
+        tf.cast(batch.discount, self.dtype), next_values, **kwargs)
+
+  def _inner_loss(self, params, meta, batch, reference):
+    cfg = self.config
+    outputs, ref_outputs = self._forward(params, batch.observation, reference)
+    net = self.network
+    values = net.values(outputs)
+    ref_values = net.values(ref_outputs)
+    policy = net.policy(outputs, time_slice=slice(0, -1))
+    ref_policy = net.policy(ref_outputs, time_slice=slice(0, -1))
+    next_values = ref_values[1:]
+    if cfg.distributional:
+      next_values = tf.reduce_mean(next_values, axis=-1)
+    target = self.targets(meta, batch, next_values)
+    log_pi = tf.cast(policy.log_prob(batch.action), self.dtype)
+    weights = tf.stop_gradient(tf.minimum(
+        tf.constant(1.0, self.dtype),
+        tf.exp(tf.cast(ref_policy.log_prob(batch.action), self.dtype)
+               - tf.cast(batch.behaviour_log_prob, self.dtype))))
+    if cfg.distributional:
+      n = values.shape[-1]
+      value_loss = cfg.g_v * tf.reduce_sum(distributional.quantile_huber_loss(
+          tf.reshape(values[:-1], [-1, n]), tf.reshape(target, [-1, n]),
+          self._taus, kappa=cfg.kappa))
+      advantage = tf.reduce_mean(target - ref_values[:-1], axis=-1)
+    else:
+      value_loss = cfg.g_v * tf.reduce_sum(tf.square(target - values[:-1]))
+      advantage = target - ref_values[:-1]
+    policy_loss = -cfg.g_p * tf.reduce_sum(weights * log_pi * advantage)
+    entropy_loss = -cfg.g_e * tf.reduce_sum(
+        tf.cast(policy.regularizer(), self.dtype))
+    loss = value_loss + policy_loss + entropy_loss
+    return loss, {"value_loss": value_loss, "policy_loss": policy_loss,
+                  "entropy_loss": entropy_loss,
+                  "mean_target": tf.reduce_mean(target)}
+
+  def _outer_loss(self, new_params, old_params, batch, inner_batches,
+                  reference):
+    loss, logs = super()._outer_loss(new_params, old_params, batch, None,
+                                     reference)
+    cfg = self.config
+    if not cfg.pseudo_label_weight:
+      return loss, logs
+    inner = inner_batches if isinstance(inner_batches, list) else [
+        inner_batches]
+    revise = 0.0
+    for trajectory in inner:
+      outputs, ref_outputs = self._forward(new_params, trajectory.observation,
+                                           reference)
+      revise += self._head_loss(outputs, ref_outputs, 0, trajectory,
+                                self._outer_hparams(), inner=False).loss
+    revise /= len(inner)
+    weight = tf.constant(cfg.pseudo_label_weight, self.dtype)
+    if cfg.pseudo_label_normalize:
+      # The normaliser is a stop-gradiented quantity, so it is anchored at
+      # the reference parameters like every other one (see meta.engine).
+      scale = logs["value_loss"]
+      if reference is not None:
+        _, at_reference = self._forward(reference, batch.observation)
+        scale = self._head_loss(at_reference, at_reference, 0, batch,
+                                self._outer_hparams(), inner=False).value_loss
+      weight = weight / tf.maximum(tf.stop_gradient(scale),
+                                   tf.constant(1e-6, self.dtype))
+    logs["pseudo_label_loss"] = revise
+    logs["pseudo_label_weight"] = weight
+    return loss + weight * revise, logs
