@@ -1,7 +1,6 @@
 """Finite differences and small models shared by the network tests."""
 
 import numpy as np
-import tensorflow as tf
 
 
 def central_difference(fn, arrays, eps=1e-6):

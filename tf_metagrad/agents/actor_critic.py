@@ -144,7 +144,7 @@ class ActorCriticLearner(base.Learner):
   def _rewards(self, batch: types.Trajectory):
     rewards = tf.cast(batch.reward, self.dtype)
     if self.config.reward_clip is not None:
-      clip = tf.cast(self.config.reward_clip, self.dtype)
+      clip = tf.constant(self.config.reward_clip, self.dtype)
       rewards = tf.clip_by_value(rewards, -clip, clip)
     return rewards
 
@@ -212,6 +212,6 @@ class ActorCriticLearner(base.Learner):
       new_policy = self.network.policy(outputs, 0, time_slice=slice(0, -1))
       old_policy = self.network.policy(old, 0, time_slice=slice(0, -1))
       kl = tf.reduce_sum(new_policy.kl(old_policy.stop_gradient()))
-      loss += tf.cast(g_kl, self.dtype) * kl
+      loss += tf.constant(g_kl, self.dtype) * kl
       logs["kl"] = kl
     return loss, logs

@@ -60,6 +60,14 @@ class LossOutputs(NamedTuple):
   advantages: tf.Tensor
 
 
+def _as_dtype(x, dtype):
+  """Casts tensors; converts Python numbers directly to `dtype` (tf.cast of a
+  Python float would go through float32 and lose float64 precision)."""
+  if tf.is_tensor(x) or isinstance(x, tf.Variable):
+    return tf.cast(x, dtype)
+  return tf.constant(x, dtype)
+
+
 def _n_step_targets(log_rhos, discounts, rewards, values, clip_pg_rho,
                     n) -> vtrace.VTraceReturns:
   """n-step targets and advantages in V-trace's return format."""
@@ -68,7 +76,7 @@ def _n_step_targets(log_rhos, discounts, rewards, values, clip_pg_rho,
                                   values[-1], n)
   weights = tf.exp(log_rhos)
   if clip_pg_rho is not None:
-    weights = tf.minimum(tf.cast(clip_pg_rho, weights.dtype), weights)
+    weights = tf.minimum(_as_dtype(clip_pg_rho, weights.dtype), weights)
   if quantile:
     weights, rewards = weights[..., None], rewards[..., None]
   next_vs = tf.concat([vs[1:], values[-1:]], axis=0)
@@ -138,11 +146,11 @@ def actor_critic_loss(policy,
     raise ValueError(
         "distributional_advantage must be 'vtrace' or 'drmg', got "
         f"{distributional_advantage!r}.")
-  gamma = tf.cast(hparams.gamma, dtype)
-  lambda_ = tf.cast(hparams.lambda_, dtype)
-  g_v = tf.cast(hparams.g_v, dtype)
-  g_p = tf.cast(hparams.g_p, dtype)
-  g_e = tf.cast(hparams.g_e, dtype)
+  gamma = _as_dtype(hparams.gamma, dtype)
+  lambda_ = _as_dtype(hparams.lambda_, dtype)
+  g_v = _as_dtype(hparams.g_v, dtype)
+  g_p = _as_dtype(hparams.g_p, dtype)
+  g_e = _as_dtype(hparams.g_e, dtype)
 
   log_pi = tf.cast(policy.log_prob(actions), dtype)
   log_rhos = tf.stop_gradient(
@@ -163,8 +171,8 @@ def actor_critic_loss(policy,
         clip_rho_threshold=clip_rho_threshold,
         clip_pg_rho_threshold=clip_pg_rho_threshold,
         lambda_=lambda_,
-        alpha=tf.cast(hparams.alpha_rho, dtype),
-        alpha_c=tf.cast(hparams.alpha_c, dtype))
+        alpha=_as_dtype(hparams.alpha_rho, dtype),
+        alpha_c=_as_dtype(hparams.alpha_c, dtype))
   else:
     returns = _n_step_targets(log_rhos, discounts, rewards,
                               target_values, clip_pg_rho_threshold, n_step)
@@ -174,7 +182,7 @@ def actor_critic_loss(policy,
     per_quantile = distributional.quantile_huber_loss(
         predictions=tf.reshape(values[:-1], [-1, n]),
         targets=tf.reshape(returns.vs, [-1, n]),
-        taus=tf.cast(quantile_taus, dtype), kappa=kappa,
+        taus=_as_dtype(quantile_taus, dtype), kappa=kappa,
         reduce_quantiles=False)
     value_loss = tf.reduce_sum(per_quantile * g_v)
     if distributional_advantage == "vtrace":
@@ -182,7 +190,7 @@ def actor_critic_loss(policy,
     else:
       is_ratio = tf.exp(log_rhos)
       if clip_pg_rho_threshold is not None:
-        is_ratio = tf.minimum(tf.cast(clip_pg_rho_threshold, dtype), is_ratio)
+        is_ratio = tf.minimum(_as_dtype(clip_pg_rho_threshold, dtype), is_ratio)
       advantages = tf.reduce_mean(returns.vs - target_values[:-1],
                                   axis=-1) * is_ratio
   else:

@@ -1,0 +1,134 @@
+"""Learner contract: ablations freeze what they say, non-finite updates are
+skipped, XLA gives the same step, bad configs are clear errors."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_metagrad import agents
+from tests.agents import helpers
+
+TINY = dict(mlp_hidden_sizes=(8,), head_hidden_sizes=(8,), dtype="float64",
+            learning_rate=0.01)
+
+
+def _batch(seed=0, **kwargs):
+  return helpers.random_trajectory(np.random.default_rng(seed), 4, 3,
+                                   **kwargs)
+
+
+def _make(agent, **overrides):
+  spec, space = helpers.spaces()
+  return agents.make_learner(agent, spec, space, **dict(TINY, **overrides))
+
+
+def _params(learner):
+  return [v.numpy() for v in learner.network.trainable_variables]
+
+
+def test_stac_without_metaparameters_is_impala():
+  stac = _make("stac", meta_learned=())
+  impala = _make("impala")
+  assert stac.meta_params() == {}
+  for step in range(3):
+    stac.step(_batch(step))
+    impala.step(_batch(step))
+  for a, b in zip(_params(stac), _params(impala)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_frozen_metaparameters_keep_their_outer_values():
+  learner = _make("stac", meta_learned=("gamma",))
+  assert set(learner.meta_params()) == {"gamma"}
+  impala = _make("impala")
+  # With sigmoid(logit) = the outer gamma, the inner loss is IMPALA's exactly:
+  # every frozen hyperparameter sits at its outer value.
+  learner.meta_params()  # noqa: B018 (documenting the key set above)
+  learner._meta_variables()["gamma"].assign(np.log(0.995 / 0.005))
+  batch = _batch()
+  params = [tf.convert_to_tensor(v) for v in learner.network.trainable_variables]
+  stac_loss, _ = learner._inner_loss(params, learner._meta_variables(), batch,
+                                     None)
+  impala_loss, _ = impala._inner_loss(params, {}, batch, None)
+  np.testing.assert_allclose(stac_loss.numpy(), impala_loss.numpy(),
+                             rtol=1e-12)
+  metrics = learner.step(batch)
+  assert "meta/gamma" in metrics and "meta/alpha" not in metrics
+
+
+@pytest.mark.parametrize("variant,keys", [
+    ("qr", set()),
+    ("eta1", {"g_v", "g_p", "g_e"}),
+    ("full", {"gamma", "lambda_", "alpha", "g_v", "g_p", "g_e"}),
+])
+def test_drmg_variants_meta_learn_exactly_their_sets(variant, keys):
+  learner = _make("drmg", variant=variant, num_quantiles=4)
+  assert set(learner.meta_params()) == keys
+  before = {k: v.numpy() for k, v in learner.meta_params().items()}
+  metrics = learner.step(_batch())
+  for name in keys:
+    assert not np.array_equal(before[name], learner.meta_params()[name])
+  if variant == "full":
+    assert learner.meta_params()["gamma"].shape == (4,)
+    assert {"meta/gamma/mean", "meta/gamma/min", "meta/gamma/max",
+            "meta/alpha"} <= set(metrics)
+
+
+def test_drmg_eta1_keeps_gamma_lambda_alpha_fixed():
+  learner = _make("drmg", variant="eta1", num_quantiles=4)
+  hparams = learner._hparams(learner._transform(learner._meta_variables(), 0))
+  assert hparams.gamma == learner.config.gamma
+  assert hparams.lambda_ == learner.config.lambda_
+  assert hparams.alpha_rho == hparams.alpha_c == learner.config.alpha
+
+
+def test_non_finite_loss_skips_the_update():
+  learner = _make("stac")
+  before = [v.numpy() for v in learner.variables
+            if v is not learner.skipped_updates
+            and v is not learner.learner_steps]
+  bad = _batch()._replace(reward=tf.constant(
+      np.full((4, 3), np.nan), tf.float64))
+  metrics = learner.step(bad)
+  assert float(metrics["skipped_updates"]) == 1
+  after = [v.numpy() for v in learner.variables
+           if v is not learner.skipped_updates
+           and v is not learner.learner_steps]
+  for a, b in zip(before, after):
+    np.testing.assert_array_equal(a, b)
+  metrics = learner.step(_batch())
+  assert float(metrics["skipped_updates"]) == 1
+  assert all(np.all(np.isfinite(v.numpy())) for v in learner.variables)
+
+
+@pytest.mark.parametrize("agent", ["impala", "stac", "frodo"])
+def test_jit_compiled_step_matches_default_kernels(agent):
+  extra = {"num_inner_steps": 1} if agent == "frodo" else {}
+  plain = _make(agent, dtype="float32", **extra)
+  jitted = _make(agent, dtype="float32", jit_compile=True, **extra)
+  for a, b in zip(plain.variables, jitted.variables):
+    b.assign(a)
+  batch = helpers.random_trajectory(np.random.default_rng(0), 4, 3,
+                                    dtype=np.float32)
+  m1 = plain.step(batch)
+  m2 = jitted.step(batch)
+  np.testing.assert_allclose(m1["inner_loss"], m2["inner_loss"], rtol=1e-4)
+  for a, b in zip(_params(plain), _params(jitted)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_bad_names_and_values_are_clear_errors():
+  spec, space = helpers.spaces()
+  with pytest.raises(ValueError, match=r"Unknown agent 'stacks'; allowed: "
+                     r"\['drmg', 'frodo', 'impala', 'mgrl', 'stac', 'stacx'\]"):
+    agents.make_learner("stacks", spec, space)
+  with pytest.raises(ValueError, match="Unknown config field.*'gamma_outer'"):
+    agents.make_learner("stac", spec, space, gamma_outer=0.9)
+  with pytest.raises(ValueError, match="gamma must be in \\[0, 1\\]"):
+    agents.make_learner("impala", spec, space, gamma=1.5)
+  with pytest.raises(ValueError, match="meta_learned has unknown names"):
+    agents.make_learner("stac", spec, space, meta_learned=("gama",))
+  with pytest.raises(ValueError, match="variant must be one of"):
+    agents.make_learner("drmg", spec, space, variant="full2")
+  with pytest.raises(TypeError, match="action_space must be"):
+    agents.make_learner("stac", spec, object())
