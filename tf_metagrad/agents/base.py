@@ -144,6 +144,11 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
     return {k: tf.convert_to_tensor(v)
             for k, v in self._meta_variables().items()}
 
+  def meta_values(self) -> Dict[str, tf.Tensor]:
+    """Current inner values of the metaparameters (after sigmoid/scaling);
+    empty for agents whose metaparameters are network weights (FRODO)."""
+    return self._meta_values(self._meta_variables())
+
   def step(self, batch) -> Dict[str, tf.Tensor]:
     """One learner update on a batch (a per-replica dataset element when
     called with a distributed batch); returns the metrics dict."""

@@ -1,0 +1,151 @@
+"""A training run on disk: its spec, its checkpoints, rebuilding its learner.
+
+Layout of a run directory (written by `trainers.train`, read by the export
+tools and by a resumed trainer):
+
+  DIR/run_spec.json        what was trained (agent, env, overrides, seed)
+  DIR/checkpoints/         `tf.train.CheckpointManager` checkpoints of the
+                           learner (network, optimizer and meta-optimizer
+                           state, metaparameters, step counters) and the
+                           trainer's env-step counter
+  DIR/saved_model/         the exported policy (export.export_policy)
+
+Checkpoints are written by TensorFlow to temporary files and only then
+registered in the `checkpoint` index file, so a process killed mid-write
+leaves the previous checkpoint as the latest valid one.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Any, Dict, Optional
+
+import tensorflow as tf
+
+from tf_metagrad import agents
+from tf_metagrad import envs
+
+SPEC_FILE = "run_spec.json"
+CHECKPOINT_DIR = "checkpoints"
+
+
+class RunError(RuntimeError):
+  """A run directory is missing, incomplete or incompatible."""
+
+
+@dataclasses.dataclass
+class RunSpec:
+  """What a run trains; enough to rebuild its learner and environment."""
+
+  agent: str
+  env: str
+  config_overrides: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  env_kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  seed: int = 0
+
+  def to_json(self) -> str:
+    return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+  @classmethod
+  def from_json(cls, text: str, source: str = "run spec") -> "RunSpec":
+    try:
+      data = json.loads(text)
+    except json.JSONDecodeError as e:
+      raise RunError(f"{source} is not valid JSON: {e}") from e
+    fields = {f.name for f in dataclasses.fields(cls)}
+    if not isinstance(data, dict) or not {"agent", "env"} <= set(data):
+      raise RunError(f"{source} must be a JSON object with 'agent' and 'env'.")
+    unknown = sorted(set(data) - fields)
+    if unknown:
+      raise RunError(f"{source} has unknown fields {unknown}.")
+    # JSON has no tuples; config fields that are tuples come back as lists.
+    overrides = {k: tuple(v) if isinstance(v, list) else v
+                 for k, v in data.get("config_overrides", {}).items()}
+    return cls(**dict(data, config_overrides=overrides))
+
+
+def save_spec(logdir: str, spec: RunSpec) -> None:
+  """Writes DIR/run_spec.json atomically (temp file + rename)."""
+  tf.io.gfile.makedirs(logdir)
+  path = os.path.join(logdir, SPEC_FILE)
+  tmp = path + ".tmp"
+  with tf.io.gfile.GFile(tmp, "w") as f:
+    f.write(spec.to_json())
+  tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def load_spec(logdir: str) -> RunSpec:
+  path = os.path.join(logdir, SPEC_FILE)
+  if not tf.io.gfile.exists(path):
+    raise RunError(
+        f"{path} does not exist: {logdir!r} is not a tf_metagrad run "
+        f"directory (expected one written by trainers.train).")
+  with tf.io.gfile.GFile(path) as f:
+    return RunSpec.from_json(f.read(), source=path)
+
+
+def make_env(spec: RunSpec, seed: Optional[int] = None, **extra):
+  return envs.make(spec.env, seed=spec.seed if seed is None else seed,
+                   **dict(spec.env_kwargs, **extra))
+
+
+def build_learner(spec: RunSpec, strategy=None):
+  """The learner a run spec describes (fresh weights, nothing restored)."""
+  env = make_env(spec)
+  try:
+    observation_spec, action_space = env.observation_spec, env.action_space
+  finally:
+    env.close()
+  return agents.make_learner(spec.agent, observation_spec, action_space,
+                             strategy=strategy,
+                             **dict(spec.config_overrides, seed=spec.seed))
+
+
+def make_checkpoint(learner, **counters) -> tf.train.Checkpoint:
+  """The checkpoint object of a run: the learner plus trainer counters."""
+  return tf.train.Checkpoint(learner=learner, **counters)
+
+
+def checkpoint_manager(logdir: str, checkpoint: tf.train.Checkpoint,
+                       max_to_keep: int = 3) -> tf.train.CheckpointManager:
+  return tf.train.CheckpointManager(
+      checkpoint, os.path.join(logdir, CHECKPOINT_DIR),
+      max_to_keep=max_to_keep)
+
+
+def restore(checkpoint: tf.train.Checkpoint, path: str) -> None:
+  """Restores `path` into `checkpoint`, with errors that name the file.
+
+  Raises:
+    RunError: if the checkpoint is missing, unreadable (corrupt), or does
+      not fit the learner (another agent, network or environment).
+  """
+  if not tf.io.gfile.exists(path + ".index"):
+    raise RunError(f"Checkpoint {path} does not exist (no {path}.index).")
+  checkpoint.save_counter  # pylint: disable=pointless-statement
+  # (creates the counter, so a complete restore consumes every value)
+  try:
+    status = checkpoint.read(path)
+  except (tf.errors.OpError, IndexError) as e:
+    # TensorFlow reports truncated or garbled files as DataLossError or
+    # IndexError ("Read less bytes than requested").
+    raise RunError(
+        f"Checkpoint {path} is corrupt or unreadable: "
+        f"{type(e).__name__}: {str(e).splitlines()[0]}") from None
+  except ValueError as e:  # A shape or dtype that does not fit.
+    raise RunError(
+        f"Checkpoint {path} does not fit this learner (was it written for "
+        f"another agent, network or environment?): "
+        f"{str(e).splitlines()[0][:300]}") from None
+  try:
+    status.assert_consumed()
+  except (AssertionError, ValueError) as e:
+    status.expect_partial()
+    raise RunError(
+        f"Checkpoint {path} does not fit this learner (was it written for "
+        f"another agent, network or environment?): "
+        f"{str(e).splitlines()[0][:300]}") from None
+
+
+def latest_checkpoint(logdir: str) -> Optional[str]:
+  return tf.train.latest_checkpoint(os.path.join(logdir, CHECKPOINT_DIR))
