@@ -84,6 +84,34 @@ def load_spec(logdir: str) -> RunSpec:
     return RunSpec.from_json(f.read(), source=path)
 
 
+def check_or_save_spec(logdir: str, spec: RunSpec) -> None:
+  """Saves `spec`, or checks it equals the one a previous run saved there.
+
+  Raises:
+    RunError: naming the fields that differ, so a resumed run cannot
+      silently continue with another agent, environment or config.
+  """
+  path = os.path.join(logdir, SPEC_FILE)
+  if not tf.io.gfile.exists(path):
+    save_spec(logdir, spec)
+    return
+  stored = load_spec(logdir)
+  diffs = [f"{f.name}: stored {getattr(stored, f.name)!r}, requested "
+           f"{getattr(spec, f.name)!r}"
+           for f in dataclasses.fields(RunSpec)
+           if getattr(stored, f.name) != getattr(spec, f.name)]
+  if diffs:
+    raise RunError(
+        f"{logdir} already holds a different run ({'; '.join(diffs)}); "
+        f"resume it with the same flags or use another --logdir.")
+
+
+def agent_config(spec: RunSpec):
+  """The validated agent config of a run."""
+  return agents.make_config(spec.agent,
+                            **dict(spec.config_overrides, seed=spec.seed))
+
+
 def make_env(spec: RunSpec, seed: Optional[int] = None, **extra):
   return envs.make(spec.env, seed=spec.seed if seed is None else seed,
                    **dict(spec.env_kwargs, **extra))

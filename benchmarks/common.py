@@ -1,0 +1,103 @@
+"""Helpers shared by the benchmarks: synthetic batches, timing, memory."""
+
+import resource
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from tf_metagrad import types
+
+
+def peak_rss_mb() -> float:
+  """Peak resident set size of this process so far, in MiB."""
+  peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  # Linux reports ru_maxrss in KiB, macOS in bytes.
+  if sys.platform == "darwin":
+    peak /= 1024.0
+  return peak / 1024.0
+
+
+def random_trajectory(rng: np.random.Generator, unroll_length: int,
+                      batch_size: int, observation_shape: Sequence[int],
+                      observation_dtype: str,
+                      num_actions: int) -> types.Trajectory:
+  """A time-major random `Trajectory` of eager tensors.
+
+  The tensors are created up front so that host-to-tensor conversion is not
+  part of any timed call.
+
+  Args:
+    rng: the numpy generator the data comes from.
+    unroll_length: T; observations have T + 1 steps.
+    batch_size: B.
+    observation_shape: shape of one observation.
+    observation_dtype: "uint8" (frames in [0, 255]) or a float dtype.
+    num_actions: A of the discrete action space.
+
+  Returns:
+    A `types.Trajectory` with observation `[T+1, B, ...]` and `[T, B]` fields.
+  """
+  t, b = unroll_length, batch_size
+  obs_shape = (t + 1, b) + tuple(observation_shape)
+  if observation_dtype == "uint8":
+    observation = rng.integers(0, 256, size=obs_shape, dtype=np.uint8)
+  else:
+    observation = rng.standard_normal(obs_shape).astype(observation_dtype)
+  # Episodes end now and then so the traces are cut as in real data.
+  discount = (rng.random((t, b)) > 0.05).astype(np.float32)
+  # A behaviour policy close to uniform: importance ratios near 1.
+  behaviour_log_prob = (-np.log(num_actions)
+                        + 0.1 * rng.standard_normal((t, b)))
+  return types.Trajectory(
+      observation=tf.constant(observation),
+      action=tf.constant(rng.integers(0, num_actions, size=(t, b)),
+                         dtype=tf.int32),
+      reward=tf.constant(rng.standard_normal((t, b)), dtype=tf.float32),
+      discount=tf.constant(discount),
+      behaviour_log_prob=tf.constant(
+          np.minimum(behaviour_log_prob, 0.0), dtype=tf.float32))
+
+
+def timed_call(fn: Callable[[], tf.Tensor]) -> float:
+  """Wall seconds of `fn()`, including the host sync on its result."""
+  start = time.perf_counter()
+  result = fn()
+  # Reading the value on the host waits for the computation to finish.
+  np.asarray(result)
+  return time.perf_counter() - start
+
+
+def interleaved_times(calls: Dict[str, Callable[[], tf.Tensor]],
+                      warmup: int, repeats: int) -> Dict[str, List[float]]:
+  """Times each call `repeats` times after `warmup` untimed calls.
+
+  The calls take turns within each repeat so that slow drift of the machine
+  (thermal, other processes) affects all of them alike, which keeps their
+  ratios meaningful on a shared CPU.
+
+  Args:
+    calls: name -> zero-argument function returning a tensor to sync on.
+    warmup: untimed calls of each function first (the first one traces).
+    repeats: timed calls of each function.
+
+  Returns:
+    name -> list of `repeats` wall times in seconds.
+  """
+  for fn in calls.values():
+    for _ in range(warmup):
+      timed_call(fn)
+  times = {name: [] for name in calls}
+  for _ in range(repeats):
+    for name, fn in calls.items():
+      times[name].append(timed_call(fn))
+  return times
+
+
+def summary_ms(seconds: Sequence[float]) -> Tuple[float, float, float]:
+  """(median, min, max) of wall times, in milliseconds."""
+  ms = [1e3 * s for s in seconds]
+  return statistics.median(ms), min(ms), max(ms)

@@ -1,0 +1,140 @@
+r"""Speed of one learner step of a meta-gradient agent relative to IMPALA.
+
+Usage:
+  python -m benchmarks.learner_step --agent=stac --network=resnet \
+      --batch_size=8 --unroll_length=20 [--jit_compile]
+
+Builds the agent's learner and an IMPALA learner on the same network and the
+same random batch, runs `--warmup` untimed steps of each (the first traces
+the tf.function), then `--repeats` timed steps of each, taking turns. A step
+is timed from the call to the moment one of its metrics is read on the host.
+Networks:
+  resnet: 84x84x4 uint8 frames, 18 actions, the IMPALA deep ResNet torso;
+  mlp: 64-dim float32 features, 6 actions, a (256, 256) MLP torso.
+
+The last line printed is machine-readable:
+  agent=A network=N step_ms=<median> impala_step_ms=<median> ratio=<A/IMPALA>
+  peak_rss_mb=<peak RSS of the whole process (both learners)>
+
+FRODO splits the unroll into num_inner_steps + 1 consecutive segments (see
+`tf_metagrad.agents.frodo`), so --unroll_length must be divisible by
+--frodo_inner_steps + 1; IMPALA still steps on the whole unroll.
+"""
+
+from absl import app
+from absl import flags
+import gymnasium
+import numpy as np
+import tensorflow as tf
+
+from benchmarks import common
+from tf_metagrad import agents
+
+NETWORKS = {
+    # name: (observation shape, observation dtype, number of actions, torso)
+    "resnet": ((84, 84, 4), "uint8", 18, "resnet"),
+    "mlp": ((64,), "float32", 6, "mlp"),
+}
+_DEFAULT_BATCH_SIZE = {"mlp": 32, "resnet": 8}
+_DEFAULT_REPEATS = {"mlp": 10, "resnet": 3}
+
+_AGENT = flags.DEFINE_enum("agent", "stac", sorted(agents.AGENTS),
+                           "Agent whose learner step is measured.")
+_NETWORK = flags.DEFINE_enum("network", "mlp", sorted(NETWORKS),
+                             "Agent network (see the module docstring).")
+_BATCH_SIZE = flags.DEFINE_integer(
+    "batch_size", None, "Trajectories per batch (default: 32 for mlp, 8 for "
+    "resnet).", lower_bound=1)
+_UNROLL_LENGTH = flags.DEFINE_integer("unroll_length", 20,
+                                      "Unroll length T.", lower_bound=1)
+_JIT_COMPILE = flags.DEFINE_boolean(
+    "jit_compile", False, "Compile both learner steps with XLA.")
+_WARMUP = flags.DEFINE_integer(
+    "warmup", 2, "Untimed steps per learner before timing (the first one "
+    "traces, so at least 1).", lower_bound=1)
+_REPEATS = flags.DEFINE_integer(
+    "repeats", None, "Timed steps per learner (default: 10 for mlp, 3 for "
+    "resnet).", lower_bound=1)
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the network and the batch.")
+_FRODO_INNER_STEPS = flags.DEFINE_integer(
+    "frodo_inner_steps", 1, "FRODO's num_inner_steps M; the unroll is cut "
+    "into M + 1 segments.", lower_bound=1)
+_TINY = flags.DEFINE_boolean(
+    "tiny", False, "8-unit layers (4-channel ResNet): for smoke tests only, "
+    "not a meaningful measurement.")
+
+
+def network_overrides(network: str, tiny: bool) -> dict:
+  """Config overrides that pick the benchmark's network."""
+  overrides = {"torso": NETWORKS[network][3]}
+  if tiny:
+    overrides.update(mlp_hidden_sizes=(8,), head_hidden_sizes=(8,),
+                     resnet_channels=(4,))
+  return overrides
+
+
+def build_learner(agent: str, network: str, jit_compile: bool, seed: int,
+                  tiny: bool = False, frodo_inner_steps: int = 1):
+  """The learner of `agent` on one of `NETWORKS`."""
+  shape, dtype, num_actions, _ = NETWORKS[network]
+  overrides = dict(network_overrides(network, tiny), jit_compile=jit_compile,
+                   seed=seed)
+  if agent == "frodo":
+    overrides["num_inner_steps"] = frodo_inner_steps
+  return agents.make_learner(agent, tf.TensorSpec(shape, dtype),
+                             gymnasium.spaces.Discrete(num_actions),
+                             **overrides)
+
+
+def _step_call(learner, batch):
+  return lambda: learner.step(batch)["inner_loss"]
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}.")
+  agent, network = _AGENT.value, _NETWORK.value
+  batch_size = _BATCH_SIZE.value or _DEFAULT_BATCH_SIZE[network]
+  repeats = _REPEATS.value or _DEFAULT_REPEATS[network]
+  unroll = _UNROLL_LENGTH.value
+  inner_steps = _FRODO_INNER_STEPS.value
+  if agent == "frodo" and unroll % (inner_steps + 1):
+    raise app.UsageError(
+        f"--unroll_length must be divisible by --frodo_inner_steps + 1 = "
+        f"{inner_steps + 1} for agent=frodo, got {unroll}.")
+
+  shape, dtype, num_actions, _ = NETWORKS[network]
+  batch = common.random_trajectory(np.random.default_rng(_SEED.value),
+                                   unroll, batch_size, shape, dtype,
+                                   num_actions)
+  names = ["impala"] if agent == "impala" else [agent, "impala"]
+  learners = {
+      name: build_learner(name, network, _JIT_COMPILE.value, _SEED.value,
+                          tiny=_TINY.value, frodo_inner_steps=inner_steps)
+      for name in names}
+  extra = f" frodo_inner_steps={inner_steps}" if agent == "frodo" else ""
+  print(f"network={network} batch_size={batch_size} unroll_length={unroll} "
+        f"frames_per_step={(unroll + 1) * batch_size} "
+        f"jit_compile={_JIT_COMPILE.value} warmup={_WARMUP.value} "
+        f"repeats={repeats} tiny={_TINY.value}{extra}", flush=True)
+
+  times = common.interleaved_times(
+      {name: _step_call(learner, batch) for name, learner in learners.items()},
+      _WARMUP.value, repeats)
+  medians = {}
+  for name, learner in learners.items():
+    median, low, high = common.summary_ms(times[name])
+    medians[name] = median
+    # More than one trace would mean retracing was timed as well.
+    step_fn = learner._step_fn  # pylint: disable=protected-access
+    traces = step_fn.experimental_get_tracing_count()
+    print(f"{name}: median_ms={median:.3f} min_ms={low:.3f} "
+          f"max_ms={high:.3f} traces={traces}", flush=True)
+  step_ms, impala_ms = medians[agent], medians["impala"]
+  print(f"agent={agent} network={network} step_ms={step_ms:.3f} "
+        f"impala_step_ms={impala_ms:.3f} ratio={step_ms / impala_ms:.3f} "
+        f"peak_rss_mb={common.peak_rss_mb():.1f}", flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)

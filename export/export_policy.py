@@ -1,0 +1,335 @@
+r"""Exports a trained policy as a self-contained SavedModel.
+
+Usage:
+  python -m export.export_policy --logdir=DIR [--checkpoint=CKPT] \
+      [--output=PATH]
+
+rebuilds the learner from DIR/run_spec.json, restores the latest checkpoint
+of DIR/checkpoints (or CKPT) and writes the policy to PATH (default
+DIR/saved_model). The trainer calls `export` on its live learner.
+
+The SavedModel holds a `tf.Module` (not a Keras model): the agent network's
+variables and these `tf.function`s with fixed input signatures, where
+`observation` is a batch `[None, *observation_shape]` of the environment's
+dtype:
+
+  greedy_action(observation) -> action
+      the most likely action: argmax of the logits, or tanh of the Gaussian
+      mean; int32 `[B]` (discrete) or float32 `[B, A]` in [-1, 1] (Box).
+  action(observation, seed) -> {"action", "log_prob"}
+      a sampled action and its float32 log-probability `[B]`; `seed` is an
+      int64 `[2]` stateless-random seed, so equal seeds give equal actions.
+  get_initial_state(batch_size) -> {}
+      the recurrent state of a batch. Every agent is feed-forward today, so
+      the state is the empty dict and `action` / `greedy_action` take no
+      state input; a recurrent policy would add a `state` input to both and
+      a `next_state` output.
+  get_metadata() -> dict of scalars and vectors, see `METADATA_DOC`.
+
+Signatures (for TF Serving, `saved_model_cli` and non-Python clients):
+`serving_default` and `greedy_action` ({"action"}), `action`
+({"action", "log_prob"}), `get_initial_state` ({}), `get_metadata`.
+Every function asserts the observation's shape in the graph, so clients that
+bypass the signature check get an error naming the expected spec (see
+`export.serving`). Loading needs only TensorFlow: `tf.saved_model.load`, or
+`export.serving.load_policy` for inputs checked with clear messages.
+
+Writes are atomic on local filesystems: the SavedModel is written to
+`PATH.tmp-<pid>` and renamed to PATH; an existing PATH is first renamed to
+`PATH.old-<pid>` and deleted only once the new one is in place, so PATH
+never holds a partial export and a failed export leaves the old one intact.
+"""
+
+import dataclasses
+import json
+import os
+import sys
+from typing import Any, Dict, Optional
+
+from absl import app
+from absl import flags
+import numpy as np
+import tensorflow as tf
+
+from export import serving
+from tf_metagrad import runs
+from tf_metagrad.agents import actor
+
+FORMAT_VERSION = 1
+
+METADATA_DOC = """\
+format_version        int64   layout version of this export (1)
+agent, env            string  agent name and environment name of the run
+run_spec_json         string  the run's run_spec.json
+config_json           string  the agent config (all fields) as JSON
+observation_shape     int64   [rank] shape of one observation
+observation_dtype     string  e.g. "float32", "uint8"
+action_space          string  "Discrete(n)" or "Box(-1.0, 1.0, (A,), float32)"
+action_shape          int64   [0] (discrete) or [1] = [A] (Box)
+action_dtype          string  "int32" or "float32"
+env_steps             int64   environment steps trained on
+learner_steps         int64   learner updates taken
+recurrent             bool    False: get_initial_state returns {}
+meta_parameter_names  string  [k] names of the raw metaparameters (for FRODO
+                              the meta-network weights, exported by name only)
+meta_parameter_count  int64   number of scalars in the raw metaparameters
+meta/<name>           float32 current value of each metaparameter, as the
+                              inner loss uses it (after sigmoid / scaling;
+                              vectors for per-quantile or per-head values)
+"""
+
+
+def _action_description(network):
+  """(action space string, action shape, action dtype) of an agent network."""
+  if network.num_actions is not None:
+    return f"Discrete({network.num_actions})", [], tf.int32
+  dim = int(network.action_dim)
+  return f"Box(-1.0, 1.0, ({dim},), float32)", [dim], tf.float32
+
+
+def policy_metadata(learner, spec: runs.RunSpec,
+                    env_steps: int) -> Dict[str, Any]:
+  """The `get_metadata()` values of `learner`'s policy, as NumPy values.
+
+  Args:
+    learner: a learner of `tf_metagrad.agents`.
+    spec: the run spec it was built from.
+    env_steps: environment steps the run has trained on.
+
+  Returns:
+    Dict name -> str, list of str or NumPy value, documented in
+    `METADATA_DOC`.
+  """
+  network = learner.network
+  action_space, action_shape, action_dtype = _action_description(network)
+  meta_params = learner.meta_params()
+  metadata = {
+      "format_version": np.int64(FORMAT_VERSION),
+      "agent": spec.agent,
+      "env": spec.env,
+      "run_spec_json": spec.to_json(),
+      "config_json": json.dumps(dataclasses.asdict(learner.config),
+                                sort_keys=True, default=str),
+      "observation_shape": np.asarray(network.observation_shape, np.int64),
+      "observation_dtype": network.observation_dtype,
+      "action_space": action_space,
+      "action_shape": np.asarray(action_shape, np.int64),
+      "action_dtype": action_dtype.name,
+      "env_steps": np.int64(env_steps),
+      "learner_steps": np.int64(learner.learner_steps.numpy()),
+      "recurrent": np.bool_(False),
+      "meta_parameter_names": sorted(meta_params),
+      "meta_parameter_count": np.int64(
+          sum(int(np.size(v)) for v in meta_params.values())),
+  }
+  for name, value in learner.meta_values().items():
+    metadata["meta/" + name] = np.asarray(value, np.float32)
+  return metadata
+
+
+class PolicyModule(tf.Module):
+  """The exported object: network variables and the policy functions.
+
+  The network is reached only through closures, so the SavedModel tracks
+  its variables (attribute `model_variables`) but not the Keras layer,
+  and loading never needs the layer classes.
+
+  Args:
+    network: a built `tf_metagrad.agents.networks.AgentNetwork`.
+    metadata: what `get_metadata()` returns (see `policy_metadata`).
+  """
+
+  def __init__(self, network, metadata: Dict[str, Any]):
+    super().__init__(name="policy")
+    self.model_variables = list(network.variables)
+    shape = tuple(network.observation_shape)
+    dtype = tf.as_dtype(network.observation_dtype)
+    _, _, action_dtype = _action_description(network)
+    policy = actor.Policy(network)
+    spec_message = serving.observation_spec_message(shape, dtype)
+
+    def checked(observation):
+      # The signature already fixes shape and dtype for Python callers;
+      # clients that call the graph directly are only stopped by this.
+      dims = tf.shape(observation, out_type=tf.int64)
+      matches = tf.cond(
+          tf.equal(tf.size(dims), len(shape) + 1),
+          lambda: tf.reduce_all(tf.equal(dims[1:], tf.constant(
+              shape, tf.int64, shape=[len(shape)]))),
+          lambda: tf.constant(False))
+      check = tf.debugging.Assert(matches, [spec_message + ", got shape",
+                                            dims])
+      with tf.control_dependencies([check]):
+        return tf.identity(observation)
+
+    def greedy_action(observation):
+      return tf.cast(policy.greedy(checked(observation)), action_dtype)
+
+    def action(observation, seed):
+      sampled, log_prob = policy.sample(checked(observation), seed)
+      return {"action": tf.cast(sampled, action_dtype), "log_prob": log_prob}
+
+    def get_initial_state(batch_size):
+      del batch_size  # Feed-forward: the state is empty.
+      return {}
+
+    constants = dict(metadata)
+
+    def get_metadata():
+      # Strings are typed explicitly: an empty name list would be float32.
+      return {k: tf.constant(v, tf.string if isinstance(v, (str, list))
+                             else None) for k, v in constants.items()}
+
+    observation_spec = tf.TensorSpec((None,) + shape, dtype, "observation")
+    self.greedy_action = tf.function(greedy_action,
+                                     input_signature=[observation_spec])
+    self.action = tf.function(
+        action,
+        input_signature=[observation_spec,
+                         tf.TensorSpec([2], tf.int64, "seed")])
+    self.get_initial_state = tf.function(
+        get_initial_state,
+        input_signature=[tf.TensorSpec([], tf.int64, "batch_size")])
+    self.get_metadata = tf.function(get_metadata, input_signature=[])
+    self._greedy_signature = tf.function(
+        lambda observation: {"action": self.greedy_action(observation)},
+        input_signature=[observation_spec])
+
+  def signature_functions(self) -> Dict[str, Any]:
+    """The concrete functions to save as signatures, by signature name."""
+    greedy = self._greedy_signature.get_concrete_function()
+    return {
+        "serving_default": greedy,
+        "greedy_action": greedy,
+        "action": self.action.get_concrete_function(),
+        "get_initial_state": self.get_initial_state.get_concrete_function(),
+        "get_metadata": self.get_metadata.get_concrete_function(),
+    }
+
+
+def _remove(path: str):
+  if tf.io.gfile.exists(path):
+    tf.io.gfile.rmtree(path)
+
+
+def save_atomically(module: PolicyModule, output_dir: str) -> None:
+  """`tf.saved_model.save`s `module` to `output_dir`, replacing it safely."""
+  output_dir = output_dir.rstrip("/")
+  parent = os.path.dirname(output_dir)
+  if parent:
+    tf.io.gfile.makedirs(parent)
+  tmp = f"{output_dir}.tmp-{os.getpid()}"
+  old = f"{output_dir}.old-{os.getpid()}"
+  _remove(tmp)  # Left behind by a killed export of an earlier process.
+  try:
+    tf.saved_model.save(module, tmp, signatures=module.signature_functions())
+  except BaseException:
+    _remove(tmp)
+    raise
+  if not tf.io.gfile.exists(output_dir):
+    tf.io.gfile.rename(tmp, output_dir)
+    return
+  _remove(old)
+  tf.io.gfile.rename(output_dir, old)
+  try:
+    tf.io.gfile.rename(tmp, output_dir)
+  except BaseException:
+    tf.io.gfile.rename(old, output_dir)
+    _remove(tmp)
+    raise
+  _remove(old)
+
+
+def export(learner, spec: runs.RunSpec, env_steps, output_dir: str) -> str:
+  """Exports `learner`'s acting policy (head 0) as a SavedModel.
+
+  Args:
+    learner: a learner of `tf_metagrad.agents`.
+    spec: the `runs.RunSpec` the learner was built from.
+    env_steps: environment steps trained on (int, tensor or variable).
+    output_dir: the SavedModel directory to (re)write.
+
+  Returns:
+    `output_dir`.
+
+  Raises:
+    TypeError: if `spec` is not a `runs.RunSpec`.
+  """
+  if not isinstance(spec, runs.RunSpec):
+    raise TypeError(
+        f"spec must be a tf_metagrad.runs.RunSpec, got {type(spec).__name__}.")
+  steps = int(tf.convert_to_tensor(env_steps).numpy())
+  module = PolicyModule(learner.network,
+                        policy_metadata(learner, spec, steps))
+  save_atomically(module, output_dir)
+  return output_dir
+
+
+def export_from_logdir(logdir: str, checkpoint: Optional[str] = None,
+                       output: Optional[str] = None) -> str:
+  """Rebuilds a run's learner, restores a checkpoint and exports it.
+
+  Args:
+    logdir: a run directory (see `tf_metagrad.runs`).
+    checkpoint: a checkpoint prefix (e.g. DIR/checkpoints/ckpt-3) or a
+      directory of checkpoints; default: the latest of DIR/checkpoints.
+    output: SavedModel directory; default DIR/saved_model.
+
+  Returns:
+    The SavedModel directory written.
+
+  Raises:
+    runs.RunError: for a missing run directory, spec or checkpoint, or a
+      checkpoint that does not fit the run.
+  """
+  if not tf.io.gfile.isdir(logdir):
+    raise runs.RunError(f"Run directory {logdir} does not exist.")
+  spec = runs.load_spec(logdir)
+  if checkpoint is None:
+    path = runs.latest_checkpoint(logdir)
+    if path is None:
+      raise runs.RunError(
+          f"No checkpoint in {os.path.join(logdir, runs.CHECKPOINT_DIR)}; "
+          "train first or pass --checkpoint.")
+  elif tf.io.gfile.isdir(checkpoint):
+    path = tf.train.latest_checkpoint(checkpoint)
+    if path is None:
+      raise runs.RunError(f"No checkpoint in directory {checkpoint}.")
+  else:
+    path = checkpoint
+  learner = runs.build_learner(spec)
+  env_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
+                          name="env_steps")
+  runs.restore(runs.make_checkpoint(learner, env_steps=env_steps), path)
+  output = output or os.path.join(logdir, "saved_model")
+  return export(learner, spec, env_steps, output)
+
+
+def _define_flags():
+  # Defined only when run as a program: the trainer imports this module and
+  # has flags of its own (e.g. --logdir).
+  flags.DEFINE_string("logdir", None, "Run directory (has run_spec.json).")
+  flags.DEFINE_string("checkpoint", None,
+                      "Checkpoint prefix or directory (default: latest).")
+  flags.DEFINE_string("output", None,
+                      "SavedModel directory (default: LOGDIR/saved_model).")
+  flags.mark_flag_as_required("logdir")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  options = flags.FLAGS
+  try:
+    path = export_from_logdir(options.logdir, options.checkpoint,
+                              options.output)
+  except runs.RunError as error:
+    print(f"export_policy: error: {error}", file=sys.stderr)
+    return 1
+  print(f"Exported the policy to {path}")
+  return 0
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)

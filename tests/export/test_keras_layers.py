@@ -1,0 +1,64 @@
+"""Our torso and head inside someone else's functional Keras model."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_metagrad import networks
+
+
+def _data(seed=0, size=64):
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(size, 7)).astype(np.float32)
+  labels = (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0).astype(np.int32)
+  returns = (x[:, 2] - x[:, 3]).astype(np.float32)
+  return x, labels, returns
+
+
+def _model():
+  inputs = tf.keras.Input(shape=(7,), name="features")
+  hidden = tf.keras.layers.Dense(12, activation="tanh", name="adapter")(
+      inputs)
+  torso = networks.MLPTorso((16, 16), name="torso")(hidden)
+  logits, value = networks.PolicyValueHead(3, (16,), name="head")(torso)
+  logits = tf.keras.layers.Activation("linear", name="logits")(logits)
+  value = tf.keras.layers.Activation("linear", name="value")(value)
+  return tf.keras.Model(inputs, {"logits": logits, "value": value})
+
+
+@pytest.mark.parametrize("suffix", [".keras", "_savedmodel"])
+def test_fit_save_load_predict(tmp_path, suffix):
+  tf.keras.utils.set_random_seed(3)
+  model = _model()
+  model.compile(
+      optimizer=tf.keras.optimizers.Adam(1e-2),
+      loss={"logits": tf.keras.losses.SparseCategoricalCrossentropy(
+          from_logits=True), "value": "mse"})
+  x, labels, returns = _data()
+  before = [v.numpy() for v in model.trainable_variables]
+  history = model.fit(x, {"logits": labels, "value": returns}, batch_size=32,
+                      epochs=1, shuffle=False, verbose=0)
+  assert len(history.history["loss"]) == 1  # One epoch: two steps of 32.
+  after = [v.numpy() for v in model.trainable_variables]
+  # Every weight of our layers trained, not only Keras' own Dense.
+  ours = [v.name for v in model.trainable_variables
+          if not v.name.startswith("adapter")]
+  assert len(ours) == 4 + 4 + 4  # torso 2 layers, policy/value MLPs 2 each.
+  assert all(not np.array_equal(b, a) for b, a in zip(before, after))
+
+  path = os.path.join(tmp_path, "model" + suffix)
+  model.save(path)
+  loaded = tf.keras.models.load_model(path)
+  assert isinstance(loaded.get_layer("torso"), networks.MLPTorso)
+  assert isinstance(loaded.get_layer("head"), networks.PolicyValueHead)
+  test_x = _data(seed=1, size=10)[0]
+  expected = model.predict(test_x, verbose=0)
+  got = loaded.predict(test_x, verbose=0)
+  assert sorted(got) == ["logits", "value"]
+  assert got["logits"].shape == (10, 3) and got["value"].shape == (10,)
+  for key in expected:
+    np.testing.assert_array_equal(got[key], expected[key])
+  for a, b in zip(model.variables, loaded.variables):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())

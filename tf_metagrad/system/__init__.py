@@ -1,0 +1,1 @@
+"""The distributed training system: Reverb tables, actors, learner input."""

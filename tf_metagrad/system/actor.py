@@ -1,0 +1,177 @@
+"""An actor: steps a batch of environments with the current policy and writes
+fixed-length unrolls to the Reverb queue.
+
+The same class runs in a trainer thread, in a local actor process and on a
+remote machine (`trainers.actor`); it only needs the Reverb address, the
+environment name and the network architecture (agent + config overrides).
+"""
+
+import threading
+import time
+from typing import Callable, Dict, Optional
+
+import gymnasium
+import numpy as np
+import reverb
+import tensorflow as tf
+
+from tf_metagrad import envs
+from tf_metagrad.agents import actor as actor_lib
+from tf_metagrad.system import items
+from tf_metagrad.system import server as server_lib
+from tf_metagrad.system import weights as weights_lib
+
+
+class ActorStats:
+  """Counters an actor exposes (read by the trainer in thread mode)."""
+
+  def __init__(self):
+    self.unrolls = 0
+    self.env_steps = 0
+    self.weights_version = -1
+
+
+class Actor:
+  """Acts in `num_envs` copies of an environment and feeds the queue.
+
+  Args:
+    client: a `reverb.Client` of the run's server.
+    env_name: `tf_metagrad.envs` name.
+    network: a built agent network (this actor's private copy).
+    num_envs: K environment copies stepped together.
+    unroll_length: T of each written item.
+    seed: seeds the environments and the action sampling.
+    env_kwargs: passed to `envs.make_batched`.
+    refresh_every: unrolls between weight refreshes from the server.
+    write_timeout_ms: each blocking Reverb call gives up after this long and
+      re-checks `should_stop` (the queue blocks while the learner is busy).
+  """
+
+  def __init__(self, client: reverb.Client, env_name: str, network,
+               num_envs: int, unroll_length: int, seed: int,
+               env_kwargs: Optional[Dict] = None, refresh_every: int = 1,
+               write_timeout_ms: int = 1000):
+    if num_envs < 1:
+      raise ValueError(f"num_envs must be >= 1, got {num_envs}.")
+    self._client = client
+    self._env = envs.make_batched(env_name, num_envs, seed=seed,
+                                  **(env_kwargs or {}))
+    self._network = network
+    self._policy = actor_lib.Policy(network)
+    obs_spec = self._env.observation_spec
+    self._sample = tf.function(
+        self._policy.sample,
+        input_signature=[
+            tf.TensorSpec([None] + obs_spec.shape.as_list(), obs_spec.dtype),
+            tf.TensorSpec([2], tf.int64)])
+    self._num_envs = num_envs
+    self._unroll = unroll_length
+    self._seed = seed
+    self._refresh_every = max(1, refresh_every)
+    self._timeout_ms = write_timeout_ms
+    self._discrete = isinstance(self._env.action_space,
+                                gymnasium.spaces.Discrete)
+    self.stats = ActorStats()
+    self._observation = None
+
+  @property
+  def env(self):
+    return self._env
+
+  def _refresh(self, should_stop) -> bool:
+    fetched = weights_lib.fetch(self._client, timeout_s=30.0,
+                                should_stop=should_stop)
+    if fetched is None:
+      return False
+    version, values = fetched
+    if version != self.stats.weights_version:
+      weights_lib.assign(self._network.variables, values)
+      self.stats.weights_version = version
+    return True
+
+  def _collect(self):
+    """One unroll of T steps of all K copies, as time-major numpy buffers."""
+    k, t = self._num_envs, self._unroll
+    obs = np.empty((t + 1, k) + self._observation.shape[1:],
+                   self._observation.dtype)
+    rewards = np.empty((t, k), np.float32)
+    discounts = np.empty((t, k), np.float32)
+    log_probs = np.empty((t, k), np.float32)
+    ep_returns = np.full((t, k), np.nan, np.float32)
+    ep_lengths = np.zeros((t, k), np.int32)
+    actions = None
+    obs[0] = self._observation
+    for step in range(t):
+      seed = tf.constant([self._seed, self.stats.env_steps + step], tf.int64)
+      action, log_prob = self._sample(obs[step], seed)
+      action = action.numpy()
+      if actions is None:
+        actions = np.empty((t,) + action.shape,
+                           np.int32 if self._discrete else np.float32)
+      result = self._env.step(action)
+      actions[step] = action
+      log_probs[step] = log_prob.numpy()
+      rewards[step] = result.reward
+      # Truncation (time limit) also cuts the bootstrap: the next observation
+      # is the reset one, so the value of the truncated state is not at hand.
+      discounts[step] = ~(result.terminated | result.truncated)
+      ep_returns[step] = result.episode_return
+      ep_lengths[step] = result.episode_length
+      obs[step + 1] = result.observation
+    self._observation = obs[-1]
+    self.stats.env_steps += t
+    return obs, actions, rewards, discounts, log_probs, ep_returns, ep_lengths
+
+  def run(self, should_stop: Callable[[], bool] = lambda: False,
+          max_unrolls: Optional[int] = None) -> None:
+    """Acts until `should_stop()` (or `max_unrolls` unrolls are written)."""
+    self._observation = self._env.reset(seed=self._seed)
+    if not self._refresh(should_stop):
+      return
+    with self._client.trajectory_writer(num_keep_alive_refs=1) as writer:
+      while not should_stop():
+        if max_unrolls is not None and self.stats.unrolls >= max_unrolls:
+          break
+        buffers = self._collect()
+        for i in range(self._num_envs):
+          writer.append(items.numpy_item(*buffers, index=i))
+          writer.create_item(
+              server_lib.TRAJECTORY_TABLE, priority=1.0,
+              trajectory={k: writer.history[k][-1] for k in writer.history})
+        while True:
+          try:
+            writer.flush(timeout_ms=self._timeout_ms)
+            break
+          except reverb.errors.DeadlineExceededError:
+            if should_stop():
+              return
+        self.stats.unrolls += 1
+        if self.stats.unrolls % self._refresh_every == 0:
+          if not self._refresh(should_stop):
+            return
+
+  def close(self):
+    self._env.close()
+
+
+class ActorThread(threading.Thread):
+  """Runs an `Actor` in a daemon thread, recording a crash for restart."""
+
+  def __init__(self, make_actor: Callable[[], Actor],
+               stop_event: threading.Event, name: str):
+    super().__init__(name=name, daemon=True)
+    self._make_actor = make_actor
+    self._stop_event = stop_event
+    self.actor: Optional[Actor] = None
+    self.error: Optional[BaseException] = None
+
+  def run(self):
+    try:
+      self.actor = self._make_actor()
+      self.actor.run(should_stop=self._stop_event.is_set)
+    except BaseException as e:  # pylint: disable=broad-except
+      self.error = e
+    finally:
+      if self.actor is not None:
+        self.actor.close()
+

@@ -1,0 +1,86 @@
+"""The Reverb item of one actor unroll, and its conversion to a Trajectory.
+
+An item holds one environment copy's whole unroll as a single Reverb step
+(observation `[T+1, ...]`, everything else `[T, ...]`), so an actor appends
+once per copy and unroll instead of once per environment step. The learner's
+dataset batches items to `[B, T(+1), ...]` and `to_trajectory` makes them
+time-major. Two extra columns carry episode statistics to the learner with
+the data, so remote actors need no side channel: `episode_return[t]` is the
+raw return of an episode that ended at step t (NaN elsewhere) and
+`episode_length[t]` its length (0 elsewhere).
+"""
+
+from typing import Dict, Tuple
+
+import gymnasium
+import numpy as np
+import tensorflow as tf
+
+from tf_metagrad import types
+
+EPISODE_COLUMNS = ("episode_return", "episode_length")
+
+
+def action_spec(action_space: gymnasium.spaces.Space) -> tf.TensorSpec:
+  """Per-step action spec: int32 scalar or float32 `[A]`."""
+  if isinstance(action_space, gymnasium.spaces.Discrete):
+    return tf.TensorSpec([], tf.int32)
+  if isinstance(action_space, gymnasium.spaces.Box):
+    return tf.TensorSpec(action_space.shape, tf.float32)
+  raise TypeError(
+      "action_space must be gymnasium.spaces.Discrete or Box, got "
+      f"{type(action_space).__name__}.")
+
+
+def item_spec(observation_spec: tf.TensorSpec,
+              action_space: gymnasium.spaces.Space,
+              unroll_length: int) -> Dict[str, tf.TensorSpec]:
+  """Signature of one unroll item (no batch dimension)."""
+  if unroll_length < 1:
+    raise ValueError(f"unroll_length must be >= 1, got {unroll_length}.")
+  t = unroll_length
+  act = action_spec(action_space)
+  return {
+      "observation": tf.TensorSpec([t + 1] + observation_spec.shape.as_list(),
+                                   observation_spec.dtype),
+      "action": tf.TensorSpec([t] + act.shape.as_list(), act.dtype),
+      "reward": tf.TensorSpec([t], tf.float32),
+      "discount": tf.TensorSpec([t], tf.float32),
+      "behaviour_log_prob": tf.TensorSpec([t], tf.float32),
+      "episode_return": tf.TensorSpec([t], tf.float32),
+      "episode_length": tf.TensorSpec([t], tf.int32),
+  }
+
+
+def to_trajectory(batch: Dict[str, tf.Tensor]
+                  ) -> Tuple[types.Trajectory, Dict[str, tf.Tensor]]:
+  """Batch-major items `[B, T(+1), ...]` -> (time-major Trajectory, stats)."""
+
+  def time_major(x):
+    perm = [1, 0] + list(range(2, x.shape.rank))
+    return tf.transpose(x, perm)
+
+  trajectory = types.Trajectory(
+      observation=time_major(batch["observation"]),
+      action=time_major(batch["action"]),
+      reward=time_major(batch["reward"]),
+      discount=time_major(batch["discount"]),
+      behaviour_log_prob=time_major(batch["behaviour_log_prob"]))
+  stats = {k: time_major(batch[k]) for k in EPISODE_COLUMNS}
+  return trajectory, stats
+
+
+def numpy_item(observations: np.ndarray, actions: np.ndarray,
+               rewards: np.ndarray, discounts: np.ndarray,
+               log_probs: np.ndarray, episode_returns: np.ndarray,
+               episode_lengths: np.ndarray, index: int) -> Dict[str, np.ndarray]:
+  """Copy `index` of time-major actor buffers as an item (numpy)."""
+  return {
+      "observation": observations[:, index],
+      "action": actions[:, index],
+      "reward": rewards[:, index],
+      "discount": discounts[:, index],
+      "behaviour_log_prob": log_probs[:, index],
+      "episode_return": episode_returns[:, index],
+      "episode_length": episode_lengths[:, index],
+  }

@@ -1,0 +1,45 @@
+"""Per-domain defaults carrying the papers' hyperparameters.
+
+- atari: STAC Table 3, Atari column (unroll 20, batch 32, learning rate
+  6e-4 decayed linearly to 0, gamma 0.995, rewards clipped to [-1, 1]).
+- dmc: STAC Table 3, control column (unroll 40, batch 24, learning rate
+  1e-3 -> 1e-4, gamma 0.99, no reward clipping).
+- toy: the seeds' small domains (Catch, random walk, two colors): unroll 20,
+  batch 32, constant learning rate 6e-4, gamma 0.99, 2x256 MLP.
+"""
+
+import dataclasses
+from typing import Any, Dict
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+  unroll_length: int
+  batch_size: int
+  envs_per_actor: int
+  config: Dict[str, Any]
+  decay_learning_rate: bool
+
+
+PRESETS = {
+    "toy": Preset(unroll_length=20, batch_size=32, envs_per_actor=32,
+                  config=dict(gamma=0.99, learning_rate=6e-4),
+                  decay_learning_rate=False),
+    "atari": Preset(unroll_length=20, batch_size=32, envs_per_actor=8,
+                    config=dict(gamma=0.995, learning_rate=6e-4,
+                                end_learning_rate=0.0, reward_clip=1.0),
+                    decay_learning_rate=True),
+    "dmc": Preset(unroll_length=40, batch_size=24, envs_per_actor=4,
+                  config=dict(gamma=0.99, learning_rate=1e-3,
+                              end_learning_rate=1e-4, reward_clip=None),
+                  decay_learning_rate=True),
+}
+
+
+def family(env_name: str) -> str:
+  """The preset family of an environment name."""
+  if env_name.startswith("atari:"):
+    return "atari"
+  if env_name.startswith(("dmc:", "dmc_pixels:")):
+    return "dmc"
+  return "toy"
