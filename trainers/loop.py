@@ -182,6 +182,7 @@ class _ActorPool:
     proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT,
                             cwd=root, env=env)
     proc.started = time.monotonic()
+    self._log(f"started actor process {index} pid={proc.pid}")
     return proc
 
   def start(self):
@@ -395,10 +396,14 @@ def train(spec: runs.RunSpec, options: Options,
             f"eta={_format_eta(remaining / max(row['fps'], 1e-9))}")
       if now - last["checkpoint"] >= options.checkpoint_every_s:
         last["checkpoint"] = now
-        manager.save()
+        path = manager.save()
+        log(f"saved checkpoint {path} env_steps={int(env_steps.numpy())} "
+            f"learner_steps={step}")
   finally:
     pool.stop()
-    manager.save()
+    path = manager.save()
+    log(f"saved checkpoint {path} env_steps={int(env_steps.numpy())} "
+        f"learner_steps={int(learner.learner_steps.numpy())}")
     row = report_row()
     csv_log.write(row)
     with writer.as_default(step=row["env_steps"]):

@@ -17,6 +17,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 
 from trainers import presets
 
@@ -25,7 +26,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("agent", "stac",
                     "impala | mgrl | stac | stacx | frodo | drmg")
 flags.DEFINE_string("env", "catch", "Environment name, see tf_metagrad.envs.")
-flags.DEFINE_string("logdir", None, "Run directory (resumed if it exists).")
+flags.DEFINE_string("logdir", None, "Run directory (resumed if it exists). "
+                    "Default: runs/<agent>-<env>-seed<seed>.")
 flags.DEFINE_integer("total_env_steps", 500_000, "Environment steps to train.")
 flags.DEFINE_integer("seed", 0, "Seed of the run.")
 flags.DEFINE_enum("preset", "auto", ["auto", "toy", "atari", "dmc"],
@@ -99,8 +101,8 @@ def _options_and_spec():
   if FLAGS.agent not in agents.AGENTS:
     raise app.UsageError(f"--agent={FLAGS.agent!r} is not one of "
                          f"{sorted(agents.AGENTS)}.")
-  if not FLAGS.logdir:
-    raise app.UsageError("--logdir is required.")
+  logdir = FLAGS.logdir or os.path.join(
+      "runs", f"{FLAGS.agent}-{FLAGS.env.replace(':', '_')}-seed{FLAGS.seed}")
   if FLAGS.total_env_steps <= 0:
     raise app.UsageError("--total_env_steps must be > 0.")
   preset = presets.PRESETS[presets.family(FLAGS.env)
@@ -129,7 +131,7 @@ def _options_and_spec():
                       config_overrides=config, env_kwargs=env_kwargs,
                       seed=FLAGS.seed)
   options = loop.Options(
-      logdir=FLAGS.logdir, total_env_steps=FLAGS.total_env_steps,
+      logdir=logdir, total_env_steps=FLAGS.total_env_steps,
       unroll_length=unroll, batch_size=batch, num_actors=FLAGS.num_actors,
       num_actor_processes=FLAGS.num_actor_processes,
       envs_per_actor=FLAGS.envs_per_actor or preset.envs_per_actor,
@@ -148,6 +150,7 @@ def _options_and_spec():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.WARNING)  # TF's INFO lines drown progress.
   spec, options = _options_and_spec()
   from tf_metagrad import runs  # pylint: disable=g-import-not-at-top
   from trainers import loop  # pylint: disable=g-import-not-at-top

@@ -128,7 +128,10 @@ class Actor:
     self._observation = self._env.reset(seed=self._seed)
     if not self._refresh(should_stop):
       return
-    with self._client.trajectory_writer(num_keep_alive_refs=1) as writer:
+    # Not a `with` block: its exit flushes without a timeout, which blocks
+    # forever on a full queue once the learner has stopped consuming.
+    writer = self._client.trajectory_writer(num_keep_alive_refs=1)
+    try:
       while not should_stop():
         if max_unrolls is not None and self.stats.unrolls >= max_unrolls:
           break
@@ -149,6 +152,8 @@ class Actor:
         if self.stats.unrolls % self._refresh_every == 0:
           if not self._refresh(should_stop):
             return
+    finally:
+      writer.close()
 
   def close(self):
     self._env.close()

@@ -1,0 +1,40 @@
+"""Runs trainer binaries as subprocesses and reads their output line by line
+(tests react to what the process prints instead of sleeping)."""
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+
+TINY_FLAGS = [
+    "--unroll_length=4", "--batch_size=4", "--envs_per_actor=4",
+    "--config=mlp_hidden_sizes=16", "--config=head_hidden_sizes=16",
+    "--eval_episodes=2", "--log_every_secs=0.5", "--summary_every_secs=0.5",
+    "--data_timeout_secs=2",
+]
+
+
+def start(module, flags):
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3",
+             PYTHONUNBUFFERED="1")
+  return subprocess.Popen(
+      [sys.executable, "-m", module, *flags], cwd=ROOT, env=env,
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def read_until(proc, predicate, lines):
+  """Reads lines (appending to `lines`) until predicate(line) or EOF."""
+  for line in proc.stdout:
+    lines.append(line)
+    if predicate(line):
+      return line
+  raise AssertionError("process ended before the expected line; output:\n"
+                       + "".join(lines[-60:]))
+
+
+def finish(proc, lines, timeout=600):
+  out, _ = proc.communicate(timeout=timeout)
+  lines.extend(out.splitlines(keepends=True))
+  return "".join(lines)

@@ -1,0 +1,117 @@
+"""The trainer binary: signals, kill -9 + resume, actor processes, Mirrored."""
+
+import os
+import re
+import signal
+
+import tensorflow as tf
+
+from tests.trainers import procs
+
+
+def _env_steps(line):
+  return int(re.search(r"env_steps=(\d+)", line).group(1))
+
+
+def test_kill_9_then_resume_continues_the_counters(tmp_path):
+  logdir = str(tmp_path / "run")
+  flags = [f"--logdir={logdir}", "--agent=stac", "--env=catch",
+           "--total_env_steps=100000000", "--checkpoint_every_secs=0",
+           *procs.TINY_FLAGS]
+  lines = []
+  proc = procs.start("trainers.train", flags)
+  saved = []
+  procs.read_until(proc, lambda l: l.startswith("saved checkpoint") and
+                   saved.append(l) is None and len(saved) >= 3, lines)
+  proc.kill()  # SIGKILL: no chance to checkpoint or clean up.
+  proc.wait()
+  checkpointed = _env_steps(saved[-1])
+  assert checkpointed > 0
+  # Every checkpoint the index names is complete and restorable.
+  assert tf.train.latest_checkpoint(os.path.join(logdir, "checkpoints"))
+
+  total = checkpointed + 4 * 4 * 3
+  lines = []
+  proc = procs.start("trainers.train", [
+      f"--logdir={logdir}", "--agent=stac", "--env=catch",
+      f"--total_env_steps={total}", *procs.TINY_FLAGS])
+  output = procs.finish(proc, lines)
+  assert proc.returncode == 0, output[-3000:]
+  resumed = re.search(r"resumed from \S+: env_steps=(\d+) learner_steps=(\d+)",
+                      output)
+  assert resumed, output[-3000:]
+  assert int(resumed.group(1)) >= checkpointed
+  done = re.search(r"training completed: env_steps=(\d+) learner_steps=(\d+)",
+                   output)
+  assert int(done.group(1)) >= total
+  assert int(done.group(2)) == int(done.group(1)) // 16
+  assert "final_eval_mean_return=" in output
+
+
+def test_sigterm_checkpoints_and_exits_zero(tmp_path):
+  logdir = str(tmp_path / "run")
+  lines = []
+  proc = procs.start("trainers.train", [
+      f"--logdir={logdir}", "--agent=impala", "--env=catch",
+      "--total_env_steps=100000000", *procs.TINY_FLAGS])
+  procs.read_until(proc, lambda l: l.startswith("env_steps="), lines)
+  proc.send_signal(signal.SIGTERM)
+  output = procs.finish(proc, lines, timeout=120)
+  assert proc.returncode == 0, output[-3000:]
+  assert "training stopped by SIGTERM" in output
+  final = [l for l in output.splitlines() if l.startswith("saved checkpoint")]
+  assert final and _env_steps(final[-1]) > 0
+  assert tf.train.latest_checkpoint(os.path.join(logdir, "checkpoints"))
+  assert "final_eval_mean_return" not in output  # stopped, not finished
+
+
+def test_actor_processes_feed_the_learner_and_are_replaced(tmp_path):
+  logdir = str(tmp_path / "run")
+  lines = []
+  proc = procs.start("trainers.train", [
+      f"--logdir={logdir}", "--agent=stac", "--env=catch",
+      "--num_actors=0", "--num_actor_processes=1",
+      "--total_env_steps=100000000", *procs.TINY_FLAGS])
+  started = procs.read_until(proc, lambda l: "started actor process 0" in l,
+                             lines)
+  pid = int(re.search(r"pid=(\d+)", started).group(1))
+  first = procs.read_until(proc, lambda l: l.startswith("env_steps="), lines)
+  os.kill(pid, signal.SIGKILL)
+  procs.read_until(proc, lambda l: f"(pid {pid}) exited" in l, lines)
+  procs.read_until(proc, lambda l: "started actor process 0" in l, lines)
+  later = procs.read_until(
+      proc, lambda l: l.startswith("env_steps=") and
+      _env_steps(l) > _env_steps(first) + 64, lines)
+  proc.send_signal(signal.SIGTERM)
+  output = procs.finish(proc, lines, timeout=120)
+  assert proc.returncode == 0, output[-3000:]
+  assert _env_steps(later) > _env_steps(first)
+
+
+def test_mirrored_strategy_on_two_logical_cpus_trains(tmp_path):
+  lines = []
+  proc = procs.start("trainers.train", [
+      f"--logdir={tmp_path / 'run'}", "--agent=stac", "--env=catch",
+      "--strategy=mirrored", "--logical_cpus=2", "--total_env_steps=64",
+      *procs.TINY_FLAGS])
+  output = procs.finish(proc, lines)
+  assert proc.returncode == 0, output[-3000:]
+  assert re.search(r"training completed: env_steps=64 learner_steps=4",
+                   output), output[-2000:]
+  assert "final_eval_mean_return=" in output
+
+
+def test_bad_flags_are_one_line_errors(tmp_path):
+  for flags, message in [
+      (["--agent=stacks"], "--agent='stacks' is not one of"),
+      (["--env=pong"], "Unknown environment name 'pong'"),
+      (["--config=gamma_outer=1"], "unknown field for agent 'stac'"),
+      (["--config=gamma=2"], "gamma must be in [0, 1]"),
+  ]:
+    lines = []
+    proc = procs.start("trainers.train",
+                       [f"--logdir={tmp_path / 'x'}", *flags])
+    output = procs.finish(proc, lines, timeout=120)
+    assert proc.returncode != 0
+    assert message in output, output[-2000:]
+    assert "Traceback" not in output
