@@ -44,6 +44,7 @@ def _train(agent, steps, unroll=6, batch=16, continuous=False, lag=3,
 @pytest.mark.parametrize("agent,overrides,unroll", [
     ("impala", {}, 6),
     ("mgrl", {}, 6),
+    ("mgrl", {"gamma_embedding": True}, 6),
     ("stac", {}, 6),
     ("stacx", {"num_heads": 2}, 6),
     ("drmg", {"num_quantiles": 4}, 6),

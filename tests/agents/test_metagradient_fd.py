@@ -37,6 +37,7 @@ def _fd_check(learner, inner, outer, eps=1e-5, rtol=1e-5):
 
 @pytest.mark.parametrize("agent,overrides,expected", [
     ("mgrl", {}, 2),
+    ("mgrl", {"gamma_embedding": True, "gamma_embedding_size": 3}, 2),
     ("stac", {}, 6),
     ("stac", {"separate_alphas": True}, 7),
     ("stacx", {"num_heads": 2}, 12),

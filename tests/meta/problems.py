@@ -39,7 +39,7 @@ def losses(model):
     return params_lib.call_with_weights(model, params, x)[:, 0]
 
   def reference(params, ref, x):
-    out = predict(params if ref is None else ref, x)
+    out = predict(params if ref is None else ref.params, x)
     return tf.stop_gradient(out)
 
   def inner_loss(params, meta, batch, ref):

@@ -128,18 +128,29 @@ class ActorCriticLearner(base.Learner):
 
   # -------------------------------------------------------------- forward
   def _forward(self, params: Optional[List[tf.Tensor]], observation,
-               reference: Optional[List[tf.Tensor]] = None):
+               reference: Optional[List[tf.Tensor]] = None, gamma=None):
     """(outputs at `params`, stop-gradiented outputs at `reference`).
 
     With `reference=None` the reference outputs are the outputs themselves
-    behind a stop-gradient (one forward pass).
+    behind a stop-gradient (one forward pass). `gamma` conditions a
+    gamma-embedding network (None: its reference gamma).
     """
-    outputs = params_lib.call_with_weights(self.network, params, observation)
+    kwargs = {} if gamma is None else {"gamma": gamma}
+    outputs = params_lib.call_with_weights(self.network, params, observation,
+                                           **kwargs)
     if reference is None:
       ref = outputs
     else:
-      ref = params_lib.call_with_weights(self.network, reference, observation)
+      if gamma is not None:
+        kwargs["gamma"] = self._conditioning_gamma(reference.meta)
+      ref = params_lib.call_with_weights(self.network, reference.params,
+                                         observation, **kwargs)
     return outputs, tf.nest.map_structure(tf.stop_gradient, ref)
+
+  def _conditioning_gamma(self, meta):
+    """The gamma a gamma-embedding network is conditioned on in the inner
+    loss (the inner gamma of head 0)."""
+    return self._hparams(self._transform(meta, 0) if meta else {}).gamma
 
   def _rewards(self, batch: types.Trajectory):
     rewards = tf.cast(batch.reward, self.dtype)
@@ -183,7 +194,11 @@ class ActorCriticLearner(base.Learner):
 
   # ---------------------------------------------------------------- losses
   def _inner_loss(self, params, meta, batch, reference):
-    outputs, ref_outputs = self._forward(params, batch.observation, reference)
+    gamma = None
+    if self.network.gamma_embedding_size:
+      gamma = self._conditioning_gamma(meta)
+    outputs, ref_outputs = self._forward(params, batch.observation, reference,
+                                         gamma=gamma)
     total = 0.0
     logs = {}
     for head in range(self._num_heads):

@@ -106,17 +106,17 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
   @abc.abstractmethod
   def _inner_loss(self, params: List[tf.Tensor], meta: Dict[str, Any],
                   batch: types.Trajectory,
-                  reference: Optional[List[tf.Tensor]]
+                  reference: Optional[engine_lib.Reference]
                   ) -> Tuple[tf.Tensor, dict]:
     """L_in(theta=params, eta=meta; batch) and a dict of scalar logs.
 
     Stop-gradiented quantities are computed at `reference` (None: at
-    `params`); see `meta.engine`.
+    `params` and `meta`); see `meta.engine`.
     """
 
   def _outer_loss(self, new_params: List[tf.Tensor],
                   old_params: List[tf.Tensor], batch: types.Trajectory,
-                  inner_batches, reference: Optional[List[tf.Tensor]]
+                  inner_batches, reference: Optional[engine_lib.Reference]
                   ) -> Tuple[tf.Tensor, dict]:
     """L_out(theta'=new_params; batch); old_params is theta (for the KL)."""
     raise NotImplementedError(f"{type(self).__name__} has no outer loss.")

@@ -22,6 +22,7 @@ from tf_metagrad.agents import distributions
 from tf_metagrad.networks import heads as heads_lib
 from tf_metagrad.networks import multi_head
 from tf_metagrad.networks import params
+from tf_metagrad.networks import primitives
 from tf_metagrad.networks import torsos
 
 
@@ -81,6 +82,12 @@ class AgentNetwork(params.ParamLayer):
     num_heads: policy/value heads (STACX: 3).
     num_quantiles: None for a scalar value, else N.
     mlp_hidden_sizes, resnet_channels, head_hidden_sizes: architecture.
+    gamma_embedding_size: > 0 conditions the heads on the discount: a linear
+      embedding of gamma is concatenated to the torso output (MGRL, Xu et
+      al. 2018 section 1.4; STAC supplement 9.5). `call(observation, gamma)`
+      then takes the gamma to condition on; None means `reference_gamma`.
+    reference_gamma: the fixed gamma used when none is passed (acting, the
+      outer loss).
   """
 
   def __init__(self, observation_shape, observation_dtype: str,
@@ -88,7 +95,8 @@ class AgentNetwork(params.ParamLayer):
                action_dim: Optional[int] = None, torso: str = "mlp",
                num_heads: int = 1, num_quantiles: Optional[int] = None,
                mlp_hidden_sizes=(256, 256), resnet_channels=(16, 32, 32),
-               head_hidden_sizes=(256, 256), **kwargs):
+               head_hidden_sizes=(256, 256), gamma_embedding_size: int = 0,
+               reference_gamma: Optional[float] = None, **kwargs):
     super().__init__(**kwargs)
     if (num_actions is None) == (action_dim is None):
       raise ValueError("Give exactly one of num_actions (discrete) and "
@@ -103,7 +111,15 @@ class AgentNetwork(params.ParamLayer):
     self.mlp_hidden_sizes = tuple(mlp_hidden_sizes)
     self.resnet_channels = tuple(resnet_channels)
     self.head_hidden_sizes = tuple(head_hidden_sizes)
+    self.gamma_embedding_size = int(gamma_embedding_size)
+    self.reference_gamma = reference_gamma
+    if self.gamma_embedding_size and reference_gamma is None:
+      raise ValueError("A gamma-conditioned network needs reference_gamma.")
     dtype = self.dtype_policy
+    self.gamma_embedding = (
+        primitives.Linear(self.gamma_embedding_size, dtype=dtype,
+                          name="gamma_embedding")
+        if self.gamma_embedding_size else None)
     if torso == "mlp":
       self.torso = torsos.MLPTorso(self.mlp_hidden_sizes, dtype=dtype,
                                    name="torso")
@@ -149,9 +165,13 @@ class AgentNetwork(params.ParamLayer):
     return self.torso(observation)
 
   def build(self, input_shape):
-    features_shape = self.torso.compute_output_shape(
-        self._torso_input_shape(input_shape))
+    features_shape = tf.TensorShape(self.torso.compute_output_shape(
+        self._torso_input_shape(input_shape)))
     self.torso.build(self._torso_input_shape(input_shape))
+    if self.gamma_embedding is not None:
+      self.gamma_embedding.build(features_shape[:-1].concatenate([1]))
+      features_shape = features_shape[:-1].concatenate(
+          [features_shape[-1] + self.gamma_embedding_size])
     self.heads.build(features_shape)
     super().build(input_shape)
 
@@ -163,8 +183,20 @@ class AgentNetwork(params.ParamLayer):
       return input_shape[:input_shape.rank - rank].concatenate([flat])
     return input_shape
 
-  def call(self, observation):
-    return self.heads(self._features(observation))
+  def call(self, observation, gamma=None):
+    features = self._features(observation)
+    if self.gamma_embedding is not None:
+      if gamma is None:
+        gamma = self.reference_gamma
+      gamma = tf.cast(gamma, features.dtype) if tf.is_tensor(gamma) else (
+          tf.constant(gamma, features.dtype))
+      column = tf.broadcast_to(tf.reshape(gamma, [1] * features.shape.rank),
+                               tf.concat([tf.shape(features)[:-1], [1]], 0))
+      features = tf.concat([features, self.gamma_embedding(column)], -1)
+    elif gamma is not None:
+      raise ValueError("gamma was given to a network without a gamma "
+                       "embedding (gamma_embedding_size=0).")
+    return self.heads(features)
 
   # ------------------------------------------------------ output accessors
   def policy(self, outputs, head: int = 0, time_slice=slice(None)):
@@ -187,7 +219,9 @@ class AgentNetwork(params.ParamLayer):
         num_quantiles=self.num_quantiles,
         mlp_hidden_sizes=self.mlp_hidden_sizes,
         resnet_channels=self.resnet_channels,
-        head_hidden_sizes=self.head_hidden_sizes)
+        head_hidden_sizes=self.head_hidden_sizes,
+        gamma_embedding_size=self.gamma_embedding_size,
+        reference_gamma=self.reference_gamma)
     return config
 
 
@@ -218,6 +252,10 @@ def make_network(config, observation_spec: tf.TensorSpec,
       mlp_hidden_sizes=config.mlp_hidden_sizes,
       resnet_channels=config.resnet_channels,
       head_hidden_sizes=config.head_hidden_sizes,
+      gamma_embedding_size=(config.gamma_embedding_size
+                            if getattr(config, "gamma_embedding", False)
+                            else 0),
+      reference_gamma=config.gamma,
       dtype=config.dtype, name="agent_network", **kwargs)
   network.build(tf.TensorShape([None]).concatenate(observation_spec.shape))
   return network

@@ -18,8 +18,9 @@ square), which also depend on eta after the first inner step.
 Stop-gradients and finite differences: RL losses are pseudo-losses whose
 gradient treats some quantities (importance ratios, bootstrap targets, the
 outer advantage) as constants. Loss functions therefore take a `reference`:
-None means "stop-gradient your own outputs" (every real update), a parameter
-list means "evaluate the stop-gradiented quantities at these parameters".
+None means "stop-gradient your own outputs" (every real update), a
+`Reference(params, meta)` means "evaluate the stop-gradiented quantities at
+these parameters and metaparameters".
 `outer_loss_at` uses the latter to expose the outer loss as an ordinary
 function of eta whose derivative at the reference eta is exactly the
 meta-gradient, which is what finite differences can check, also through M > 1
@@ -47,6 +48,13 @@ InnerLossFn = Callable[[List[tf.Tensor], Any, Any, Optional[List[tf.Tensor]]],
 # (params after the inner updates, batch, reference) -> (loss, logs).
 OuterLossFn = Callable[[List[tf.Tensor], Any, Optional[List[tf.Tensor]]],
                        Tuple[tf.Tensor, dict]]
+
+
+class Reference(NamedTuple):
+  """Where a loss evaluates its stop-gradiented quantities."""
+
+  params: List[tf.Tensor]
+  meta: Any
 
 
 class InnerLoopResult(NamedTuple):
@@ -180,7 +188,7 @@ class MetaGradientEngine:
         through unchanged).
       inner_batches: one batch, or a list of M batches.
       learning_rate: scalar learning rate of the inner optimizer.
-      references: None, or the M parameter lists at which each inner loss
+      references: None, or M `Reference`s at which each inner loss
         evaluates its stop-gradiented quantities (see the module docstring).
 
     Returns:
@@ -270,8 +278,11 @@ class MetaGradientEngine:
     anchor = self.inner_loop(inner_loss_fn, params, opt_state,
                              reference_meta_params, inner_batches,
                              learning_rate)
-    moved = self.inner_loop(inner_loss_fn, params, opt_state, meta_params,
-                            inner_batches, learning_rate,
-                            references=anchor.trajectory)
-    loss, _ = outer_loss_fn(moved.params, outer_batch, anchor.params)
+    moved = self.inner_loop(
+        inner_loss_fn, params, opt_state, meta_params, inner_batches,
+        learning_rate,
+        references=[Reference(p, reference_meta_params)
+                    for p in anchor.trajectory])
+    loss, _ = outer_loss_fn(moved.params, outer_batch,
+                            Reference(anchor.params, reference_meta_params))
     return loss

@@ -162,7 +162,7 @@ class FrodoLearner(actor_critic.ActorCriticLearner):
       # the reference parameters like every other one (see meta.engine).
       scale = logs["value_loss"]
       if reference is not None:
-        _, at_reference = self._forward(reference, batch.observation)
+        _, at_reference = self._forward(reference.params, batch.observation)
         scale = self._head_loss(at_reference, at_reference, 0, batch,
                                 self._outer_hparams(), inner=False).value_loss
       weight = weight / tf.maximum(tf.stop_gradient(scale),

@@ -15,10 +15,19 @@ class MgrlConfig(config_lib.AgentConfig):
   Attributes:
     meta_learned: subset of {gamma, lambda_} to meta-learn.
     g_kl: KL weight in the outer loss (0: Xu et al. 2018 had none).
+    gamma_embedding: condition the policy and value on gamma through a
+      learned linear embedding concatenated to the torso output (Xu et al.
+      2018 section 1.4, STAC supplement 9.5). The inner loss evaluates the
+      network at the meta-learned gamma (so the meta-gradient also flows
+      through the network input); acting and the outer loss use the
+      reference gamma'.
+    gamma_embedding_size: width of that embedding.
   """
 
   meta_learned: Tuple[str, ...] = MGRL_ETA
   g_kl: float = 0.0
+  gamma_embedding: bool = False
+  gamma_embedding_size: int = 16
 
   def __post_init__(self):
     super().__post_init__()
@@ -29,6 +38,9 @@ class MgrlConfig(config_lib.AgentConfig):
           f"meta_learned must be a non-empty subset of {MGRL_ETA}, got "
           f"{names}.")
     self.meta_learned = names
+    if self.gamma_embedding_size < 1:
+      raise ValueError(f"gamma_embedding_size must be >= 1, got "
+                       f"{self.gamma_embedding_size}.")
     if self.g_kl < 0:
       raise ValueError(f"g_kl must be >= 0, got {self.g_kl}.")
 
