@@ -32,7 +32,7 @@ ensure_venv() {
   if [ "$(cat .venv/.tf_metagrad_stamp 2>/dev/null || true)" != "$want" ]; then
     echo "run.sh: installing the pinned stack into .venv (first run takes a few minutes)" >&2
     .venv/bin/python -m pip install --quiet --upgrade pip >&2
-    .venv/bin/python -m pip install --quiet -e ".[test]" >&2
+    .venv/bin/python -m pip install --quiet -e ".[test,bench]" >&2
     echo "$want" > .venv/.tf_metagrad_stamp
   fi
 }

@@ -332,11 +332,19 @@ def train(spec: runs.RunSpec, options: Options,
     row = dict(metrics)
     row.update(env_steps=int(env_steps.numpy()),
                learner_steps=int(learner.learner_steps.numpy()),
+               wall_time_s=elapsed,
                fps=(int(env_steps.numpy()) - start_steps) / elapsed,
                episodes=episodes, actor_restarts=pool.restarts)
     if recent_returns:
       row["episode_return"] = float(np.mean(recent_returns[-100:]))
     return row
+
+  def write_summaries(row):
+    csv_log.write(row)
+    with writer.as_default(step=row["env_steps"]):
+      for k, v in row.items():
+        tf.summary.scalar(k, v)
+    writer.flush()
 
   try:
     while int(env_steps.numpy()) < options.total_env_steps:
@@ -376,12 +384,7 @@ def train(spec: runs.RunSpec, options: Options,
       now = time.monotonic()
       if now - last["summary"] >= options.summary_every_s:
         last["summary"] = now
-        row = report_row()
-        csv_log.write(row)
-        with writer.as_default(step=row["env_steps"]):
-          for k, v in row.items():
-            tf.summary.scalar(k, v)
-        writer.flush()
+        write_summaries(report_row())
       if now - last["log"] >= options.log_every_s:
         last["log"] = now
         row = report_row()
@@ -405,11 +408,7 @@ def train(spec: runs.RunSpec, options: Options,
     log(f"saved checkpoint {path} env_steps={int(env_steps.numpy())} "
         f"learner_steps={int(learner.learner_steps.numpy())}")
     row = report_row()
-    csv_log.write(row)
-    with writer.as_default(step=row["env_steps"]):
-      for k, v in row.items():
-        tf.summary.scalar(k, v)
-    writer.flush()
+    write_summaries(row)
     server.stop()
 
   summary = {"status": status, "env_steps": int(env_steps.numpy()),

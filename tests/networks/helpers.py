@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from tests.numerics import assert_close_relative  # pylint: disable=unused-import
+
 
 def central_difference(fn, arrays, eps=1e-6):
   """Gradient of the float-valued fn(list of arrays) by central differences.
@@ -28,17 +30,6 @@ def central_difference(fn, arrays, eps=1e-6):
       g[index] = (plus - minus) / (2 * eps)
     grads.append(g)
   return grads
-
-
-def assert_close_relative(actual, expected, rtol=1e-6):
-  """Norm-wise relative error, robust to entries that are exactly zero."""
-  actual = np.asarray(actual, np.float64)
-  expected = np.asarray(expected, np.float64)
-  assert actual.shape == expected.shape, (actual.shape, expected.shape)
-  assert np.all(np.isfinite(actual)), actual
-  scale = max(np.linalg.norm(expected), 1e-12)
-  error = np.linalg.norm(actual - expected) / scale
-  assert error <= rtol, f'relative error {error:.3g} > {rtol}'
 
 
 def randomize(layer, seed=0, scale=0.5):

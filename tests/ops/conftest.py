@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.numerics import assert_close_relative
+
 _EPS = 1e-6
 
 
@@ -17,17 +19,6 @@ def central_difference(fn, x, eps=_EPS):
     minus[index] -= eps
     grad[index] = (fn(plus) - fn(minus)) / (2 * eps)
   return grad
-
-
-def assert_close_relative(actual, expected, rtol=1e-6):
-  """Norm-wise relative error, robust to entries that are exactly zero."""
-  actual = np.asarray(actual, np.float64)
-  expected = np.asarray(expected, np.float64)
-  assert actual.shape == expected.shape, (actual.shape, expected.shape)
-  assert np.all(np.isfinite(actual)), actual
-  scale = max(np.linalg.norm(expected), 1e-12)
-  error = np.linalg.norm(actual - expected) / scale
-  assert error <= rtol, f'relative error {error:.3g} > {rtol}'
 
 
 def check_gradients(scalar_fn, inputs, names, rtol=1e-6):

@@ -20,7 +20,6 @@ hyperparameters are metaparameters and how those are transformed:
 The subclasses in the agent folders only choose `MetaSpec`s and defaults.
 """
 
-import dataclasses
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import tensorflow as tf
@@ -181,7 +180,7 @@ class ActorCriticLearner(base.Learner):
         kappa=self.config.kappa,
         distributional_advantage=getattr(
             self.config, "distributional_advantage", "vtrace"),
-        n_step=getattr(self.config, "n_step", None))
+        n_step=self.config.n_step)
 
   def _split(self, batch):
     if self.config.outer_batch == "same":

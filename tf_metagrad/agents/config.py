@@ -64,6 +64,9 @@ class AgentConfig:
   meta_max_grad_norm: Optional[float] = None
   meta_init: float = 4.6
   outer_batch: str = "same"  # "same" (STAC) or "split" (two halves).
+  # None: the (leaky) V-trace lambda-return; n: the n-step bootstrapped
+  # return instead (a fixed n-step target; DrMG's "+n-step" ablation).
+  n_step: Optional[int] = None
   # Distributional value head (quantiles), seed 002.
   distributional: bool = False
   num_quantiles: int = 16
@@ -107,6 +110,9 @@ class AgentConfig:
     _unit_interval("meta_b2", self.meta_b2)
     _check(self.meta_epsilon > 0,
            f"meta_epsilon must be > 0, got {self.meta_epsilon}.")
+    _check(self.n_step is None or (isinstance(self.n_step, int)
+                                   and self.n_step >= 1),
+           f"n_step must be None or an int >= 1, got {self.n_step!r}.")
     _check(self.outer_batch in ("same", "split"),
            f"outer_batch must be 'same' or 'split', got {self.outer_batch!r}.")
     _check(self.num_quantiles >= 1,

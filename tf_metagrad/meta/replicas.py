@@ -67,7 +67,8 @@ def assign_from_replicas(variables: Sequence[tf.Variable],
         f"{len(values)} values.")
   if not variables:
     return
-  if tf.distribute.in_cross_replica_context() or num_replicas() == 1:
+  if (not tf.distribute.has_strategy()
+      or tf.distribute.in_cross_replica_context()):
     for var, value in zip(variables, values):
       var.assign(value)
     return

@@ -1,13 +1,17 @@
 """Applies a pure optimizer's `update` to `tf.Variable`s.
 
-The agent's real (non-differentiated) update and the meta-optimizer step use
-this wrapper; it runs exactly the same `update` code as the differentiable
-inner loop and only adds variable storage for the state and the assignment.
+For code that trains variables with these optimizers outside a meta-learner
+(the learners keep their optimizer state as variables themselves and assign
+the very tensors the meta-gradient engine produced). It runs exactly the same
+`update` code as the differentiable inner loop and only adds variable storage
+for the state and the (replica-aware) assignment.
 """
 
 from typing import Any, List, Optional, Sequence
 
 import tensorflow as tf
+
+from tf_metagrad.meta import replicas
 
 
 class VariableOptimizer(tf.Module):
@@ -86,20 +90,4 @@ class VariableOptimizer(tf.Module):
         grads, state, variables, learning_rate)
     targets = variables + tf.nest.flatten(self._state)
     values = new_params + tf.nest.flatten(new_state)
-    _assign(targets, values)
-
-
-def _assign(variables: List[tf.Variable], values: List[tf.Tensor]) -> None:
-  if (not tf.distribute.has_strategy()
-      or tf.distribute.in_cross_replica_context()):
-    for variable, value in zip(variables, values):
-      variable.assign(value)
-    return
-
-  def merge(strategy, pairs):
-    for variable, value in pairs:
-      strategy.extended.update(
-          variable, lambda v, x: v.assign(x), args=(value,), group=False)
-
-  tf.distribute.get_replica_context().merge_call(
-      merge, args=(list(zip(variables, values)),))
+    replicas.assign_from_replicas(targets, values)

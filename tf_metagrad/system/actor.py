@@ -7,7 +7,6 @@ environment name and the network architecture (agent + config overrides).
 """
 
 import threading
-import time
 from typing import Callable, Dict, Optional
 
 import gymnasium

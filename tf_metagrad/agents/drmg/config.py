@@ -36,7 +36,6 @@ class DrmgConfig(config_lib.AgentConfig):
 
   distributional: bool = True
   variant: str = "full"
-  n_step: object = None
   scalar_eta: bool = False
   g_kl: float = 0.0
   distributional_advantage: str = "drmg"
@@ -48,10 +47,6 @@ class DrmgConfig(config_lib.AgentConfig):
     if self.variant not in VARIANTS:
       raise ValueError(
           f"variant must be one of {VARIANTS}, got {self.variant!r}.")
-    if self.n_step is not None and (not isinstance(self.n_step, int)
-                                    or self.n_step < 1):
-      raise ValueError(f"n_step must be None or an int >= 1, got "
-                       f"{self.n_step!r}.")
     if self.g_kl < 0:
       raise ValueError(f"g_kl must be >= 0, got {self.g_kl}.")
     if self.distributional_advantage not in ("drmg", "vtrace"):

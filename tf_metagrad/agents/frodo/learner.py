@@ -25,7 +25,6 @@ from typing import Any, Dict
 import tensorflow as tf
 
 from tf_metagrad.agents import actor_critic
-from tf_metagrad.agents import losses
 from tf_metagrad.networks import meta_networks
 from tf_metagrad.networks import params as params_lib
 from tf_metagrad.ops import distributional

@@ -1,0 +1,366 @@
+r"""Re-runs the seeds' experiments on CPU and writes CSV + PNG + markdown.
+
+  python -m benchmarks.reproduce --experiment=catch [--seeds=5] [--scale=1.0]
+
+Experiments (each arm x seed is a real run of `trainers.loop.train`, with
+Reverb, actor threads and the learner, except random_walk; see below):
+- catch: IMPALA, STAC, FRODO, FRODO + pseudo-label extension on Catch
+  (seed 001 figs. 3 and 5), return vs env steps.
+- two_colors: DrMG vs MG (MGRL) vs QR (DrMG without meta-learning) on the
+  two-colors grid world across key-value toggles (seed 002 fig. 1).
+- stac_ablation: STAC self-tuning {} (IMPALA), {gamma}, {gamma, lambda},
+  {gamma, lambda, g_v, g_p, g_e} and all six on two_colors (STAC fig. 2b in
+  small).
+- meta_trajectories: the metaparameters of STAC and STACX during training on
+  Catch (STAC fig. 5a), one curve per metaparameter and head.
+- cartpole: IMPALA vs STAC on dmc:cartpole-swingup from features at equal
+  env steps.
+- random_walk: FRODO vs a fixed n-step target on the non-stationary random
+  walk (seed 001 figs. 4 and 6): value RMSE against the true values across
+  the reward switches. This one uses a synchronous loop (one environment,
+  on-policy, like seed 001) because it needs the true values at every step.
+
+Outputs under docs/results/<experiment>/: curves.csv (mean and 95% band over
+seeds on a common env-step grid), curves.png, results.md (final values per
+arm). Raw run directories go to --workdir (not committed).
+"""
+
+import csv
+import json
+import os
+import time
+from typing import Dict, List, Tuple
+
+from absl import app
+from absl import flags
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("experiment", "catch",
+                  ["catch", "two_colors", "stac_ablation", "meta_trajectories",
+                   "cartpole", "random_walk"], "Which experiment.")
+flags.DEFINE_integer("seeds", 5, "Seeds per arm.")
+flags.DEFINE_float("scale", 1.0, "Multiplies every run's env-step budget.")
+flags.DEFINE_string("workdir", "/tmp/tf_metagrad_repro", "Raw run dirs.")
+flags.DEFINE_string("outdir", "docs/results", "Where results are written.")
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# arm name -> (agent, config overrides, run options overrides)
+Arms = Dict[str, Tuple[str, Dict, Dict]]
+_FRODO_RUN = {"unroll_length": 16, "batch_size": 8}
+
+EXPERIMENTS = {
+    "catch": dict(env="catch", steps=250_000, metric="episode_return", arms={
+        "IMPALA": ("impala", {}, {}),
+        "STAC": ("stac", {}, {}),
+        "FRODO": ("frodo", {}, _FRODO_RUN),
+        "FRODO+ext": ("frodo", {"pseudo_label_weight": 1.0,
+                                "pseudo_label_normalize": True}, _FRODO_RUN),
+    }),
+    "two_colors": dict(env="two_colors", steps=350_000,
+                       metric="episode_return", arms={
+                           "DrMG": ("drmg", {}, {}),
+                           "MG": ("mgrl", {}, {}),
+                           "QR": ("drmg", {"variant": "qr"}, {}),
+                       }),
+    "stac_ablation": dict(env="two_colors", steps=250_000,
+                          metric="episode_return", arms={
+                              "{}": ("stac", {"meta_learned": ()}, {}),
+                              "{gamma}": ("stac", {"meta_learned": ("gamma",)},
+                                          {}),
+                              "{gamma,lambda}": (
+                                  "stac", {"meta_learned": ("gamma",
+                                                            "lambda_")}, {}),
+                              "{gamma,lambda,g_v,g_p,g_e}": (
+                                  "stac", {"meta_learned": (
+                                      "gamma", "lambda_", "g_v", "g_p",
+                                      "g_e")}, {}),
+                              "all six": ("stac", {}, {}),
+                          }),
+    "meta_trajectories": dict(env="catch", steps=250_000, metric="meta",
+                              arms={"STAC": ("stac", {}, {}),
+                                    "STACX": ("stacx", {}, {})}),
+    "cartpole": dict(env="dmc:cartpole-swingup", steps=300_000,
+                     metric="episode_return", arms={
+                         "IMPALA": ("impala", {}, {}),
+                         "STAC": ("stac", {}, {}),
+                     }),
+}
+
+
+def _run(experiment: str, arm: str, agent: str, overrides: Dict,
+         run_overrides: Dict, env: str, steps: int, seed: int) -> str:
+  """Trains one arm/seed (resuming if it already ran) -> its metrics.csv."""
+  # pylint: disable=g-import-not-at-top
+  from tf_metagrad import runs
+  from trainers import loop
+  from trainers import presets
+  # pylint: enable=g-import-not-at-top
+  preset = presets.PRESETS[presets.family(env)]
+  config = dict(preset.config)
+  unroll = run_overrides.get("unroll_length", preset.unroll_length)
+  batch = run_overrides.get("batch_size", preset.batch_size)
+  if preset.decay_learning_rate:
+    config["decay_steps"] = max(1, steps // (unroll * batch))
+  else:
+    config.pop("end_learning_rate", None)
+  config.update(overrides)
+  safe = "".join(c if c.isalnum() else "_" for c in arm)
+  logdir = os.path.join(FLAGS.workdir, experiment, safe, f"seed{seed}")
+  spec = runs.RunSpec(agent=agent, env=env, config_overrides=config,
+                      seed=seed)
+  options = loop.Options(
+      logdir=logdir, total_env_steps=steps, unroll_length=unroll,
+      batch_size=batch, num_actors=2, envs_per_actor=preset.envs_per_actor,
+      eval_episodes=0, export=False, summary_every_s=2.0, log_every_s=30.0,
+      checkpoint_every_s=1e9)
+  started = time.monotonic()
+  summary = loop.train(spec, options, log=lambda m: None)
+  print(f"{experiment}/{arm}/seed{seed}: {summary['status']} "
+        f"env_steps={summary['env_steps']} "
+        f"return={summary['episode_return']:.3f} "
+        f"({time.monotonic() - started:.0f}s)", flush=True)
+  return os.path.join(logdir, "metrics.csv")
+
+
+def _read(path: str) -> Dict[str, np.ndarray]:
+  with open(path, newline="") as f:
+    rows = list(csv.DictReader(f))
+  out = {}
+  for key in rows[0]:
+    values = []
+    for r in rows:
+      try:
+        values.append(float(r[key]))
+      except (TypeError, ValueError):
+        values.append(np.nan)
+    out[key] = np.asarray(values)
+  return out
+
+
+def _band(curves: List[np.ndarray]):
+  """Mean and 95% normal-approximation band over seeds."""
+  stack = np.stack(curves)
+  mean = np.nanmean(stack, axis=0)
+  n = np.sum(~np.isnan(stack), axis=0)
+  sem = np.nanstd(stack, axis=0, ddof=1) / np.sqrt(np.maximum(n, 1))
+  sem = np.where(n > 1, sem, 0.0)
+  return mean, mean - 1.96 * sem, mean + 1.96 * sem
+
+
+def _on_grid(data, key, grid):
+  x, y = data["env_steps"], data.get(key)
+  if y is None:
+    return np.full_like(grid, np.nan, dtype=float)
+  ok = ~np.isnan(y)
+  if ok.sum() < 2:
+    return np.full_like(grid, np.nan, dtype=float)
+  out = np.interp(grid, x[ok], y[ok])
+  out[grid < x[ok][0]] = np.nan
+  return out
+
+
+def _write(outdir: str, name: str, grid, arms_curves: Dict, ylabel: str,
+           title: str, notes: str, vlines=()):
+  os.makedirs(outdir, exist_ok=True)
+  with open(os.path.join(outdir, "curves.csv"), "w", newline="") as f:
+    writer = csv.writer(f)
+    header = ["env_steps"]
+    for arm in arms_curves:
+      header += [f"{arm} mean", f"{arm} lo95", f"{arm} hi95"]
+    writer.writerow(header)
+    bands = {arm: _band(c) for arm, c in arms_curves.items()}
+    for i, x in enumerate(grid):
+      row = [int(x)]
+      for arm in arms_curves:
+        row += [f"{v[i]:.5g}" for v in bands[arm]]
+      writer.writerow(row)
+  fig, ax = plt.subplots(figsize=(7, 4.2))
+  for arm, (mean, lo, hi) in bands.items():
+    ax.plot(grid, mean, label=arm)
+    ax.fill_between(grid, lo, hi, alpha=0.2)
+  for v in vlines:
+    ax.axvline(v, color="gray", lw=0.6, ls=":")
+  ax.set_xlabel("env steps")
+  ax.set_ylabel(ylabel)
+  ax.set_title(title)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(os.path.join(outdir, "curves.png"), dpi=110)
+  plt.close(fig)
+  lines = [f"# {title}", "", notes, "",
+           f"| arm | seeds | final {ylabel} (mean, 95% band) | "
+           f"mean over the run |", "|---|---|---|---|"]
+  for arm, curves in arms_curves.items():
+    mean, lo, hi = bands[arm]
+    last = np.where(~np.isnan(mean))[0]
+    final = last[-1] if last.size else -1
+    lines.append(
+        f"| {arm} | {len(curves)} | {mean[final]:.3f} "
+        f"[{lo[final]:.3f}, {hi[final]:.3f}] | {np.nanmean(mean):.3f} |")
+  with open(os.path.join(outdir, "results.md"), "w") as f:
+    f.write("\n".join(lines) + "\n")
+  print("\n".join(lines), flush=True)
+
+
+def _trainer_experiment(name: str):
+  exp = EXPERIMENTS[name]
+  steps = int(exp["steps"] * FLAGS.scale)
+  grid = np.linspace(0, steps, 41)[1:]
+  arms_curves, metas = {}, {}
+  for arm, (agent, overrides, run_overrides) in exp["arms"].items():
+    arms_curves[arm] = []
+    for seed in range(FLAGS.seeds):
+      data = _read(_run(name, arm, agent, overrides, run_overrides,
+                        exp["env"], steps, seed))
+      arms_curves[arm].append(_on_grid(data, "episode_return", grid))
+      metas.setdefault(arm, []).append(data)
+  outdir = os.path.join(FLAGS.outdir, name)
+  notes = (f"{FLAGS.seeds} seeds per arm, {steps} env steps per run on "
+           f"`{exp['env']}`; band = mean +- 1.96 standard errors over "
+           f"seeds; returns are the mean of the last 100 training episodes.")
+  if exp["metric"] == "meta":
+    _write_meta(outdir, grid, metas, steps)
+    return
+  vlines = ()
+  if exp["env"] == "two_colors":
+    vlines = list(range(100_000, steps, 100_000))
+    notes += " Dotted lines: key-value toggles (every 1e5 steps per copy)."
+  _write(outdir, name, grid, arms_curves, "episode return",
+         f"{name}: return vs env steps", notes, vlines)
+
+
+def _write_meta(outdir: str, grid, metas: Dict, steps: int):
+  os.makedirs(outdir, exist_ok=True)
+  fig, axes = plt.subplots(1, len(metas), figsize=(12, 4), sharey=True)
+  rows = []
+  for ax, (arm, runs_data) in zip(np.atleast_1d(axes), metas.items()):
+    data = runs_data[0]  # One seed, like STAC fig. 5a.
+    for key in sorted(k for k in data if k.startswith("meta/")
+                      and not k.endswith(("/min", "/max"))):
+      y = _on_grid(data, key, grid)
+      name = key[5:]
+      if any(name.startswith(w) for w in ("g_v", "g_p", "g_e")):
+        # Shown without the outer scaling, as in STAC fig. 5a.
+        outer = {"g_v": 0.25, "g_p": 1.0, "g_e": 0.01}[name.split("/")[0]]
+        y = y / outer
+      ax.plot(grid, y, label=name)
+      final = y[~np.isnan(y)][-1] if np.any(~np.isnan(y)) else np.nan
+      rows.append(f"| {arm} | {name} | {final:.4f} |")
+    ax.set_title(f"{arm} (seed 0)")
+    ax.set_xlabel("env steps")
+    ax.legend(fontsize=6, ncol=2)
+  np.atleast_1d(axes)[0].set_ylabel("inner value (loss weights / outer)")
+  fig.tight_layout()
+  fig.savefig(os.path.join(outdir, "curves.png"), dpi=110)
+  plt.close(fig)
+  with open(os.path.join(outdir, "curves.csv"), "w", newline="") as f:
+    writer = csv.writer(f)
+    keys = []
+    for arm, runs_data in metas.items():
+      keys += [(arm, k) for k in sorted(runs_data[0]) if k.startswith("meta/")]
+    writer.writerow(["env_steps"] + [f"{a} {k}" for a, k in keys])
+    for i, x in enumerate(grid):
+      writer.writerow([int(x)] + [
+          f"{_on_grid(metas[a][0], k, grid)[i]:.5g}" for a, k in keys])
+  lines = ["# Metaparameters during training (Catch, seed 0)", "",
+           f"{steps} env steps; loss weights divided by their outer value.",
+           "", "| agent | metaparameter | final value |", "|---|---|---|"]
+  lines += rows
+  with open(os.path.join(outdir, "results.md"), "w") as f:
+    f.write("\n".join(lines) + "\n")
+  print("\n".join(lines), flush=True)
+
+
+def _random_walk():
+  """FRODO vs a fixed n-step target: value RMSE across reward switches."""
+  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+  from tf_metagrad import agents
+  from tf_metagrad import envs
+  from tf_metagrad import types
+  # pylint: enable=g-import-not-at-top
+  steps = int(60_000 * FLAGS.scale)
+  unroll, inner = 16, 5
+  gamma = 0.99
+  grid = np.arange(96, steps + 1, 96 * 2)
+  arms = {
+      "FRODO": ("frodo", dict(num_inner_steps=inner)),
+      "FRODO+ext": ("frodo", dict(num_inner_steps=inner,
+                                  pseudo_label_weight=1.0,
+                                  pseudo_label_normalize=True)),
+      "n-step target (n=4)": ("impala", dict(n_step=4)),
+  }
+  curves = {arm: [] for arm in arms}
+  for arm, (agent, overrides) in arms.items():
+    for seed in range(FLAGS.seeds):
+      env = envs.make_batched("random_walk", 1, seed=seed)
+      spec = tf.TensorSpec(env.observation_spec.shape, tf.float32)
+      learner = agents.make_learner(
+          agent, spec, env.action_space, seed=seed, gamma=gamma,
+          learning_rate=1e-2, reward_clip=None, mlp_hidden_sizes=(32,),
+          head_hidden_sizes=(32,), g_e=0.0, **overrides)
+      pieces = inner + 1 if agent == "frodo" else 1
+      obs = env.reset(seed=seed)
+      states = np.eye(env.observation_spec.shape[0], dtype=np.float32)
+      rmse, at = [], []
+      env_steps = 0
+      while env_steps < steps:
+        t = unroll * pieces
+        o, a, r, d = [obs], [], [], []
+        for _ in range(t):
+          action = np.zeros(1, np.int64)  # Ignored: random moves.
+          out = env.step(action)
+          a.append(action)
+          r.append(out.reward)
+          d.append(~(out.terminated | out.truncated))
+          o.append(out.observation)
+        obs = o[-1]
+        env_steps += t
+        batch = types.Trajectory(
+            observation=tf.constant(np.stack(o)),
+            action=tf.constant(np.stack(a).astype(np.int32)),
+            reward=tf.constant(np.stack(r).astype(np.float32)),
+            discount=tf.constant(np.stack(d).astype(np.float32)),
+            behaviour_log_prob=tf.constant(
+                learner.network.policy(learner.network(np.stack(o[:-1])), 0)
+                .log_prob(np.stack(a).astype(np.int32)).numpy()))
+        learner.step(batch)
+        values = learner.network.values(learner.network(states), 0).numpy()
+        truth = env.core.true_values(discount=gamma)[0]
+        rmse.append(float(np.sqrt(np.mean((values - truth) ** 2))))
+        at.append(env_steps)
+      curves[arm].append(np.interp(grid, at, rmse))
+      print(f"random_walk/{arm}/seed{seed}: final rmse={rmse[-1]:.4f} "
+            f"mean rmse={np.mean(rmse):.4f}", flush=True)
+  switch = envs.make_batched("random_walk", 1, seed=0).core.switch_every
+  _write(os.path.join(FLAGS.outdir, "random_walk"), "random_walk", grid,
+         curves, "value RMSE",
+         "random_walk: value RMSE vs env steps",
+         f"{FLAGS.seeds} seeds, {steps} env steps, one environment, "
+         f"on-policy random moves, trajectories of {unroll} steps, FRODO with "
+         f"M={inner} inner trajectories per update; RMSE of V over the 5 "
+         f"states against the true values of the current reward regime "
+         f"(gamma={gamma}). Dotted lines: reward switches every {switch} "
+         f"steps.", vlines=list(range(switch, steps, switch)))
+
+
+def main(argv):
+  del argv
+  os.chdir(_ROOT)
+  if FLAGS.experiment == "random_walk":
+    _random_walk()
+  else:
+    _trainer_experiment(FLAGS.experiment)
+  with open(os.path.join(FLAGS.outdir, FLAGS.experiment, "command.json"),
+            "w") as f:
+    json.dump({"experiment": FLAGS.experiment, "seeds": FLAGS.seeds,
+               "scale": FLAGS.scale}, f)
+
+
+if __name__ == "__main__":
+  app.run(main)
