@@ -30,6 +30,7 @@ flags.DEFINE_string("agent", "stac", "Agent.")
 flags.DEFINE_string("env", "catch", "Environment.")
 flags.DEFINE_integer("total_env_steps", 600_000, "Env steps of the run.")
 flags.DEFINE_integer("num_actors", 2, "Actor threads.")
+flags.DEFINE_integer("num_actor_processes", 0, "Actor processes.")
 flags.DEFINE_integer("envs_per_actor", None, "Default: preset.")
 flags.DEFINE_integer("unroll_length", None, "Default: preset.")
 flags.DEFINE_integer("batch_size", None, "Default: preset.")
@@ -61,6 +62,7 @@ def main(argv):
   options = loop.Options(
       logdir=logdir, total_env_steps=FLAGS.total_env_steps,
       unroll_length=unroll, batch_size=batch, num_actors=FLAGS.num_actors,
+      num_actor_processes=FLAGS.num_actor_processes,
       envs_per_actor=FLAGS.envs_per_actor or preset.envs_per_actor,
       eval_episodes=0, export=False, summary_every_s=1.0, log_every_s=10.0,
       checkpoint_every_s=1e9)

@@ -308,6 +308,8 @@ def train(spec: runs.RunSpec, options: Options,
       f"--reverb_address=HOST:{server.port}); agent={spec.agent} "
       f"env={spec.env} unroll={unroll} batch={options.batch_size}")
 
+  publisher = weights_lib.Publisher(client)
+  publisher.start()
   pool = _ActorPool(spec, options, address, unroll, stop.event, log)
   pool.start()
   dataset = dataset_lib.distributed_dataset(
@@ -372,7 +374,7 @@ def train(spec: runs.RunSpec, options: Options,
       env_steps.assign_add(frames_per_step)
       step = int(learner.learner_steps.numpy())
       if step % options.weights_every == 0:
-        weights_lib.publish(client, variables, step)
+        publisher.offer(variables, step)
       ep = np.concatenate([np.reshape(x, [-1]) for x in
                            strategy.experimental_local_results(
                                stats["episode_return"])])
@@ -404,6 +406,7 @@ def train(spec: runs.RunSpec, options: Options,
             f"learner_steps={step}")
   finally:
     pool.stop()
+    publisher.close()
     path = manager.save()
     log(f"saved checkpoint {path} env_steps={int(env_steps.numpy())} "
         f"learner_steps={int(learner.learner_steps.numpy())}")

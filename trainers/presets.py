@@ -22,7 +22,7 @@ class Preset:
 
 
 PRESETS = {
-    "toy": Preset(unroll_length=20, batch_size=32, envs_per_actor=32,
+    "toy": Preset(unroll_length=20, batch_size=32, envs_per_actor=64,
                   config=dict(gamma=0.99, learning_rate=6e-4),
                   decay_learning_rate=False),
     "atari": Preset(unroll_length=20, batch_size=32, envs_per_actor=8,

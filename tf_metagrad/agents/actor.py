@@ -21,8 +21,7 @@ class Policy(tf.Module):
     self.network = network
 
   def _distribution(self, observation):
-    outputs = self.network(observation)
-    return self.network.policy(outputs, 0)
+    return self.network.acting_policy(observation)
 
   def sample(self, observation, seed):
     """(actions, behaviour log-probs) for `observation [B, ...]`.

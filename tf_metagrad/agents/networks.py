@@ -184,6 +184,18 @@ class AgentNetwork(params.ParamLayer):
     return input_shape
 
   def call(self, observation, gamma=None):
+    return self.heads(self._conditioned_features(observation, gamma))
+
+  def acting_policy(self, observation, gamma=None):
+    """The acting head's policy, computing only what acting needs (the
+    torso and head 0's policy MLP, not the value heads)."""
+    features = self._conditioned_features(observation, gamma)
+    outputs = self.heads.heads[0].policy(features)
+    if self.num_actions is not None:
+      return distributions.Categorical(outputs)
+    return distributions.SquashedGaussian(*outputs)
+
+  def _conditioned_features(self, observation, gamma):
     features = self._features(observation)
     if self.gamma_embedding is not None:
       if gamma is None:
@@ -196,7 +208,7 @@ class AgentNetwork(params.ParamLayer):
     elif gamma is not None:
       raise ValueError("gamma was given to a network without a gamma "
                        "embedding (gamma_embedding_size=0).")
-    return self.heads(features)
+    return features
 
   # ------------------------------------------------------ output accessors
   def policy(self, outputs, head: int = 0, time_slice=slice(None)):

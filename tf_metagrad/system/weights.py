@@ -1,5 +1,6 @@
 """Learner -> actor weight transport through the Reverb "weights" table."""
 
+import threading
 import time
 from typing import List, Optional, Sequence
 
@@ -13,8 +14,59 @@ from tf_metagrad.system import server as server_lib
 def publish(client: reverb.Client, variables: Sequence[tf.Variable],
             version: int) -> None:
   """Replaces the weights item by the current values of `variables`."""
-  data = (np.int64(version), [v.numpy() for v in variables])
-  client.insert(data, priorities={server_lib.WEIGHTS_TABLE: 1.0})
+  _insert(client, version, [v.numpy() for v in variables])
+
+
+def _insert(client, version, arrays):
+  client.insert((np.int64(version), arrays),
+                priorities={server_lib.WEIGHTS_TABLE: 1.0})
+
+
+class Publisher(threading.Thread):
+  """Publishes weight snapshots from a background thread.
+
+  The learner only copies its variables to host arrays (`offer`); the
+  Reverb insert (serialisation and compression, a few ms for a 2x256 MLP)
+  happens here, off the learner's critical path. Only the newest snapshot
+  matters, so an unsent older one is replaced.
+  """
+
+  def __init__(self, client: reverb.Client):
+    super().__init__(name="weights-publisher", daemon=True)
+    self._client = client
+    self._cond = threading.Condition()
+    self._pending = None
+    self._closed = False
+    self.error: Optional[BaseException] = None
+
+  def offer(self, variables: Sequence[tf.Variable], version: int) -> None:
+    if self.error is not None:
+      raise RuntimeError("weights publisher failed") from self.error
+    snapshot = (version, [v.numpy() for v in variables])
+    with self._cond:
+      self._pending = snapshot
+      self._cond.notify()
+
+  def run(self):
+    while True:
+      with self._cond:
+        while self._pending is None and not self._closed:
+          self._cond.wait()
+        if self._pending is None:
+          return
+        version, arrays = self._pending
+        self._pending = None
+      try:
+        _insert(self._client, version, arrays)
+      except BaseException as e:  # pylint: disable=broad-except
+        self.error = e
+        return
+
+  def close(self, timeout_s: float = 10.0):
+    with self._cond:
+      self._closed = True
+      self._cond.notify()
+    self.join(timeout_s)
 
 
 def fetch(client: reverb.Client, timeout_s: float = 30.0,
