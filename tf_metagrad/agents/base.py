@@ -235,20 +235,20 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
     for k, v in inner.logs[-1].items():
       metrics[k] = v
 
-    keep = lambda new, old: tf.where(finite, tf.cast(new, old.dtype), old)
+    def kept(news, olds):
+      """The new values, or the old ones when the step was not finite."""
+      return [tf.where(finite, tf.cast(n, o.dtype), tf.convert_to_tensor(o))
+              for n, o in zip(news, olds)]
+
     flat_state = tf.nest.flatten(self.opt_state)
     targets = variables + flat_state
-    values = ([keep(n, tf.convert_to_tensor(o))
-               for n, o in zip(inner.params, variables)] +
-              [keep(n, tf.convert_to_tensor(o)) for n, o in
-               zip(tf.nest.flatten(inner.opt_state), flat_state)])
+    values = (kept(inner.params, variables)
+              + kept(tf.nest.flatten(inner.opt_state), flat_state))
     if meta_vars:
       flat_meta_state = tf.nest.flatten(self.meta_opt_state)
       targets += flat_meta + flat_meta_state
-      values += ([keep(n, tf.convert_to_tensor(o))
-                  for n, o in zip(new_meta, flat_meta)] +
-                 [keep(n, tf.convert_to_tensor(o)) for n, o in
-                  zip(tf.nest.flatten(new_meta_state), flat_meta_state)])
+      values += (kept(new_meta, flat_meta)
+                 + kept(tf.nest.flatten(new_meta_state), flat_meta_state))
     replicas.assign_from_replicas(targets, values)
     replicas.assign_from_replicas(
         [self.learner_steps, self.skipped_updates],

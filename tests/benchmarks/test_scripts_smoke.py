@@ -1,0 +1,56 @@
+"""The benchmark scripts run end to end with tiny budgets (no speed or
+learning asserted; their numbers are reported, not tested)."""
+
+import csv
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+
+
+def _run(module, *flags):
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+  proc = subprocess.run([sys.executable, "-m", module, *flags], cwd=ROOT,
+                        env=env, capture_output=True, text=True, timeout=600,
+                        check=False)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+  return proc.stdout.strip().splitlines()
+
+
+def test_throughput_prints_its_ratio():
+  lines = _run("benchmarks.throughput", "--agent=impala", "--env=catch",
+               "--unroll_length=4", "--batch_size=4", "--envs_per_actor=4",
+               "--total_env_steps=320", "--ceiling_repeats=2")
+  match = re.fullmatch(r"env_steps_per_s=([\d.]+) "
+                       r"learner_ceiling_steps_per_s=([\d.]+) ratio=([\d.]+)",
+                       lines[-1])
+  assert match, lines[-1]
+  rate, ceiling, ratio = map(float, match.groups())
+  assert rate > 0 and ceiling > 0
+  assert abs(ratio - rate / ceiling) < 1e-2
+
+
+def test_metagrad_approximation_prints_its_error():
+  lines = _run("benchmarks.metagrad_approximation", "--batches=2",
+               "--warmup=1", "--batch_size=4", "--unroll_length=5")
+  match = re.fullmatch(r"agent=stac median_relative_error=(\S+) "
+                       r"median_cosine=(\S+)", lines[-1])
+  assert match, lines[-1]
+  assert float(match.group(1)) > 0 and -1 <= float(match.group(2)) <= 1
+
+
+def test_reproduce_writes_csv_png_and_markdown(tmp_path):
+  for experiment, scale in (("random_walk", 0.01),
+                            ("meta_trajectories", 0.003)):
+    _run("benchmarks.reproduce", f"--experiment={experiment}", "--seeds=1",
+         f"--scale={scale}", f"--outdir={tmp_path}",
+         f"--workdir={tmp_path / 'runs'}")
+    out = tmp_path / experiment
+    with open(out / "curves.csv") as f:
+      rows = list(csv.reader(f))
+    assert len(rows) > 2 and rows[0][0] == "env_steps"
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "results.md").read_text().startswith("# ")
