@@ -9,8 +9,8 @@ Reverb, actor threads and the learner, except random_walk; see below):
 - two_colors: DrMG vs MG (MGRL) vs QR (DrMG without meta-learning) on the
   two-colors grid world across key-value toggles (seed 002 fig. 1).
 - stac_ablation: STAC self-tuning {} (IMPALA), {gamma}, {gamma, lambda},
-  {gamma, lambda, g_v, g_p, g_e} and all six on two_colors (STAC fig. 2b in
-  small).
+  {gamma, lambda, g_v, g_p, g_e} and all six on Catch (STAC fig. 2b in
+  small), compared on learning speed (every arm eventually solves Catch).
 - meta_trajectories: the metaparameters of STAC and STACX during training on
   Catch (STAC fig. 5a), one curve per metaparameter and head.
 - cartpole: IMPALA vs STAC on dmc:cartpole-swingup from features at equal
@@ -52,14 +52,20 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # arm name -> (agent, config overrides, run options overrides)
 Arms = Dict[str, Tuple[str, Dict, Dict]]
 _FRODO_RUN = {"unroll_length": 16, "batch_size": 8}
+# FRODO needs larger step sizes than the STAC Table 3 defaults: with them it
+# stayed at chance level on Catch for 250k steps (M=5, lr 6e-4, meta lr 1e-3),
+# and M=5 with lr 1e-2 had not learned by 200k steps either; seed 001 used
+# 1e-1 (agent) and 1e-2 (meta-network) with a different optimizer.
+_FRODO = {"num_inner_steps": 2, "learning_rate": 1e-2,
+          "meta_learning_rate": 1e-2}
 
 EXPERIMENTS = {
     "catch": dict(env="catch", steps=250_000, metric="episode_return", arms={
         "IMPALA": ("impala", {}, {}),
         "STAC": ("stac", {}, {}),
-        "FRODO": ("frodo", {}, _FRODO_RUN),
-        "FRODO+ext": ("frodo", {"pseudo_label_weight": 1.0,
-                                "pseudo_label_normalize": True}, _FRODO_RUN),
+        "FRODO": ("frodo", _FRODO, _FRODO_RUN),
+        "FRODO+ext": ("frodo", dict(_FRODO, pseudo_label_weight=1.0,
+                                    pseudo_label_normalize=True), _FRODO_RUN),
     }),
     "two_colors": dict(env="two_colors", steps=350_000,
                        metric="episode_return", arms={
@@ -67,7 +73,7 @@ EXPERIMENTS = {
                            "MG": ("mgrl", {}, {}),
                            "QR": ("drmg", {"variant": "qr"}, {}),
                        }),
-    "stac_ablation": dict(env="two_colors", steps=250_000,
+    "stac_ablation": dict(env="catch", steps=150_000,
                           metric="episode_return", arms={
                               "{}": ("stac", {"meta_learned": ()}, {}),
                               "{gamma}": ("stac", {"meta_learned": ("gamma",)},
@@ -84,7 +90,7 @@ EXPERIMENTS = {
     "meta_trajectories": dict(env="catch", steps=250_000, metric="meta",
                               arms={"STAC": ("stac", {}, {}),
                                     "STACX": ("stacx", {}, {})}),
-    "cartpole": dict(env="dmc:cartpole-swingup", steps=300_000,
+    "cartpole": dict(env="dmc:cartpole-swingup", steps=200_000,
                      metric="episode_return", arms={
                          "IMPALA": ("impala", {}, {}),
                          "STAC": ("stac", {}, {}),
@@ -111,8 +117,14 @@ def _run(experiment: str, arm: str, agent: str, overrides: Dict,
   config.update(overrides)
   safe = "".join(c if c.isalnum() else "_" for c in arm)
   logdir = os.path.join(FLAGS.workdir, experiment, safe, f"seed{seed}")
+  env_kwargs = {}
+  if env == "two_colors":
+    # The toggle clock counts each copy's own steps; seed 002 toggles every
+    # 1e5 steps of the whole agent, i.e. every 1e5 / K steps of each copy.
+    copies = 2 * preset.envs_per_actor
+    env_kwargs["toggle_every"] = 100_000 // copies
   spec = runs.RunSpec(agent=agent, env=env, config_overrides=config,
-                      seed=seed)
+                      env_kwargs=env_kwargs, seed=seed)
   options = loop.Options(
       logdir=logdir, total_env_steps=steps, unroll_length=unroll,
       batch_size=batch, num_actors=2, envs_per_actor=preset.envs_per_actor,
@@ -229,7 +241,9 @@ def _trainer_experiment(name: str):
   vlines = ()
   if exp["env"] == "two_colors":
     vlines = list(range(100_000, steps, 100_000))
-    notes += " Dotted lines: key-value toggles (every 1e5 steps per copy)."
+    notes += (" Dotted lines: key-value toggles every 1e5 env steps of the "
+              "whole run (each of the K environment copies toggles every "
+              "1e5 / K of its own steps).")
   _write(outdir, name, grid, arms_curves, "episode return",
          f"{name}: return vs env steps", notes, vlines)
 
