@@ -151,7 +151,34 @@ def _read(path: str) -> Dict[str, np.ndarray]:
       except (TypeError, ValueError):
         values.append(np.nan)
     out[key] = np.asarray(values)
+  if "episode_return" not in out:
+    out.update(_episode_returns_from_events(os.path.dirname(path),
+                                            out["env_steps"]))
   return out
+
+
+def _episode_returns_from_events(logdir: str, env_steps: np.ndarray):
+  """episode_return on the CSV's env-step rows, from TensorBoard events.
+
+  Runs written before metrics.csv always carried the column lack it when no
+  episode had ended by the first CSV row; the summaries have it.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  points = {}
+  for name in os.listdir(logdir):
+    if not name.startswith("events.out.tfevents"):
+      continue
+    for event in tf.compat.v1.train.summary_iterator(
+        os.path.join(logdir, name)):
+      for value in event.summary.value:
+        if value.tag == "episode_return":
+          points[event.step] = float(tf.make_ndarray(value.tensor))
+  if not points:
+    return {}
+  steps = np.array(sorted(points), dtype=float)
+  values = np.array([points[s] for s in sorted(points)])
+  return {"episode_return": np.interp(env_steps, steps, values,
+                                      left=np.nan)}
 
 
 def _band(curves: List[np.ndarray]):

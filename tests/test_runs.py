@@ -14,7 +14,6 @@ def _saved(tmp_path, agent="stac"):
   spec = runs.RunSpec(agent=agent, env="catch", config_overrides=TINY)
   runs.save_spec(str(tmp_path), spec)
   learner = runs.build_learner(spec)
-  learner.meta_params()
   counter = tf.Variable(123, dtype=tf.int64)
   path = runs.checkpoint_manager(
       str(tmp_path), runs.make_checkpoint(learner, env_steps=counter)).save()
@@ -56,10 +55,9 @@ def test_checkpoint_of_another_agent_does_not_fit(tmp_path):
 def test_missing_files_are_clear_errors(tmp_path):
   with pytest.raises(runs.RunError, match="is not a tf_metagrad run"):
     runs.load_spec(str(tmp_path))
-  spec, learner, _ = _saved(tmp_path)
+  _, learner, _ = _saved(tmp_path)
   with pytest.raises(runs.RunError, match="does not exist"):
     runs.restore(runs.make_checkpoint(learner), str(tmp_path / "nope"))
   (tmp_path / runs.SPEC_FILE).write_text("{not json")
   with pytest.raises(runs.RunError, match="is not valid JSON"):
     runs.load_spec(str(tmp_path))
-  del spec

@@ -337,8 +337,10 @@ def train(spec: runs.RunSpec, options: Options,
                wall_time_s=elapsed,
                fps=(int(env_steps.numpy()) - start_steps) / elapsed,
                episodes=episodes, actor_restarts=pool.restarts)
-    if recent_returns:
-      row["episode_return"] = float(np.mean(recent_returns[-100:]))
+    # Always present (NaN before the first episode ends) so that metrics.csv,
+    # whose columns are fixed by its first row, keeps the column.
+    row["episode_return"] = (float(np.mean(recent_returns[-100:]))
+                             if recent_returns else float("nan"))
     return row
 
   def write_summaries(row):

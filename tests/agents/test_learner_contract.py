@@ -43,7 +43,6 @@ def test_frozen_metaparameters_keep_their_outer_values():
   impala = _make("impala")
   # With sigmoid(logit) = the outer gamma, the inner loss is IMPALA's exactly:
   # every frozen hyperparameter sits at its outer value.
-  learner.meta_params()  # noqa: B018 (documenting the key set above)
   learner._meta_variables()["gamma"].assign(np.log(0.995 / 0.005))
   batch = _batch()
   params = [tf.convert_to_tensor(v) for v in learner.network.trainable_variables]
