@@ -114,3 +114,29 @@ def test_batched_atari_auto_resets():
   # The auto-reset observation is a fresh stack of identical frames.
   np.testing.assert_array_equal(step.observation[..., 0],
                                 step.observation[..., 3])
+
+
+def test_protocol_defaults():
+  """STAC/DrMG protocol: no-ops <= 30, repeat 4, stack 4, 108k frames,
+  minimal action set, no sticky actions."""
+  env = envs.make("atari:Breakout", seed=0)
+  assert (env.noop_max, env.action_repeat, env.frame_stack,
+          env.max_episode_frames) == (30, 4, 4, 108_000)
+  assert env.action_space.n == 4  # Breakout's minimal set.
+  assert env.ale.getFloat("repeat_action_probability") == 0.0
+
+
+def test_losing_a_life_does_not_end_the_episode():
+  env = envs.make("atari:Breakout", seed=0, noop_max=0)
+  _, info = env.reset()
+  lives = env.ale.lives()
+  assert lives == 5
+  lost_at = None
+  for t in range(2000):
+    # FIRE launches the ball; the paddle then stays still and misses it.
+    _, _, terminated, truncated, _ = env.step(1)
+    if env.ale.lives() < lives:
+      lost_at = t
+      assert not terminated and not truncated
+      break
+  assert lost_at is not None, "no life was lost in 2000 steps"

@@ -1,5 +1,9 @@
 """DM Control cartpole-swingup with features and (when possible) pixels."""
 
+import os
+import subprocess
+import sys
+
 import gymnasium
 import numpy as np
 import pytest
@@ -79,3 +83,30 @@ def test_pixels():
   for _ in range(20):
     new_obs, *_ = env.step(np.array([1.0], np.float32))
   assert not np.array_equal(new_obs, obs)  # The cart moved.
+
+
+_WITHOUT_RENDERER = """
+import numpy as np
+from tf_metagrad import envs
+env = envs.make("dmc:cartpole-swingup", seed=0)
+env.reset()
+env.step(np.zeros(1, np.float32))
+try:
+  envs.make("dmc_pixels:cartpole-swingup", seed=0).reset()
+except RuntimeError as error:
+  print("ERROR:", error)
+"""
+
+
+def test_without_a_renderer_features_run_and_pixels_say_why():
+  root = os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))))
+  result = subprocess.run(
+      [sys.executable, "-c", _WITHOUT_RENDERER],
+      env=dict(os.environ, MUJOCO_GL="disabled", PYTHONPATH=root),
+      capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  message = result.stdout.split("ERROR:", 1)[-1]
+  assert "ERROR:" in result.stdout, result.stdout
+  assert "offscreen OpenGL renderer" in message
+  assert "MUJOCO_GL=egl" in message and "dmc:<domain>-<task>" in message

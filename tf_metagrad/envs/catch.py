@@ -6,8 +6,9 @@ bsuite's Catch exactly (10 rows x 5 columns, paddle starting at column
 columns // 2, actions 0 = left, 1 = stay, 2 = right clipped at the walls,
 paddle moves before the ball, +1 / -1 when the ball reaches the bottom row,
 which ends the episode after rows - 1 steps), so a policy trained here plays
-bsuite's Catch unchanged. Seed 001 uses a 6 x 11 board: pass `rows` and
-`columns`.
+bsuite's Catch unchanged. Seed 001 uses a "6 x 11" board without saying
+which number counts rows; read rows first, as in bsuite's 10 x 5, it is
+`rows=6, columns=11`.
 
 Observation: float32 `[rows, columns]` board, 1.0 at the ball and at the
 paddle (a single 1.0 when they share the bottom-row cell), 0 elsewhere.
