@@ -133,6 +133,18 @@ def test_frodo_target_matches_backward_lstm_reference():
                          got[0])
 
 
+def test_frodo_target_default_is_32_units():
+  net = networks.FrodoTargetNetwork()
+  assert net.units == 32 and net.output_size == 1
+  net.build([None, None])
+  # seed 001: a 32-unit LSTM over [r, discount, v] and a 32 -> 1 linear map.
+  assert net.lstm.cell.kernel.shape == (3, 4 * 32)
+  assert net.lstm.cell.recurrent_kernel.shape == (32, 4 * 32)
+  assert net.linear.kernel.shape == (32, 1)
+  rewards, discounts, next_values = _trajectory(6)
+  assert net(rewards, discounts, next_values).shape == rewards.shape
+
+
 def test_frodo_embedding_and_distributional_output():
   rewards, discounts, next_values = _trajectory(1)
   embedding = np.random.default_rng(2).normal(size=rewards.shape + (2,))

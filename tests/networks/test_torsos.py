@@ -107,6 +107,23 @@ def test_mlp_torso_is_relu_mlp():
   assert torso(x[None]).shape == (1, 5, 3)
 
 
+def test_mlp_torso_and_core_defaults_follow_stac_table_2():
+  torso = networks.MLPTorso()
+  assert torso.hidden_sizes == (256, 256)
+  torso.build([None, 7])
+  assert [linear.kernel.shape.as_list() for linear in torso.mlp.linears] == [
+      [7, 256], [256, 256]]
+  assert all(linear.activation is tf.keras.activations.relu
+             for linear in torso.mlp.linears)
+  core = networks.RecurrentCore()
+  assert core.units == 256
+  core.build([None, None, 7])
+  assert core.lstm.cell.kernel.shape == (7, 4 * 256)
+  assert core.lstm.cell.recurrent_kernel.shape == (256, 4 * 256)
+  out, state = core.step(tf.ones([2, 7]), core.initial_state(2))
+  assert out.shape == (2, 256) and state.cell.shape == (2, 256)
+
+
 def test_recurrent_core_unroll_equals_actor_steps():
   core = networks.RecurrentCore(3, dtype='float64')
   core.build([None, None, 2])

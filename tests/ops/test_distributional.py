@@ -132,22 +132,25 @@ def test_second_order_matches_finite_differences(check_second_order):
   check_second_order(objective, inputs, inner='predictions', outer='taus')
 
 
-def test_jit_float32_matches_eager():
+@pytest.mark.parametrize('dtype,rtol,atol', [(tf.float32, 1e-5, 1e-6),
+                                             (tf.float64, 1e-12, 1e-12)])
+def test_jit_matches_eager(dtype, rtol, atol):
   predictions, targets, _ = make_inputs(seed=5, lead=(2, B))
 
   def loss_and_grad(predictions, targets):
     with tf.GradientTape() as tape:
       tape.watch(predictions)
       loss = distributional.quantile_huber_loss(
-          predictions, targets, distributional.quantile_midpoints(N))
+          predictions, targets,
+          distributional.quantile_midpoints(N, predictions.dtype))
     return loss, tape.gradient(loss, predictions)
 
-  args = (tf.constant(predictions, tf.float32),
-          tf.constant(targets, tf.float32))
+  args = (tf.constant(predictions, dtype), tf.constant(targets, dtype))
   eager = loss_and_grad(*args)
   jitted = tf.function(loss_and_grad, jit_compile=True)(*args)
   for e, j in zip(eager, jitted):
-    np.testing.assert_allclose(j.numpy(), e.numpy(), rtol=1e-5, atol=1e-6)
+    assert j.dtype == dtype
+    np.testing.assert_allclose(j.numpy(), e.numpy(), rtol=rtol, atol=atol)
 
 
 def test_bad_arguments_raise():

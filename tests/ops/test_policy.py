@@ -225,7 +225,9 @@ def test_gaussian_gradients(check_gradients, check_second_order):
   check_second_order(objective, inputs, inner='std', outer='actions')
 
 
-def test_jit_float32_matches_eager():
+@pytest.mark.parametrize('dtype,rtol,atol', [(tf.float32, 1e-4, 1e-5),
+                                             (tf.float64, 1e-11, 1e-12)])
+def test_jit_matches_eager(dtype, rtol, atol):
   mean, std = make_gaussian(16)
   logits = make_logits(16)
   actions = np.random.default_rng(16).integers(0, A, size=(T, B))
@@ -245,13 +247,13 @@ def test_jit_float32_matches_eager():
       total = sum(tf.reduce_sum(o) for o in outputs)
     return outputs + tuple(tape.gradient(total, [mean, std, logits]))
 
-  args = (tf.constant(mean, tf.float32), tf.constant(std, tf.float32),
-          tf.constant(logits, tf.float32), tf.constant(actions))
+  args = (tf.constant(mean, dtype), tf.constant(std, dtype),
+          tf.constant(logits, dtype), tf.constant(actions))
   eager = everything(*args)
   jitted = tf.function(everything, jit_compile=True)(*args)
   for e, j in zip(eager, jitted):
-    assert j.dtype == tf.float32
-    np.testing.assert_allclose(j.numpy(), e.numpy(), rtol=1e-4, atol=1e-5)
+    assert j.dtype == dtype
+    np.testing.assert_allclose(j.numpy(), e.numpy(), rtol=rtol, atol=atol)
 
 
 def test_bad_arguments_raise():

@@ -284,6 +284,31 @@ def test_second_order_matches_finite_differences(check_second_order, inner,
   check_second_order(squared, inputs, inner=inner, outer=outer)
 
 
+def squared_n_step(**kwargs):
+  return weighted(returns.n_step_returns, 18, [T, B])(**kwargs, n=3)**2
+
+
+def squared_discounted(**kwargs):
+  return weighted(returns.discounted_returns, 19, [T, B])(**kwargs)**2
+
+
+@pytest.mark.parametrize('op,inner,outer', [
+    (squared_n_step, 'discounts', 'discounts'),
+    (squared_n_step, 'values', 'discounts'),
+    (squared_n_step, 'bootstrap_value', 'discounts'),
+    (squared_n_step, 'discounts', 'values'),
+    (squared_discounted, 'discounts', 'discounts'),
+    (squared_discounted, 'bootstrap_value', 'discounts'),
+    (squared_discounted, 'discounts', 'rewards'),
+])
+def test_n_step_and_discounted_second_order(check_second_order, op, inner,
+                                            outer):
+  inputs = make_inputs(seed=18)
+  if op is squared_discounted:
+    del inputs['values']
+  check_second_order(op, inputs, inner=inner, outer=outer)
+
+
 def all_returns(rewards, discounts, values, bootstrap_value, lambda_):
   with tf.GradientTape() as tape:
     tape.watch([discounts, lambda_])
@@ -296,16 +321,18 @@ def all_returns(rewards, discounts, values, bootstrap_value, lambda_):
   return outputs + tuple(tape.gradient(total, [discounts, lambda_]))
 
 
-def test_jit_float32_matches_eager():
+@pytest.mark.parametrize('dtype,rtol', [(tf.float32, 1e-5),
+                                        (tf.float64, 1e-12)])
+def test_jit_matches_eager(dtype, rtol):
   inputs = make_inputs(seed=14, quantiles=True)
-  args = [tf.constant(inputs[k], tf.float32)
+  args = [tf.constant(inputs[k], dtype)
           for k in ('rewards', 'discounts', 'values', 'bootstrap_value')]
-  args.append(tf.constant([0.2, 0.5, 0.8, 1.0], tf.float32))
+  args.append(tf.constant([0.2, 0.5, 0.8, 1.0], dtype))
   eager = all_returns(*args)
   jitted = tf.function(all_returns, jit_compile=True)(*args)
   for e, j in zip(eager, jitted):
-    assert j.dtype == tf.float32
-    np.testing.assert_allclose(j.numpy(), e.numpy(), rtol=1e-5, atol=1e-5)
+    assert j.dtype == dtype
+    np.testing.assert_allclose(j.numpy(), e.numpy(), rtol=rtol, atol=rtol)
 
 
 def test_unknown_time_dimension():

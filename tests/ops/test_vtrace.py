@@ -144,6 +144,31 @@ def test_python_alpha_one_survives_overflowing_ratios():
   assert np.all(np.isfinite(vs)) and np.all(np.isfinite(pg))
 
 
+@pytest.mark.parametrize('dtype', [tf.float32, tf.float64])
+@pytest.mark.parametrize('alpha_c', [None, 'tensor_one'])
+def test_tensor_alpha_one_survives_overflowing_ratios(dtype, alpha_c):
+  inputs = make_inputs(seed=2)
+  inputs['log_rhos'][1, 1] = 1000.0  # exp overflows to inf
+  kwargs = dict(clip_rho_threshold=2.0, clip_pg_rho_threshold=0.5,
+                lambda_=0.9)
+  python_vs, python_pg = run(inputs, dtype, **kwargs)
+  one = tf.constant(1.0, dtype)
+  tensor_vs, tensor_pg = run(
+      inputs, dtype, alpha=one,
+      alpha_c=None if alpha_c is None else one, **kwargs)
+  assert np.all(np.isfinite(tensor_vs)) and np.all(np.isfinite(tensor_pg))
+  np.testing.assert_array_equal(tensor_vs, python_vs)
+  np.testing.assert_array_equal(tensor_pg, python_pg)
+  # With alpha = 1 any ratio above the thresholds is truncated to them, so a
+  # large finite log rho gives the reference the same targets.
+  finite = dict(inputs, log_rhos=np.where(inputs['log_rhos'] > 100, 50.0,
+                                          inputs['log_rhos']))
+  rtol = 2e-5 if dtype == tf.float32 else 1e-12
+  expected = reference_vtrace(**finite, **kwargs)
+  np.testing.assert_allclose(tensor_vs, expected[0], rtol=rtol, atol=rtol)
+  np.testing.assert_allclose(tensor_pg, expected[1], rtol=rtol, atol=rtol)
+
+
 def test_on_policy_lambda_one_equals_discounted_returns():
   inputs = make_inputs(seed=3)
   inputs['log_rhos'] = np.zeros([T, B])
@@ -296,21 +321,23 @@ def meta_gradients(log_rhos, discounts, rewards, values, bootstrap_value,
   return result.vs, result.pg_advantages, grad_values, grad_alpha, grad_lambda
 
 
-def test_jit_float32_matches_eager():
+@pytest.mark.parametrize('dtype,rtol', [(tf.float32, 1e-5),
+                                        (tf.float64, 1e-12)])
+def test_jit_matches_eager(dtype, rtol):
   inputs = make_inputs(seed=12)
-  args = [tf.constant(inputs[k], tf.float32)
+  args = [tf.constant(inputs[k], dtype)
           for k in ('log_rhos', 'discounts', 'rewards', 'values',
                     'bootstrap_value')]
-  args += [tf.constant(0.9, tf.float32), tf.constant(0.5, tf.float32)]
+  args += [tf.constant(0.9, dtype), tf.constant(0.5, dtype)]
   eager = meta_gradients(*args)
   jitted = tf.function(meta_gradients, jit_compile=True)(*args)
   for e, j in zip(eager, jitted):
-    assert j.dtype == tf.float32
+    assert j.dtype == dtype
     assert np.all(np.isfinite(j.numpy()))
-    np.testing.assert_allclose(j.numpy(), e.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(j.numpy(), e.numpy(), rtol=rtol, atol=rtol)
   expected = reference_vtrace(**inputs, lambda_=0.9, alpha=0.5)
-  np.testing.assert_allclose(jitted[0].numpy(), expected[0], rtol=1e-5,
-                             atol=1e-5)
+  np.testing.assert_allclose(jitted[0].numpy(), expected[0], rtol=rtol,
+                             atol=rtol)
 
 
 def test_unknown_time_dimension_falls_back_to_scan():

@@ -8,6 +8,10 @@ Two policy families are covered:
     2018) appendix C; STAC (Zahavy et al. 2020) section 4.2 and supplement 9.3
     regularise such policies with a KL to N(0, I).
 
+There is deliberately no entropy for the tanh-squashed Gaussian: it has no
+closed form, and STAC section 4.2 replaces the entropy bonus for control by
+the KL of the pre-squash Gaussian to N(0, I) (`gaussian_kl_to_standard_normal`).
+
 Nothing here stops gradients; callers decide which inputs are fixed.
 """
 

@@ -51,16 +51,21 @@ def _threshold(value, name, dtype):
 def _leaky_truncation(ratios, threshold, alpha):
   """(1 - alpha) * ratios + alpha * min(threshold, ratios), STAC eq. 5.
 
-  `alpha=None` stands for a Python alpha of exactly 1: the untruncated term is
-  then left out, so classic V-trace is reproduced bit for bit even where
-  ratios overflow to inf (0 * inf would be NaN).
+  Computed as min(threshold, ratios) + (1 - alpha) * excess with
+  excess = max(ratios - threshold, 0), the same quantity rearranged. The
+  product uses `multiply_no_nan`, so where 1 - alpha is exactly 0 a ratio that
+  overflowed to inf contributes 0 rather than 0 * inf = NaN, and a tensor
+  alpha of 1 agrees with the Python alpha of 1. `alpha=None` stands for that
+  Python 1: the untruncated term is then left out, so classic V-trace is
+  reproduced bit for bit.
   """
   if threshold is None:
     return ratios
   truncated = tf.minimum(threshold, ratios)
   if alpha is None:
     return truncated
-  return (1 - alpha) * ratios + alpha * truncated
+  excess = ratios - truncated
+  return truncated + tf.math.multiply_no_nan(excess, 1 - alpha)
 
 
 def from_importance_weights(log_rhos,
@@ -89,8 +94,8 @@ def from_importance_weights(log_rhos,
 
   Quantile axis (DrMG eq. 10): if `values` is `[T, B, N]`, every quantile is
   an independent V-trace problem sharing the importance weights; `[T, B]`
-  (and `[T, B, 1]`) arguments are broadcast over N, and `discounts`, `lambda_`, `alpha` and
-  `alpha_c` may carry a per-quantile axis.
+  (and `[T, B, 1]`) arguments are broadcast over N, and `discounts`,
+  `lambda_`, `alpha` and `alpha_c` may carry a per-quantile axis.
 
   Args:
     log_rhos: `[T, B]` log pi(a_t|x_t) - log mu(a_t|x_t).
