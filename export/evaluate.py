@@ -7,7 +7,9 @@ Usage:
 prints `mean_return=<float> std_return=<float> episodes=K` (std is the
 population standard deviation over the K episode returns). Actions are
 greedy unless `--sample` is given; sampled actions use the stateless seed
-[S, t] at the t-th step of the run, so runs are reproducible.
+[S, t] at the t-th step of the run, so runs are reproducible. A recurrent
+policy's state is carried from step to step and reset to
+`get_initial_state(1)` at the start of every episode.
 
 `--env` defaults to the environment the policy was trained on, and
 `--env_kwargs` (a JSON object) is applied over that run's env kwargs when
@@ -88,6 +90,9 @@ def play(policy: serving.LoadedPolicy, env, episodes: int,
          ) -> np.ndarray:
   """Plays `episodes` episodes with batch-of-one actions.
 
+  A recurrent policy starts every episode from its initial state and then
+  acts on the state its previous step returned.
+
   Args:
     policy: a loaded exported policy.
     env: an environment of `tf_metagrad.envs` (its observations must fit
@@ -111,15 +116,18 @@ def play(policy: serving.LoadedPolicy, env, episodes: int,
   step = 0
   for episode in range(episodes):
     observation, _ = env.reset()
+    state = policy.get_initial_state(1)
     total, done = 0.0, False
     while not done:
       if on_step is not None:
         on_step(episode, observation)
       batch = np.asarray(observation)[None]
       if sample:
-        action = policy.action(batch, [seed, step])["action"][0]
+        outputs, state = policy.sample_step(batch, [seed, step], state)
+        action = outputs["action"][0]
       else:
-        action = policy.greedy_action(batch)[0]
+        action, state = policy.greedy_step(batch, state)
+        action = action[0]
       observation, reward, terminated, truncated, _ = env.step(action)
       total += reward
       done = terminated or truncated

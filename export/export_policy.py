@@ -20,24 +20,40 @@ dtype:
       a sampled action and its float32 log-probability `[B]`; `seed` is an
       int64 `[2]` stateless-random seed, so equal seeds give equal actions.
   get_initial_state(batch_size) -> {}
-      the recurrent state of a batch. Every agent is feed-forward today, so
-      the state is the empty dict and `action` / `greedy_action` take no
-      state input; a recurrent policy would add a `state` input to both and
-      a `next_state` output.
+      feed-forward policies have no state.
   get_metadata() -> dict of scalars and vectors, see `METADATA_DOC`.
+
+A recurrent policy (an LSTM core, config `core_units > 0`) carries a state
+`{"core_state_0": hidden, "core_state_1": cell}`, each `[B, core_units]` of
+the network's compute dtype, from step to step:
+
+  get_initial_state(batch_size) -> state
+      the all-zero state. Pass it at the first step of every episode (for a
+      batch of episodes that start at different times, replace the rows of
+      the episodes that start with rows of this state).
+  greedy_action(observation, state) -> {"action", "next_state"}
+  action(observation, seed, state) -> {"action", "log_prob", "next_state"}
+      as above, plus the state after `observation`, to pass with the next
+      observation of the same episodes.
 
 Signatures (for TF Serving, `saved_model_cli` and non-Python clients):
 `serving_default` and `greedy_action` ({"action"}), `action`
 ({"action", "log_prob"}), `get_initial_state` ({}), `get_metadata`.
-Every function asserts the observation's shape in the graph, so clients that
-bypass the signature check get an error naming the expected spec (see
-`export.serving`). Loading needs only TensorFlow: `tf.saved_model.load`, or
-`export.serving.load_policy` for inputs checked with clear messages.
+Recurrent policies take the state as extra inputs `core_state_0`,
+`core_state_1` and return `next_core_state_0`, `next_core_state_1` next to
+the action; `get_initial_state` returns {"core_state_0", "core_state_1"}.
+Every function asserts the observation's shape (and the state's) in the
+graph, so clients that bypass the signature check get an error naming the
+expected spec (see `export.serving`). Loading needs only TensorFlow:
+`tf.saved_model.load`, or `export.serving.load_policy` for inputs checked
+with clear messages.
 
 Writes are atomic on local filesystems: the SavedModel is written to
 `PATH.tmp-<pid>` and renamed to PATH; an existing PATH is first renamed to
 `PATH.old-<pid>` and deleted only once the new one is in place, so PATH
 never holds a partial export and a failed export leaves the old one intact.
+A `PATH.tmp-<pid>` whose process no longer runs (an export that was killed)
+is deleted, with a warning, by the next export to PATH.
 """
 
 import dataclasses
@@ -48,6 +64,7 @@ from typing import Any, Dict, Optional
 
 from absl import app
 from absl import flags
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -69,7 +86,11 @@ action_shape          int64   [0] (discrete) or [1] = [A] (Box)
 action_dtype          string  "int32" or "float32"
 env_steps             int64   environment steps trained on
 learner_steps         int64   learner updates taken
-recurrent             bool    False: get_initial_state returns {}
+recurrent             bool    True if the policy carries a state
+state_names           string  [k] names of the state tensors, [] when not
+                              recurrent ("core_state_0", "core_state_1")
+state_shape/<name>    int64   shape of one example's state tensor ([units])
+state_dtype/<name>    string  its dtype, e.g. "float32"
 meta_parameter_names  string  [k] names of the raw metaparameters (for FRODO
                               the meta-network weights, exported by name only)
 meta_parameter_count  int64   number of scalars in the raw metaparameters
@@ -85,6 +106,16 @@ def _action_description(network):
     return f"Discrete({network.num_actions})", [], tf.int32
   dim = int(network.action_dim)
   return f"Box(-1.0, 1.0, ({dim},), float32)", [dim], tf.float32
+
+
+def state_specs(network) -> Dict[str, tf.TensorSpec]:
+  """Batched specs of the exported state by name ({} if feed-forward).
+
+  Names number the network's state tensors (LSTM hidden, cell) in order.
+  """
+  return {f"core_state_{i}": tf.TensorSpec([None] + s.shape.as_list(),
+                                           s.dtype, f"core_state_{i}")
+          for i, s in enumerate(network.core_state_spec())}
 
 
 def policy_metadata(learner, spec: runs.RunSpec,
@@ -117,11 +148,15 @@ def policy_metadata(learner, spec: runs.RunSpec,
       "action_dtype": action_dtype.name,
       "env_steps": np.int64(env_steps),
       "learner_steps": np.int64(learner.learner_steps.numpy()),
-      "recurrent": np.bool_(False),
+      "recurrent": np.bool_(network.recurrent),
+      "state_names": list(state_specs(network)),
       "meta_parameter_names": sorted(meta_params),
       "meta_parameter_count": np.int64(
           sum(int(np.size(v)) for v in meta_params.values())),
   }
+  for name, spec in state_specs(network).items():
+    metadata["state_shape/" + name] = np.asarray(spec.shape[1:], np.int64)
+    metadata["state_dtype/" + name] = spec.dtype.name
   for name, value in learner.meta_values().items():
     metadata["meta/" + name] = np.asarray(value, np.float32)
   return metadata
@@ -162,6 +197,22 @@ class PolicyModule(tf.Module):
       with tf.control_dependencies([check]):
         return tf.identity(observation)
 
+    constants = dict(metadata)
+
+    def get_metadata():
+      # Strings are typed explicitly: an empty name list would be float32.
+      return {k: tf.constant(v, tf.string if isinstance(v, (str, list))
+                             else None) for k, v in constants.items()}
+
+    observation_spec = tf.TensorSpec((None,) + shape, dtype, "observation")
+    seed_spec = tf.TensorSpec([2], tf.int64, "seed")
+    self.get_metadata = tf.function(get_metadata, input_signature=[])
+    specs = state_specs(network)
+    if specs:
+      self._define_recurrent(policy, specs, checked, observation_spec,
+                             seed_spec, action_dtype)
+      return
+
     def greedy_action(observation):
       return tf.cast(policy.greedy(checked(observation)), action_dtype)
 
@@ -173,27 +224,92 @@ class PolicyModule(tf.Module):
       del batch_size  # Feed-forward: the state is empty.
       return {}
 
-    constants = dict(metadata)
-
-    def get_metadata():
-      # Strings are typed explicitly: an empty name list would be float32.
-      return {k: tf.constant(v, tf.string if isinstance(v, (str, list))
-                             else None) for k, v in constants.items()}
-
-    observation_spec = tf.TensorSpec((None,) + shape, dtype, "observation")
     self.greedy_action = tf.function(greedy_action,
                                      input_signature=[observation_spec])
-    self.action = tf.function(
-        action,
-        input_signature=[observation_spec,
-                         tf.TensorSpec([2], tf.int64, "seed")])
+    self.action = tf.function(action,
+                              input_signature=[observation_spec, seed_spec])
     self.get_initial_state = tf.function(
         get_initial_state,
         input_signature=[tf.TensorSpec([], tf.int64, "batch_size")])
-    self.get_metadata = tf.function(get_metadata, input_signature=[])
     self._greedy_signature = tf.function(
         lambda observation: {"action": self.greedy_action(observation)},
         input_signature=[observation_spec])
+    self._action_signature = self.action
+
+  def _define_recurrent(self, policy, specs, checked, observation_spec,
+                        seed_spec, action_dtype):
+    """The functions of a policy with a state (see the module docstring)."""
+    names = list(specs)
+
+    def checked_state(observation, state):
+      # A state of batch 1 would broadcast against any observation batch in
+      # the LSTM's gates; only this assertion stops it.
+      batch = tf.shape(observation, out_type=tf.int64)[:1]
+      tensors = []
+      for name in names:
+        spec = specs[name]
+        expected = tf.concat(
+            [batch, tf.constant(spec.shape[1:].as_list(), tf.int64)], 0)
+        dims = tf.shape(state[name], out_type=tf.int64)
+        matches = tf.cond(
+            tf.equal(tf.size(dims), spec.shape.rank),
+            lambda d=dims, e=expected: tf.reduce_all(tf.equal(d, e)),
+            lambda: tf.constant(False))
+        check = tf.debugging.Assert(matches, [
+            f"state {name} must have shape [B, {spec.shape[1]}] and dtype "
+            f"{spec.dtype.name} with B the observation batch; expected "
+            "shape", expected, "got shape", dims])
+        with tf.control_dependencies([check]):
+          tensors.append(tf.identity(state[name]))
+      return tuple(tensors)
+
+    def named(state):
+      return dict(zip(names, state))
+
+    def greedy_action(observation, state):
+      observation = checked(observation)
+      chosen, next_state = policy.greedy_step(
+          observation, checked_state(observation, state))
+      return {"action": tf.cast(chosen, action_dtype),
+              "next_state": named(next_state)}
+
+    def action(observation, seed, state):
+      observation = checked(observation)
+      sampled, log_prob, next_state = policy.sample_step(
+          observation, checked_state(observation, state), seed)
+      return {"action": tf.cast(sampled, action_dtype), "log_prob": log_prob,
+              "next_state": named(next_state)}
+
+    def get_initial_state(batch_size):
+      return named(policy.initial_state(batch_size))
+
+    def flat(outputs):
+      # Signatures need flat outputs: the state's tensors by their own key.
+      outputs = dict(outputs)
+      for name, tensor in outputs.pop("next_state").items():
+        outputs["next_" + name] = tensor
+      return outputs
+
+    def greedy_signature(observation, *state):
+      return flat(self.greedy_action(observation, named(state)))
+
+    def action_signature(observation, seed, *state):
+      return flat(self.action(observation, seed, named(state)))
+
+    state_list = [specs[n] for n in names]
+    self.greedy_action = tf.function(
+        greedy_action, input_signature=[observation_spec, specs])
+    self.action = tf.function(
+        action, input_signature=[observation_spec, seed_spec,
+                                 specs])
+    self.get_initial_state = tf.function(
+        get_initial_state,
+        input_signature=[tf.TensorSpec([], tf.int64, "batch_size")])
+    self._greedy_signature = tf.function(
+        greedy_signature, input_signature=[observation_spec] + state_list)
+    self._action_signature = tf.function(
+        action_signature,
+        input_signature=[observation_spec, seed_spec] + state_list)
 
   def signature_functions(self) -> Dict[str, Any]:
     """The concrete functions to save as signatures, by signature name."""
@@ -201,7 +317,7 @@ class PolicyModule(tf.Module):
     return {
         "serving_default": greedy,
         "greedy_action": greedy,
-        "action": self.action.get_concrete_function(),
+        "action": self._action_signature.get_concrete_function(),
         "get_initial_state": self.get_initial_state.get_concrete_function(),
         "get_metadata": self.get_metadata.get_concrete_function(),
     }
@@ -210,6 +326,36 @@ class PolicyModule(tf.Module):
 def _remove(path: str):
   if tf.io.gfile.exists(path):
     tf.io.gfile.rmtree(path)
+
+
+def _process_alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # Another user's process.
+    return True
+  return True
+
+
+def _remove_stale_temporaries(output_dir: str) -> None:
+  """Deletes `output_dir.tmp-<pid>` directories of exports no longer running.
+
+  A live pid may be a concurrent export to the same path, so its directory
+  is left alone.
+  """
+  parent, name = os.path.split(output_dir)
+  prefix = name + ".tmp-"
+  for entry in sorted(tf.io.gfile.listdir(parent or ".")):
+    entry = entry.rstrip("/")
+    pid = entry[len(prefix):]
+    if (not entry.startswith(prefix) or not pid.isdigit() or
+        int(pid) == os.getpid() or _process_alive(int(pid))):
+      continue
+    path = os.path.join(parent, entry)
+    logging.warning("Deleting %s: a partial export left by process %s, "
+                    "which is no longer running.", path, pid)
+    _remove(path)
 
 
 def save_atomically(module: PolicyModule, output_dir: str) -> None:
@@ -221,6 +367,7 @@ def save_atomically(module: PolicyModule, output_dir: str) -> None:
   tmp = f"{output_dir}.tmp-{os.getpid()}"
   old = f"{output_dir}.old-{os.getpid()}"
   _remove(tmp)  # Left behind by a killed export of an earlier process.
+  _remove_stale_temporaries(output_dir)
   try:
     tf.saved_model.save(module, tmp, signatures=module.signature_functions())
   except BaseException:

@@ -20,10 +20,16 @@ provided"; another shape fails the assertion compiled into every exported
 function that takes observations, an INVALID_ARGUMENT error whose message
 starts with `observation_spec_message(...)` ("observation must have shape
 [None, 10, 5] and dtype float32").
+
+Recurrent policies (`metadata["recurrent"]`) carry a state: start every
+episode from `get_initial_state(B)` and act with `greedy_step` /
+`sample_step`, which return the state to pass with the next observation.
+Those two also work for feed-forward policies (with the state {}), so a
+client can act with either kind the same way.
 """
 
 import os
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -61,6 +67,9 @@ class LoadedPolicy:
       vector metaparameters).
     observation_shape: shape of one observation (no batch dimension).
     observation_dtype: its `tf.DType`.
+    recurrent: whether the policy carries a state between steps.
+    state_spec: name -> (shape of one example, `tf.DType`) of each state
+      tensor; {} for a feed-forward policy.
   """
 
   def __init__(self, module, path: str):
@@ -75,6 +84,13 @@ class LoadedPolicy:
     self.observation_shape = tuple(
         int(d) for d in np.reshape(self.metadata["observation_shape"], -1))
     self.observation_dtype = tf.as_dtype(self.metadata["observation_dtype"])
+    self.recurrent = bool(self.metadata["recurrent"])
+    names = self.metadata.get("state_names", [])
+    self.state_spec: Dict[str, Tuple[Tuple[int, ...], tf.DType]] = {
+        name: (tuple(int(d) for d in np.reshape(
+            self.metadata["state_shape/" + name], -1)),
+               tf.as_dtype(self.metadata["state_dtype/" + name]))
+        for name in names}
 
   @property
   def meta_values(self) -> Dict[str, np.ndarray]:
@@ -103,13 +119,48 @@ class LoadedPolicy:
                        f"{dtype.name}{hint}.")
     return tf.convert_to_tensor(observation)
 
+  def check_state(self, state, batch_size: int) -> Dict[str, tf.Tensor]:
+    """`state` as tensors if it fits `state_spec` and the batch size.
+
+    Raises:
+      ValueError: for other names, shapes or dtypes; the message names the
+        expected and the actual spec.
+    """
+    state = dict(state or {})
+    if sorted(state) != sorted(self.state_spec):
+      raise ValueError(
+          f"state must have the tensors {sorted(self.state_spec)} (start an "
+          f"episode from get_initial_state), got {sorted(state)}.")
+    checked = {}
+    for name, (shape, dtype) in self.state_spec.items():
+      value = state[name]
+      if not isinstance(value, (tf.Tensor, np.ndarray)):
+        value = np.asarray(value)
+      expected = (batch_size,) + shape
+      if (tuple(value.shape) != expected or
+          tf.as_dtype(value.dtype) != dtype):
+        raise ValueError(
+            f"state {name} must have shape {list(expected)} (batch of the "
+            f"observation) and dtype {dtype.name}, got shape "
+            f"{list(value.shape)} and dtype {tf.as_dtype(value.dtype).name}.")
+      checked[name] = tf.convert_to_tensor(value)
+    return checked
+
+  def _check_feed_forward(self, method: str, step: str):
+    if self.recurrent:
+      raise ValueError(
+          f"{method} needs a feed-forward policy; this one is recurrent: use "
+          f"{step}(observation, ..., state) with the state of "
+          "get_initial_state at episode starts.")
+
   def greedy_action(self, observation) -> np.ndarray:
-    """Most likely actions of a batch of observations."""
+    """Most likely actions of a batch of observations (feed-forward)."""
+    self._check_feed_forward("greedy_action", "greedy_step")
     return self.module.greedy_action(self.check_observation(observation)
                                      ).numpy()
 
   def action(self, observation, seed) -> Dict[str, np.ndarray]:
-    """Sampled actions and their log-probabilities.
+    """Sampled actions and their log-probabilities (feed-forward).
 
     Args:
       observation: a batch of observations.
@@ -119,17 +170,52 @@ class LoadedPolicy:
     Returns:
       {"action": [B] or [B, A], "log_prob": [B]}.
     """
+    self._check_feed_forward("action", "sample_step")
+    return self._sample(observation, seed, {})[0]
+
+  def greedy_step(self, observation, state
+                  ) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
+    """(most likely actions, next state) of any policy.
+
+    Args:
+      observation: a batch of B observations.
+      state: the state before them: `get_initial_state(B)` at episode
+        starts, otherwise the state the previous step returned; {} for a
+        feed-forward policy.
+    """
+    observation = self.check_observation(observation)
+    state = self.check_state(state, int(observation.shape[0]))
+    if not self.recurrent:
+      return self.module.greedy_action(observation).numpy(), {}
+    outputs = self.module.greedy_action(observation, state)
+    return outputs["action"].numpy(), {
+        k: v.numpy() for k, v in outputs["next_state"].items()}
+
+  def sample_step(self, observation, seed, state
+                  ) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
+    """({"action", "log_prob"}, next state) of any policy; see `action` and
+    `greedy_step`."""
+    return self._sample(observation, seed, state)
+
+  def _sample(self, observation, seed, state):
     seed = np.asarray(seed)
     if seed.shape != (2,) or not np.issubdtype(seed.dtype, np.integer):
       raise ValueError(
           f"seed must be two integers (shape [2]), got shape "
           f"{list(seed.shape)} and dtype {seed.dtype}.")
-    outputs = self.module.action(self.check_observation(observation),
-                                 tf.constant(seed, tf.int64))
-    return {k: v.numpy() for k, v in outputs.items()}
+    observation = self.check_observation(observation)
+    state = self.check_state(state, int(observation.shape[0]))
+    seed = tf.constant(seed, tf.int64)
+    if not self.recurrent:
+      outputs = self.module.action(observation, seed)
+      return {k: v.numpy() for k, v in outputs.items()}, {}
+    outputs = dict(self.module.action(observation, seed, state))
+    next_state = {k: v.numpy() for k, v in outputs.pop("next_state").items()}
+    return {k: v.numpy() for k, v in outputs.items()}, next_state
 
   def get_initial_state(self, batch_size: int) -> Dict[str, np.ndarray]:
-    """Initial recurrent state; {} for the feed-forward agents."""
+    """The all-zero state of `batch_size` episodes that start; {} for a
+    feed-forward policy."""
     state = self.module.get_initial_state(tf.constant(batch_size, tf.int64))
     return {k: v.numpy() for k, v in state.items()}
 

@@ -2,12 +2,14 @@
 
 import os
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
 from tf_metagrad import runs
 
 TINY = {"mlp_hidden_sizes": (8,), "head_hidden_sizes": (8,)}
+DECAY = dict(TINY, end_learning_rate=0.0)
 
 
 def _saved(tmp_path, agent="stac"):
@@ -21,14 +23,56 @@ def _saved(tmp_path, agent="stac"):
 
 
 def test_spec_round_trip_and_restore(tmp_path):
-  spec, learner, path = _saved(tmp_path)
+  spec = runs.RunSpec(agent="stac", env="catch", config_overrides=DECAY,
+                      derived_config={"decay_steps": 7})
+  runs.save_spec(str(tmp_path), spec)
   assert runs.load_spec(str(tmp_path)) == spec
+  learner = runs.build_learner(spec)
+  rng = np.random.default_rng(0)
+  # Values a fresh learner cannot have, so a restore that skipped any
+  # variable fails the comparison below.
+  for v in learner.variables:
+    v.assign(rng.integers(1, 100, v.shape).astype(v.dtype.as_numpy_dtype))
+  counter = tf.Variable(123, dtype=tf.int64)
+  path = runs.checkpoint_manager(
+      str(tmp_path), runs.make_checkpoint(learner, env_steps=counter)).save()
   fresh = runs.build_learner(spec)
   counter = tf.Variable(0, dtype=tf.int64)
   runs.restore(runs.make_checkpoint(fresh, env_steps=counter), path)
   assert int(counter.numpy()) == 123
+  assert len(learner.variables) == len(fresh.variables)
   for a, b in zip(learner.variables, fresh.variables):
-    assert (a.numpy() == b.numpy()).all()
+    assert a.name == b.name
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_derived_config_is_kept_on_resume_but_not_compared(tmp_path):
+  spec = runs.RunSpec(agent="stac", env="catch", config_overrides=DECAY,
+                      derived_config={"decay_steps": 10})
+  assert runs.check_or_save_spec(str(tmp_path), spec) == spec
+  longer = runs.RunSpec(agent="stac", env="catch", config_overrides=DECAY,
+                        derived_config={"decay_steps": 99})
+  resumed = runs.check_or_save_spec(str(tmp_path), longer)
+  assert resumed.derived_config == {"decay_steps": 10}
+  assert runs.agent_config(resumed).decay_steps == 10
+  other = runs.RunSpec(agent="stac", env="catch",
+                       config_overrides=dict(DECAY, gamma=0.9))
+  with pytest.raises(runs.RunError, match="config_overrides"):
+    runs.check_or_save_spec(str(tmp_path), other)
+
+
+def test_corrupt_checkpoint_index_is_an_error(tmp_path):
+  _, learner, path = _saved(tmp_path)
+  runs.check_checkpoint_index(str(tmp_path), path)  # Healthy: no error.
+  index = tmp_path / runs.CHECKPOINT_DIR / "checkpoint"
+  index.write_text("\x00garbage{")
+  manager = runs.checkpoint_manager(str(tmp_path), runs.make_checkpoint(
+      learner, env_steps=tf.Variable(0, dtype=tf.int64)))
+  assert manager.latest_checkpoint is None
+  with pytest.raises(runs.RunError, match=f"index {index} is missing or "
+                     f"corrupt but 1 checkpoint"):
+    runs.check_checkpoint_index(str(tmp_path), manager.latest_checkpoint)
+  runs.check_checkpoint_index(str(tmp_path / "new"), None)  # Fresh run.
 
 
 def test_corrupt_checkpoint_names_the_file(tmp_path):

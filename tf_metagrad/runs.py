@@ -35,13 +35,25 @@ class RunError(RuntimeError):
 
 @dataclasses.dataclass
 class RunSpec:
-  """What a run trains; enough to rebuild its learner and environment."""
+  """What a run trains; enough to rebuild its learner and environment.
+
+  `derived_config` holds config values the trainer computes from other
+  settings (the learning-rate `decay_steps` from --total_env_steps). They
+  are not part of what identifies a run: a resume may ask for more steps,
+  and then reuses the stored values so that the schedule it resumes in the
+  middle of does not change (see `check_or_save_spec`).
+  """
 
   agent: str
   env: str
   config_overrides: Dict[str, Any] = dataclasses.field(default_factory=dict)
   env_kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)
   seed: int = 0
+  derived_config: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  def config(self) -> Dict[str, Any]:
+    """The agent config fields: overrides plus derived values."""
+    return dict(self.config_overrides, **self.derived_config)
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -59,9 +71,11 @@ class RunSpec:
     if unknown:
       raise RunError(f"{source} has unknown fields {unknown}.")
     # JSON has no tuples; config fields that are tuples come back as lists.
-    overrides = {k: tuple(v) if isinstance(v, list) else v
-                 for k, v in data.get("config_overrides", {}).items()}
-    return cls(**dict(data, config_overrides=overrides))
+    untuple = lambda d: {k: tuple(v) if isinstance(v, list) else v
+                         for k, v in d.items()}
+    return cls(**dict(
+        data, config_overrides=untuple(data.get("config_overrides", {})),
+        derived_config=untuple(data.get("derived_config", {}))))
 
 
 def save_spec(logdir: str, spec: RunSpec) -> None:
@@ -84,8 +98,14 @@ def load_spec(logdir: str) -> RunSpec:
     return RunSpec.from_json(f.read(), source=path)
 
 
-def check_or_save_spec(logdir: str, spec: RunSpec) -> None:
+def check_or_save_spec(logdir: str, spec: RunSpec) -> RunSpec:
   """Saves `spec`, or checks it equals the one a previous run saved there.
+
+  `derived_config` is left out of the comparison.
+
+  Returns:
+    The spec to train: `spec` for a new run, the stored one (with its
+    stored `derived_config`) for a resumed run.
 
   Raises:
     RunError: naming the fields that differ, so a resumed run cannot
@@ -94,22 +114,23 @@ def check_or_save_spec(logdir: str, spec: RunSpec) -> None:
   path = os.path.join(logdir, SPEC_FILE)
   if not tf.io.gfile.exists(path):
     save_spec(logdir, spec)
-    return
+    return spec
   stored = load_spec(logdir)
   diffs = [f"{f.name}: stored {getattr(stored, f.name)!r}, requested "
            f"{getattr(spec, f.name)!r}"
            for f in dataclasses.fields(RunSpec)
-           if getattr(stored, f.name) != getattr(spec, f.name)]
+           if f.name != "derived_config" and
+           getattr(stored, f.name) != getattr(spec, f.name)]
   if diffs:
     raise RunError(
         f"{logdir} already holds a different run ({'; '.join(diffs)}); "
         f"resume it with the same flags or use another --logdir.")
+  return stored
 
 
 def agent_config(spec: RunSpec):
   """The validated agent config of a run."""
-  return agents.make_config(spec.agent,
-                            **dict(spec.config_overrides, seed=spec.seed))
+  return agents.make_config(spec.agent, **dict(spec.config(), seed=spec.seed))
 
 
 def make_env(spec: RunSpec, seed: Optional[int] = None, **extra):
@@ -126,7 +147,7 @@ def build_learner(spec: RunSpec, strategy=None):
     env.close()
   return agents.make_learner(spec.agent, observation_spec, action_space,
                              strategy=strategy,
-                             **dict(spec.config_overrides, seed=spec.seed))
+                             **dict(spec.config(), seed=spec.seed))
 
 
 def make_checkpoint(learner, **counters) -> tf.train.Checkpoint:
@@ -173,6 +194,32 @@ def restore(checkpoint: tf.train.Checkpoint, path: str) -> None:
         f"Checkpoint {path} does not fit this learner (was it written for "
         f"another agent, network or environment?): "
         f"{str(e).splitlines()[0][:300]}") from None
+
+
+def check_checkpoint_index(logdir: str, latest: Optional[str]) -> None:
+  """Refuses to start over a run whose checkpoint index is unreadable.
+
+  Args:
+    logdir: the run directory.
+    latest: the latest checkpoint the `CheckpointManager` found (None: none).
+
+  Raises:
+    RunError: if checkpoints (ckpt-*.index) exist but `latest` is None,
+      which means the `checkpoint` index file is missing or corrupt; training
+      from step 0 would then overwrite them.
+  """
+  directory = os.path.join(logdir, CHECKPOINT_DIR)
+  if latest or not tf.io.gfile.isdir(directory):
+    return
+  found = sorted(tf.io.gfile.glob(os.path.join(directory, "ckpt-*.index")))
+  if found:
+    index = os.path.join(directory, "checkpoint")
+    raise RunError(
+        f"Checkpoint index {index} is missing or corrupt but "
+        f"{len(found)} checkpoint(s) exist (e.g. {found[-1][:-len('.index')]}"
+        f"); refusing to restart from step 0 over them. Restore the index "
+        f"(a text file: model_checkpoint_path: \"ckpt-N\") or use another "
+        f"--logdir.")
 
 
 def latest_checkpoint(logdir: str) -> Optional[str]:

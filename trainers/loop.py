@@ -89,7 +89,12 @@ def item_unroll_length(spec: runs.RunSpec, unroll_length: int) -> int:
 
 
 class _CsvLog:
-  """metrics.csv: one row per report; resumed runs append."""
+  """metrics.csv: one row per report; resumed runs append.
+
+  A row with keys the header lacks (e.g. the learner's losses after a
+  session that ended before the first learner step) rewrites the file with
+  the union of the columns, so no metric is locked out.
+  """
 
   def __init__(self, path: str):
     self._path = path
@@ -99,11 +104,22 @@ class _CsvLog:
         self._columns = next(csv.reader(f), None)
 
   def write(self, row: Dict[str, float]):
+    new = sorted(k for k in row if k not in (self._columns or ()) and
+                 k not in ("env_steps", "learner_steps"))
     if self._columns is None:
-      self._columns = ["env_steps", "learner_steps"] + sorted(
-          k for k in row if k not in ("env_steps", "learner_steps"))
+      self._columns = ["env_steps", "learner_steps"] + new
       with open(self._path, "w", newline="") as f:
         csv.writer(f).writerow(self._columns)
+    elif new:
+      with open(self._path, newline="") as f:
+        old_rows = list(csv.DictReader(f))
+      self._columns = self._columns + new
+      tmp = self._path + ".tmp"
+      with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, self._columns, restval="")
+        writer.writeheader()
+        writer.writerows(old_rows)
+      os.replace(tmp, self._path)
     with open(self._path, "a", newline="") as f:
       csv.writer(f).writerow([row.get(c, "") for c in self._columns])
 
@@ -239,15 +255,21 @@ def evaluate(learner, spec: runs.RunSpec, episodes: int, seed: int,
   env = runs.make_env(spec, seed=seed)
   policy = actor_lib.Policy(learner.network)
   obs_spec = env.observation_spec
-  greedy = tf.function(policy.greedy, input_signature=[
-      tf.TensorSpec([None] + obs_spec.shape.as_list(), obs_spec.dtype)])
+  state_specs = tf.nest.map_structure(
+      lambda s: tf.TensorSpec([None] + s.shape.as_list(), s.dtype),
+      policy.state_spec())
+  greedy = tf.function(policy.greedy_step, input_signature=[
+      tf.TensorSpec([None] + obs_spec.shape.as_list(), obs_spec.dtype),
+      state_specs])
   returns = []
   try:
     for episode in range(episodes):
       obs, _ = env.reset(seed=seed + episode)
+      state = policy.initial_state(1)
       total, done, steps = 0.0, False, 0
       while not done and steps < max_steps:
-        action = greedy(np.asarray(obs)[None])[0].numpy()
+        action, state = greedy(np.asarray(obs)[None], state)
+        action = action[0].numpy()
         obs, reward, terminated, truncated, _ = env.step(action)
         total += float(reward)
         done = terminated or truncated
@@ -276,7 +298,7 @@ def train(spec: runs.RunSpec, options: Options,
   strategy = strategy or tf.distribute.get_strategy()
   stop = stop or StopFlag()
   os.makedirs(options.logdir, exist_ok=True)
-  runs.check_or_save_spec(options.logdir, spec)
+  spec = runs.check_or_save_spec(options.logdir, spec)
 
   learner = runs.build_learner(spec, strategy=strategy)
   with strategy.scope():
@@ -284,6 +306,7 @@ def train(spec: runs.RunSpec, options: Options,
                             name="env_steps")
   checkpoint = runs.make_checkpoint(learner, env_steps=env_steps)
   manager = runs.checkpoint_manager(options.logdir, checkpoint)
+  runs.check_checkpoint_index(options.logdir, manager.latest_checkpoint)
   if manager.latest_checkpoint:
     runs.restore(checkpoint, manager.latest_checkpoint)
     log(f"resumed from {manager.latest_checkpoint}: "
@@ -294,7 +317,8 @@ def train(spec: runs.RunSpec, options: Options,
   obs_spec, action_space = env.observation_spec, env.action_space
   env.close()
   unroll = item_unroll_length(spec, options.unroll_length)
-  item_spec = items.item_spec(obs_spec, action_space, unroll)
+  item_spec = items.item_spec(obs_spec, action_space, unroll,
+                              core_state_spec=learner.network.core_state_spec())
   variables = learner.network.variables
   server = server_lib.start_server(
       server_lib.make_tables(item_spec,
@@ -306,7 +330,8 @@ def train(spec: runs.RunSpec, options: Options,
   weights_lib.publish(client, variables, int(learner.learner_steps.numpy()))
   log(f"reverb server on port {server.port} (actors: "
       f"--reverb_address=HOST:{server.port}); agent={spec.agent} "
-      f"env={spec.env} unroll={unroll} batch={options.batch_size}")
+      f"env={spec.env} unroll={unroll} batch={options.batch_size} "
+      f"replicas={strategy.num_replicas_in_sync}")
 
   publisher = weights_lib.Publisher(client)
   publisher.start()
@@ -393,8 +418,10 @@ def train(spec: runs.RunSpec, options: Options,
         last["log"] = now
         row = report_row()
         remaining = options.total_env_steps - row["env_steps"]
+        # Vector metaparameters (DrMG) show as their mean, e.g. gamma/mean.
         metas = " ".join(f"{k[5:]}={v:.4g}" for k, v in sorted(row.items())
-                         if k.startswith("meta/") and "/" not in k[5:])
+                         if k.startswith("meta/") and
+                         ("/" not in k[5:] or k.endswith("/mean")))
         ret = row.get("episode_return", float("nan"))
         log(f"env_steps={row['env_steps']} "
             f"({100 * row['env_steps'] / options.total_env_steps:.1f}%) "

@@ -95,6 +95,7 @@ def _options_and_spec():
   from tf_metagrad import agents  # pylint: disable=g-import-not-at-top
   from tf_metagrad import envs  # pylint: disable=g-import-not-at-top
   from tf_metagrad import runs  # pylint: disable=g-import-not-at-top
+  from tf_metagrad.system import server as server_lib  # pylint: disable=g-import-not-at-top
   from trainers import loop  # pylint: disable=g-import-not-at-top
   from trainers import overrides  # pylint: disable=g-import-not-at-top
 
@@ -112,8 +113,11 @@ def _options_and_spec():
   if unroll < 1 or batch < 1:
     raise app.UsageError("--unroll_length and --batch_size must be >= 1.")
   config = dict(preset.config)
+  # Derived, so not part of the run's identity: a resume with another
+  # --total_env_steps keeps the stored decay (runs.check_or_save_spec).
+  derived = {}
   if preset.decay_learning_rate:
-    config["decay_steps"] = max(1, FLAGS.total_env_steps // (unroll * batch))
+    derived["decay_steps"] = max(1, FLAGS.total_env_steps // (unroll * batch))
   else:
     config.pop("end_learning_rate", None)
   if FLAGS.learning_rate is not None:
@@ -123,13 +127,14 @@ def _options_and_spec():
   try:
     config.update(overrides.parse_config(FLAGS.agent, FLAGS.config))
     env_kwargs = overrides.parse_env_kwargs(FLAGS.env_kwargs)
-    agents.make_config(FLAGS.agent, **config)  # Validate early.
+    agents.make_config(FLAGS.agent, **config, **derived)  # Validate early.
+    server_lib.queue_capacity(batch, FLAGS.queue_capacity)
     envs.make(FLAGS.env, seed=FLAGS.seed, **env_kwargs).close()
   except (ValueError, TypeError) as e:
     raise app.UsageError(str(e)) from None
   spec = runs.RunSpec(agent=FLAGS.agent, env=FLAGS.env,
                       config_overrides=config, env_kwargs=env_kwargs,
-                      seed=FLAGS.seed)
+                      seed=FLAGS.seed, derived_config=derived)
   options = loop.Options(
       logdir=logdir, total_env_steps=FLAGS.total_env_steps,
       unroll_length=unroll, batch_size=batch, num_actors=FLAGS.num_actors,
@@ -152,15 +157,17 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)  # TF's INFO lines drown progress.
   spec, options = _options_and_spec()
-  from tf_metagrad import runs  # pylint: disable=g-import-not-at-top
   from trainers import loop  # pylint: disable=g-import-not-at-top
   stop = loop.StopFlag()
   stop.install()
   try:
     loop.train(spec, options, strategy=_strategy(), stop=stop,
                log=lambda msg: print(msg, flush=True))
-  except runs.RunError as e:
-    print(f"error: {e}", file=sys.stderr)
+  except RuntimeError as e:
+    # RunError (bad run directory) and the loop's own failures (no data,
+    # actors failing repeatedly) are one line; other errors keep traces.
+    print(f"error: {str(e).splitlines()[0] if str(e) else repr(e)}",
+          file=sys.stderr, flush=True)
     return 1
   return 0
 

@@ -131,3 +131,66 @@ def test_bad_names_and_values_are_clear_errors():
     agents.make_learner("drmg", spec, space, variant="full2")
   with pytest.raises(TypeError, match="action_space must be"):
     agents.make_learner("stac", spec, object())
+
+
+@pytest.mark.parametrize("agent,overrides,error,message", [
+    ("stac", {"num_quantiles": 2.5}, TypeError,
+     r"num_quantiles must be an int, got 2.5 \(float\)"),
+    ("stacx", {"num_heads": 2.5}, TypeError,
+     r"num_heads must be an int, got 2.5 \(float\)"),
+    ("frodo", {"num_inner_steps": True}, TypeError,
+     r"num_inner_steps must be an int, got True \(bool\)"),
+    ("stac", {"meta_b1": 1.0}, ValueError,
+     r"meta_b1 must be in \[0, 1\), got 1.0"),
+    ("stac", {"meta_b2": 1.0}, ValueError,
+     r"meta_b2 must be in \[0, 1\), got 1.0"),
+    ("stac", {"meta_b1": -0.1}, ValueError,
+     r"meta_b1 must be in \[0, 1\), got -0.1"),
+    ("frodo", {"outer_batch": "split"}, ValueError,
+     r"outer_batch must be 'same', got 'split'"),
+    ("impala", {"mlp_hidden_sizes": 5}, TypeError,
+     r"mlp_hidden_sizes must be a tuple of int values, got 5 \(int\)"),
+    ("impala", {"mlp_hidden_sizes": (8, 2.5)}, TypeError,
+     r"mlp_hidden_sizes\[1\] must be an int, got 2.5"),
+    ("impala", {"gamma": "0.9"}, TypeError,
+     r"gamma must be a float, got '0.9' \(str\)"),
+    ("stac", {"meta_learned": "gamma"}, TypeError,
+     r"meta_learned must be a tuple of str values, got 'gamma'"),
+    ("stac", {"jit_compile": "yes"}, TypeError,
+     r"jit_compile must be a bool, got 'yes'"),
+    ("stac", {"end_learning_rate": 1e-4}, ValueError,
+     r"end_learning_rate=0.0001 differs from learning_rate=0.0006 but "
+     r"decay_steps=0"),
+    ("stac", {"decay_steps": 100}, ValueError,
+     r"decay_steps=100 needs end_learning_rate"),
+    ("frodo", {"pseudo_label_normalize": "loss"}, ValueError,
+     r"pseudo_label_normalize must be one of \('none', 'outer', 'value'\)"),
+])
+def test_bad_types_and_values_name_the_field(agent, overrides, error,
+                                             message):
+  with pytest.raises(error, match=message):
+    agents.make_config(agent, **overrides)
+
+
+def test_good_values_are_normalised_to_the_field_types():
+  config = agents.make_config("stac", mlp_hidden_sizes=[4, np.int64(5)],
+                              gamma=1, meta_learned=["gamma"],
+                              meta_b1=0.0, learning_rate=np.float32(0.5))
+  assert config.mlp_hidden_sizes == (4, 5)
+  assert isinstance(config.mlp_hidden_sizes[1], int)
+  assert config.gamma == 1.0 and isinstance(config.gamma, float)
+  assert config.meta_learned == ("gamma",)
+  assert config.learning_rate == 0.5 and type(config.learning_rate) is float
+
+
+def test_split_batch_without_metaparameters_trains_on_all_of_it():
+  # No metaparameters means no outer loss, so "split" must not drop half of
+  # the batch from the only update there is.
+  split = _make("stac", meta_learned=(), outer_batch="split")
+  same = _make("stac", meta_learned=())
+  for a, b in zip(split.variables, same.variables):
+    b.assign(a)
+  split.step(_batch())
+  same.step(_batch())
+  for a, b in zip(_params(split), _params(same)):
+    np.testing.assert_array_equal(a, b)

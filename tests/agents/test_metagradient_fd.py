@@ -11,28 +11,11 @@ TINY = dict(dtype="float64", mlp_hidden_sizes=(8,), head_hidden_sizes=(8,),
             learning_rate=0.05, max_grad_norm=None)
 
 
-def _fd_check(learner, inner, outer, eps=1e-5, rtol=1e-5):
-  grads = learner.metagradient(inner, outer)
-  base = learner.meta_params()
-  assert set(grads) == set(base)
-  checked = 0
-  for name, logits in base.items():
-    flat = logits.numpy().reshape(-1)
-    for i in range(flat.size):
-      def loss_at(delta):
-        moved = flat.copy()
-        moved[i] += delta
-        meta = dict(base)
-        meta[name] = tf.constant(moved.reshape(logits.shape))
-        return float(learner.outer_loss_after_inner_update(
-            inner, outer, meta_params=meta))
-      numeric = (loss_at(eps) - loss_at(-eps)) / (2 * eps)
-      analytic = grads[name].numpy().reshape(-1)[i]
-      scale = max(abs(numeric), abs(analytic), 1e-8)
-      assert abs(numeric - analytic) / scale <= rtol, (
-          f"{name}[{i}]: analytic {analytic:.10g} vs numeric {numeric:.10g}")
-      checked += 1
-  return checked
+def _spread_logits(learner):
+  """Moves the logits off their common init so every eta matters
+  differently."""
+  for i, var in enumerate(learner._meta_variables().values()):
+    var.assign(var + 0.3 * (i % 3) - 2.0)
 
 
 @pytest.mark.parametrize("agent,overrides,expected", [
@@ -55,22 +38,38 @@ def test_metagradient_matches_finite_differences(agent, overrides, expected):
   rng = np.random.default_rng(0)
   spec, space = helpers.spaces()
   learner = agents.make_learner(agent, spec, space, **TINY, **overrides)
-  # Move the logits off their common init so every eta matters differently.
-  for i, var in enumerate(learner._meta_variables().values()):
-    var.assign(var + 0.3 * (i % 3) - 2.0)
+  _spread_logits(learner)
   inner = helpers.random_trajectory(rng, 4, 3)
   outer = helpers.random_trajectory(rng, 4, 3)
-  assert _fd_check(learner, inner, outer) == expected
+  assert helpers.fd_check_every_entry(learner, inner, outer) == expected
 
 
-def test_metagradient_continuous_stac():
-  rng = np.random.default_rng(1)
-  spec, space = helpers.spaces(action_dim=2)
-  learner = agents.make_learner("stac", spec, space, reward_clip=None, **TINY)
-  for var in learner._meta_variables().values():
-    var.assign(var - 3.0)
-  batch = helpers.random_trajectory(rng, 4, 3, action_dim=2)
-  assert _fd_check(learner, batch, batch) == 6
+@pytest.mark.parametrize("agent,overrides,expected", [
+    ("stac", {}, 6),
+    ("drmg", {"num_quantiles": 3}, 3 * 3 + 3),
+])
+def test_metagradient_through_active_gradient_clipping(agent, overrides,
+                                                       expected):
+  rng = np.random.default_rng(3)
+  spec, space = helpers.spaces()
+  learner = agents.make_learner(agent, spec, space,
+                                **dict(TINY, max_grad_norm=0.05), **overrides)
+  _spread_logits(learner)
+  inner = helpers.random_trajectory(rng, 4, 3)
+  outer = helpers.random_trajectory(rng, 4, 3)
+  params = [tf.convert_to_tensor(v)
+            for v in learner.network.trainable_variables]
+  _, _, grads, norm = learner.engine.inner_gradients(
+      learner._inner_loss, params, learner.meta_params(), inner)
+  # Clipping is active (by a wide margin, so finite differences stay on one
+  # side of the kink) and the update uses the rescaled gradient.
+  assert float(norm) > 4 * 0.05, float(norm)
+  np.testing.assert_allclose(float(tf.linalg.global_norm(grads)), 0.05,
+                             rtol=1e-12)
+  # The clipped step makes some entries tiny (~1e-6): atol covers the
+  # finite-difference round-off at that scale.
+  assert helpers.fd_check_every_entry(learner, inner, outer,
+                                      atol=1e-10) == expected
 
 
 def test_metagradient_changes_no_state():

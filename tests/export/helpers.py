@@ -1,9 +1,14 @@
 """Run directories built by hand, as the trainer would leave them."""
 
+import os
+import subprocess
+
 import numpy as np
 import tensorflow as tf
 
+from tf_metagrad import envs
 from tf_metagrad import runs
+from tf_metagrad.agents import actor
 
 TINY = dict(mlp_hidden_sizes=(16,), head_hidden_sizes=(16,),
             resnet_channels=(4,))
@@ -42,3 +47,65 @@ def observations(shape, batch=6, dtype=np.float32, seed=0):
   if np.dtype(dtype) == np.uint8:
     return rng.integers(0, 256, size=(batch,) + tuple(shape)).astype(dtype)
   return rng.uniform(-1.0, 1.0, size=(batch,) + tuple(shape)).astype(dtype)
+
+
+# The start of a client script for a fresh interpreter: makes `tf_metagrad`
+# unimportable (it is installed in editable mode, so hiding it from sys.path
+# is not enough) and proves it.
+HIDE_TF_METAGRAD = r"""
+import importlib.abc
+import sys
+
+
+class HideTfMetagrad(importlib.abc.MetaPathFinder):
+
+  def find_spec(self, name, path=None, target=None):
+    if name.split(".")[0] == "tf_metagrad":
+      raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+    return None
+
+
+sys.meta_path.insert(0, HideTfMetagrad())
+try:
+  import tf_metagrad
+except ModuleNotFoundError:
+  pass
+else:
+  raise SystemExit("tf_metagrad is still importable")
+
+"""
+
+
+def run_clean(args, cwd):
+  """Runs a command without PYTHONPATH or TensorFlow's C++ log lines."""
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+  env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+  return subprocess.run(args, cwd=cwd, env=env, capture_output=True,
+                        text=True, timeout=120, check=False)
+
+
+def reference_returns(learner, seed, episodes, sample):
+  """Returns of greedy or sampled episodes on a 6 x 4 Catch played with the
+  in-process policy (what `export.evaluate` must reproduce), the state reset
+  at every episode start."""
+  policy = actor.Policy(learner.network)
+  env = envs.make("catch", seed=seed, rows=6, columns=4)
+  returns, step = [], 0
+  for _ in range(episodes):
+    observation, _ = env.reset()
+    state = policy.initial_state(1)
+    total, done = 0.0, False
+    while not done:
+      batch = observation[None]
+      if sample:
+        action, _, state = policy.sample_step(
+            batch, state, tf.constant([seed, step], tf.int64))
+      else:
+        action, state = policy.greedy_step(batch, state)
+      observation, reward, terminated, truncated, _ = env.step(
+          action.numpy()[0])
+      total += reward
+      done = terminated or truncated
+      step += 1
+    returns.append(total)
+  return returns

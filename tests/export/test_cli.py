@@ -2,7 +2,6 @@
 
 import os
 import re
-import subprocess
 import sys
 
 import numpy as np
@@ -16,30 +15,10 @@ from tf_metagrad.agents import actor
 
 _BIN = os.path.dirname(sys.executable)
 
-# Runs in a fresh interpreter: makes `tf_metagrad` unimportable (it is
-# installed in editable mode, so hiding it from sys.path is not enough),
-# proves it, then serves the policy with TensorFlow and export.serving.
-_CLIENT = r"""
-import importlib.abc
-import sys
-
-
-class HideTfMetagrad(importlib.abc.MetaPathFinder):
-
-  def find_spec(self, name, path=None, target=None):
-    if name.split(".")[0] == "tf_metagrad":
-      raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-    return None
-
-
-sys.meta_path.insert(0, HideTfMetagrad())
-try:
-  import tf_metagrad
-except ModuleNotFoundError:
-  pass
-else:
-  raise SystemExit("tf_metagrad is still importable")
-
+# Runs in a fresh interpreter where tf_metagrad is hidden (see
+# helpers.HIDE_TF_METAGRAD), then serves the policy with TensorFlow and
+# export.serving.
+_CLIENT = helpers.HIDE_TF_METAGRAD + r"""
 import numpy as np
 import tensorflow as tf
 from export import serving
@@ -67,11 +46,8 @@ assert not [m for m in sys.modules if m.split(".")[0] == "tf_metagrad"]
 """
 
 
-def _run(args, cwd):
-  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-  env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-  return subprocess.run(args, cwd=cwd, env=env, capture_output=True,
-                        text=True, timeout=120, check=False)
+_run = helpers.run_clean
+
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from export import gif
 from export import serving
 from tests.export import helpers
 from tf_metagrad import envs
-from tf_metagrad.agents import actor
 
 
 @pytest.fixture(scope="module")
@@ -22,29 +21,6 @@ def catch_policy(tmp_path_factory):
   return learner, path
 
 
-def _reference_returns(learner, seed, episodes, sample):
-  """Returns of the same episodes played with the in-process policy."""
-  policy = actor.Policy(learner.network)
-  env = envs.make("catch", seed=seed, rows=6, columns=4)
-  returns, step = [], 0
-  for _ in range(episodes):
-    observation, _ = env.reset()
-    total, done = 0.0, False
-    while not done:
-      batch = observation[None]
-      if sample:
-        action = policy.sample(batch, tf.constant([seed, step], tf.int64))[0]
-      else:
-        action = policy.greedy(batch)
-      observation, reward, terminated, truncated, _ = env.step(
-          action.numpy()[0])
-      total += reward
-      done = terminated or truncated
-      step += 1
-    returns.append(total)
-  return returns
-
-
 @pytest.mark.parametrize("sample", [False, True])
 def test_returns_equal_the_in_process_policy(catch_policy, sample):
   learner, path = catch_policy
@@ -52,7 +28,7 @@ def test_returns_equal_the_in_process_policy(catch_policy, sample):
   returns = evaluate.evaluate(path, episodes=8, sample=sample, seed=11)
   assert returns.shape == (8,)
   np.testing.assert_array_equal(
-      returns, _reference_returns(learner, 11, 8, sample))
+      returns, helpers.reference_returns(learner, 11, 8, sample))
 
 
 def test_play_sees_every_observation(catch_policy):

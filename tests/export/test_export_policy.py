@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -284,3 +286,18 @@ def test_failed_write_leaves_the_previous_export_intact(tmp_path,
       export_policy.export(learner, spec, 7, output)
   assert serving.load_policy(output).metadata["env_steps"] == 5
   assert _outside(output) == []
+
+
+def test_partial_export_of_a_dead_process_is_deleted(tmp_path):
+  spec, learner, _, _ = helpers.make_run(tmp_path, "impala", "catch")
+  output = str(tmp_path / "policy")
+  # A pid that has exited: a child we started and reaped.
+  child = subprocess.Popen([sys.executable, "-c", "pass"])
+  child.wait()
+  dead = f"{output}.tmp-{child.pid}"
+  alive = f"{output}.tmp-{os.getppid()}"  # e.g. a concurrent export.
+  for partial in (dead, alive):
+    os.makedirs(os.path.join(partial, "variables"))
+  export_policy.export(learner, spec, 5, output)
+  assert serving.load_policy(output).metadata["env_steps"] == 5
+  assert _outside(output) == [os.path.basename(alive)]

@@ -7,6 +7,7 @@ import signal
 import tensorflow as tf
 
 from tests.trainers import procs
+from tf_metagrad import runs
 
 
 def _env_steps(line):
@@ -28,7 +29,14 @@ def test_kill_9_then_resume_continues_the_counters(tmp_path):
   checkpointed = _env_steps(saved[-1])
   assert checkpointed > 0
   # Every checkpoint the index names is complete and restorable.
-  assert tf.train.latest_checkpoint(os.path.join(logdir, "checkpoints"))
+  state = tf.train.get_checkpoint_state(os.path.join(logdir, "checkpoints"))
+  assert state and state.all_model_checkpoint_paths
+  spec = runs.load_spec(logdir)
+  for path in state.all_model_checkpoint_paths:
+    counter = tf.Variable(-1, dtype=tf.int64)
+    runs.restore(runs.make_checkpoint(runs.build_learner(spec),
+                                      env_steps=counter), path)
+    assert int(counter.numpy()) > 0
 
   total = checkpointed + 4 * 4 * 3
   lines = []
@@ -98,6 +106,7 @@ def test_mirrored_strategy_on_two_logical_cpus_trains(tmp_path):
   assert proc.returncode == 0, output[-3000:]
   assert re.search(r"training completed: env_steps=64 learner_steps=4",
                    output), output[-2000:]
+  assert re.search(r"reverb server on port \d+ .* replicas=2\n", output)
   assert "final_eval_mean_return=" in output
 
 
@@ -107,6 +116,8 @@ def test_bad_flags_are_one_line_errors(tmp_path):
       (["--env=pong"], "Unknown environment name 'pong'"),
       (["--config=gamma_outer=1"], "unknown field for agent 'stac'"),
       (["--config=gamma=2"], "gamma must be in [0, 1]"),
+      (["--queue_capacity=3", "--batch_size=4"],
+       "queue_capacity must be > batch_size + 1 = 5"),
   ]:
     lines = []
     proc = procs.start("trainers.train",
@@ -115,3 +126,16 @@ def test_bad_flags_are_one_line_errors(tmp_path):
     assert proc.returncode != 0
     assert message in output, output[-2000:]
     assert "Traceback" not in output
+
+
+def test_no_data_is_a_one_line_error(tmp_path):
+  lines = []
+  proc = procs.start("trainers.train", [
+      f"--logdir={tmp_path / 'run'}", "--agent=impala", "--env=catch",
+      "--num_actors=0", "--max_data_wait_secs=1", *procs.TINY_FLAGS,
+      "--data_timeout_secs=0.5"])
+  output = procs.finish(proc, lines, timeout=120)
+  assert proc.returncode == 1, output[-3000:]
+  errors = [l for l in output.splitlines() if l.startswith("error: ")]
+  assert len(errors) == 1 and "No trajectories for" in errors[0], output
+  assert "Traceback" not in output

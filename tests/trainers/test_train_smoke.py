@@ -2,6 +2,7 @@
 
 import csv
 import os
+import re
 
 import numpy as np
 import pytest
@@ -51,8 +52,63 @@ def test_trainer_smoke(tmp_path, agent, env, overrides):
   assert rows and {"env_steps", "learner_steps", "fps"} <= set(rows[0])
   assert int(rows[-1]["env_steps"]) == summary["env_steps"]
   assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
-  assert any(f.startswith("events.out.tfevents") for f in
-             os.listdir(tmp_path))
+  tags = _summary_tags(tmp_path)
+  meta = _meta_tags(runs.build_learner(spec))
+  assert {"episode_return", "fps", "env_steps"} <= tags, sorted(tags)
+  assert any("loss" in t for t in tags), sorted(tags)
+  assert meta <= tags, sorted(meta - tags)
+  progress = [l for l in lines if l.startswith("env_steps=")]
+  assert progress, lines
+  assert re.fullmatch(
+      r"env_steps=\d+ \(\d+\.\d%\) fps=\d+ learner_steps=\d+ "
+      r"return=(nan|-?\d+\.\d{3}) .*eta=(\?|\d+h\d\dm\d\ds)",
+      progress[-1]), progress[-1]
+  # Every scalar metaparameter, and vector ones (DrMG) as their mean.
+  for key in meta:
+    name = key[len("meta/"):]
+    if "/" not in name or name.endswith("/mean"):
+      assert f" {name}=" in progress[-1], (name, progress[-1])
+
+
+def _summary_tags(logdir):
+  tags = set()
+  for name in os.listdir(logdir):
+    if name.startswith("events.out.tfevents"):
+      for event in tf.compat.v1.train.summary_iterator(
+          os.path.join(logdir, name)):
+        tags.update(v.tag for v in event.summary.value)
+  return tags
+
+
+def _meta_tags(learner):
+  """The "meta/" tags a learner step reports: scalars as they are, vectors
+  as /mean, /min and /max."""
+  # pylint: disable=protected-access
+  values = learner._meta_metrics(learner._meta_variables())
+  tags = set()
+  for name, value in values.items():
+    if tf.convert_to_tensor(value).shape.rank == 0:
+      tags.add(f"meta/{name}")
+    else:
+      tags.update(f"meta/{name}/{s}" for s in ("mean", "min", "max"))
+  return tags
+
+
+def test_csv_gains_columns_that_appear_later(tmp_path):
+  path = str(tmp_path / "metrics.csv")
+  loop._CsvLog(path).write({"env_steps": 0, "learner_steps": 0, "fps": 1.5})
+  # A resumed session (new object, as after a restart) with learner metrics.
+  log = loop._CsvLog(path)
+  log.write({"env_steps": 16, "learner_steps": 1, "fps": 2.0,
+             "total_loss": 0.25, "meta/gamma": 0.9})
+  log.write({"env_steps": 32, "learner_steps": 2, "fps": 3.0,
+             "total_loss": 0.5, "meta/gamma": 0.8})
+  with open(path) as f:
+    rows = list(csv.DictReader(f))
+  assert list(rows[0]) == ["env_steps", "learner_steps", "fps", "meta/gamma",
+                           "total_loss"]
+  assert [r["total_loss"] for r in rows] == ["", "0.25", "0.5"]
+  assert [r["fps"] for r in rows] == ["1.5", "2.0", "3.0"]
 
 
 def test_resuming_a_finished_run_keeps_counters(tmp_path):
@@ -65,6 +121,11 @@ def test_resuming_a_finished_run_keeps_counters(tmp_path):
                       log=lines.append)
   assert any(l.startswith("resumed from") for l in lines)
   assert second["learner_steps"] == 2 * first["learner_steps"]
+  index = tmp_path / "checkpoints" / "checkpoint"
+  index.write_text("garbage")
+  with pytest.raises(runs.RunError, match=f"index {index} is missing or "
+                     "corrupt"):
+    loop.train(spec, _options(tmp_path), log=lambda _: None)
   other = runs.RunSpec(agent="stac", env="catch", config_overrides=TINY)
   with pytest.raises(runs.RunError, match="already holds a different run"):
     loop.train(other, _options(tmp_path), log=lambda _: None)

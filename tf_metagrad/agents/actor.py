@@ -3,6 +3,11 @@
 Every agent acts with head 0 of its network (STACX's acting head; the only
 head otherwise). The behaviour log-probability returned with a sampled action
 is what the actor writes into `Trajectory.behaviour_log_prob`.
+
+A recurrent network (LSTM core, STAC supplement Table 2) carries a state from
+step to step: `initial_state(B)` before an episode's first observation, then
+the state each `*_step` call returns. Feed-forward networks use the state
+`()`, and `sample` / `greedy` act without one.
 """
 
 import tensorflow as tf
@@ -20,20 +25,41 @@ class Policy(tf.Module):
     super().__init__(name=name)
     self.network = network
 
-  def _distribution(self, observation):
-    return self.network.acting_policy(observation)
+  @property
+  def recurrent(self) -> bool:
+    return self.network.recurrent
 
-  def sample(self, observation, seed):
-    """(actions, behaviour log-probs) for `observation [B, ...]`.
+  def initial_state(self, batch_size):
+    """Zero state of `batch_size` sequences (a tuple of tensors, or ())."""
+    return self.network.initial_state(batch_size)
+
+  def state_spec(self):
+    """Per-example `tf.TensorSpec`s of the state (no batch dimension)."""
+    return self.network.core_state_spec()
+
+  def sample_step(self, observation, state, seed):
+    """(actions, behaviour log-probs, next state) for `observation [B, ...]`.
 
     Args:
       observation: a batch of observations.
+      state: the state before `observation` (see `initial_state`).
       seed: int32/int64 tensor of shape [2], a stateless-random seed.
     """
-    dist = self._distribution(observation)
+    dist, state = self.network.acting_step(observation, state)
     actions, log_prob = dist.sample(seed)
-    return actions, tf.cast(log_prob, tf.float32)
+    return actions, tf.cast(log_prob, tf.float32), state
+
+  def greedy_step(self, observation, state):
+    """(most likely action, next state); see `greedy`."""
+    dist, state = self.network.acting_step(observation, state)
+    return dist.mode(), state
+
+  def sample(self, observation, seed):
+    """`sample_step` of a feed-forward policy: (actions, log-probs)."""
+    actions, log_prob, _ = self.sample_step(observation, (), seed)
+    return actions, log_prob
 
   def greedy(self, observation):
-    """Most likely action (argmax, or tanh of the Gaussian mean)."""
-    return self._distribution(observation).mode()
+    """Most likely action (argmax, or tanh of the Gaussian mean) of a
+    feed-forward policy."""
+    return self.greedy_step(observation, ())[0]

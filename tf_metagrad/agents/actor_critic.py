@@ -126,24 +126,32 @@ class ActorCriticLearner(base.Learner):
         alpha_c=cfg.alpha, g_v=cfg.g_v, g_p=cfg.g_p, g_e=cfg.g_e)
 
   # -------------------------------------------------------------- forward
-  def _forward(self, params: Optional[List[tf.Tensor]], observation,
+  def _forward(self, params: Optional[List[tf.Tensor]],
+               batch: types.Trajectory,
                reference: Optional[List[tf.Tensor]] = None, gamma=None):
     """(outputs at `params`, stop-gradiented outputs at `reference`).
 
     With `reference=None` the reference outputs are the outputs themselves
     behind a stop-gradient (one forward pass). `gamma` conditions a
-    gamma-embedding network (None: its reference gamma).
+    gamma-embedding network (None: its reference gamma). A recurrent network
+    is unrolled over the T+1 observations of `batch` from `batch.core_state`,
+    its state zeroed before x_{t+1} wherever `discount[t] == 0` (the actor
+    starts the next episode there, also after a time-limit truncation).
     """
     kwargs = {} if gamma is None else {"gamma": gamma}
-    outputs = params_lib.call_with_weights(self.network, params, observation,
-                                           **kwargs)
+    if self.network.recurrent:
+      ended = tf.equal(tf.convert_to_tensor(batch.discount), 0)
+      kwargs["core_state"] = batch.core_state
+      kwargs["reset"] = tf.concat([tf.zeros_like(ended[:1]), ended], 0)
+    outputs = params_lib.call_with_weights(self.network, params,
+                                           batch.observation, **kwargs)
     if reference is None:
       ref = outputs
     else:
       if gamma is not None:
         kwargs["gamma"] = self._conditioning_gamma(reference.meta)
       ref = params_lib.call_with_weights(self.network, reference.params,
-                                         observation, **kwargs)
+                                         batch.observation, **kwargs)
     return outputs, tf.nest.map_structure(tf.stop_gradient, ref)
 
   def _conditioning_gamma(self, meta):
@@ -183,20 +191,27 @@ class ActorCriticLearner(base.Learner):
         n_step=self.config.n_step)
 
   def _split(self, batch):
-    if self.config.outer_batch == "same":
+    # Without metaparameters there is no outer loss, and the inner update
+    # gets the whole batch.
+    if self.config.outer_batch == "same" or not self._meta_specs:
       return batch, batch
     # "split": inner loss on the first half of the batch, outer on the rest.
+    # Time-major fields carry the batch on axis 1, the core state on axis 0.
     half = batch.reward.shape[1] // 2
-    first = tf.nest.map_structure(lambda x: x[:, :half], batch)
-    second = tf.nest.map_structure(lambda x: x[:, half:], batch)
-    return first, second
+    halves = []
+    for part in (slice(None, half), slice(half, None)):
+      sliced = tf.nest.map_structure(lambda x, p=part: x[:, p],
+                                     batch._replace(core_state=()))
+      halves.append(sliced._replace(core_state=tf.nest.map_structure(
+          lambda x, p=part: x[p], batch.core_state)))
+    return tuple(halves)
 
   # ---------------------------------------------------------------- losses
   def _inner_loss(self, params, meta, batch, reference):
     gamma = None
     if self.network.gamma_embedding_size:
       gamma = self._conditioning_gamma(meta)
-    outputs, ref_outputs = self._forward(params, batch.observation, reference,
+    outputs, ref_outputs = self._forward(params, batch, reference,
                                          gamma=gamma)
     total = 0.0
     logs = {}
@@ -206,23 +221,26 @@ class ActorCriticLearner(base.Learner):
                             self._hparams(values), inner=True)
       total += out.loss
       if head == 0:
-        logs = {"value_loss": out.value_loss, "policy_loss": out.policy_loss,
-                "entropy_loss": out.entropy_loss,
-                "mean_vs": tf.reduce_mean(out.vs)}
+        logs.update(value_loss=out.value_loss, policy_loss=out.policy_loss,
+                    entropy_loss=out.entropy_loss,
+                    mean_vs=tf.reduce_mean(out.vs))
+      if self._num_heads > 1:
+        logs[f"head{head}/inner_loss"] = out.loss
     return total / self._num_heads, logs
 
   def _outer_loss(self, new_params, old_params, batch, inner_batches,
                   reference):
     del inner_batches
-    outputs, ref_outputs = self._forward(new_params, batch.observation,
+    outputs, ref_outputs = self._forward(new_params, batch,
                                          reference)
     out = self._head_loss(outputs, ref_outputs, 0, batch,
                           self._outer_hparams(), inner=False)
     loss = out.loss
-    logs = {"value_loss": out.value_loss, "policy_loss": out.policy_loss}
+    logs = {"value_loss": out.value_loss, "policy_loss": out.policy_loss,
+            "entropy_loss": out.entropy_loss}
     g_kl = getattr(self.config, "g_kl", 0.0)
     if g_kl:
-      old, _ = self._forward(old_params, batch.observation)
+      old, _ = self._forward(old_params, batch)
       new_policy = self.network.policy(outputs, 0, time_slice=slice(0, -1))
       old_policy = self.network.policy(old, 0, time_slice=slice(0, -1))
       kl = tf.reduce_sum(new_policy.kl(old_policy.stop_gradient()))

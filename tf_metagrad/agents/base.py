@@ -125,12 +125,22 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
     """Inner values of the metaparameters (after sigmoid/scaling)."""
     return {}
 
+  def _meta_metrics(self, meta: Dict[str, Any]) -> Dict[str, tf.Tensor]:
+    """What a step reports under "meta/" (default: `_meta_values`)."""
+    return self._meta_values(meta)
+
   def _split(self, batch) -> Tuple[Any, Any]:
     """(inner batch or list of M batches, outer batch) of one learner step."""
     return batch, batch
 
   # ---------------------------------------------------------------- public
   def learning_rate(self, step=None) -> tf.Tensor:
+    """The inner learning rate at `step` (default: the learner's step).
+
+    Constant without `decay_steps`, else STAC Table 3's linear decay from
+    `learning_rate` to `end_learning_rate` over `decay_steps` learner
+    steps, constant after.
+    """
     cfg = self.config
     if not cfg.decay_steps:
       return tf.constant(cfg.learning_rate, self.dtype)
@@ -254,7 +264,7 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
         [self.learner_steps, self.skipped_updates],
         [self.learner_steps + 1,
          self.skipped_updates + tf.cast(tf.logical_not(finite), tf.int64)])
-    for k, v in self._meta_values(self._meta_variables()).items():
+    for k, v in self._meta_metrics(self._meta_variables()).items():
       _summarise("meta/" + k, v, metrics)
     metrics["skipped_updates"] = self.skipped_updates
     return {k: tf.cast(v, tf.float32) for k, v in metrics.items()}

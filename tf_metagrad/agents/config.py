@@ -6,9 +6,17 @@ outer loss gamma 0.995, lambda 1, alpha 1, g_v 0.25, g_p 1, g_e 0.01,
 g_kl 1, Adam meta-optimizer (1e-3, 0.9, 0.999, 1e-4), eta init 4.6.
 `control_defaults()` gives the DM Control column (gamma 0.99, learning rate
 1e-3 -> 1e-4, no reward clipping).
+
+Learning-rate decay is opt-in: `end_learning_rate=None` (the default) keeps
+the learning rate constant; a linear decay (STAC Table 3) needs both
+`end_learning_rate` and `decay_steps > 0`, because the length of the decay
+depends on the run (the trainers derive it from the total environment
+steps). An `end_learning_rate` that would be ignored is an error.
 """
 
 import dataclasses
+import numbers
+import typing
 from typing import Optional, Tuple
 
 _DTYPES = ("float32", "float64")
@@ -25,6 +33,48 @@ def _unit_interval(name: str, value: float, closed_low: bool = True):
   _check(low_ok and value <= 1.0, f"{name} must be in [0, 1], got {value}.")
 
 
+def _is_int(value) -> bool:
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+  return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _coerce(name: str, value, annotation):
+  """`value` converted to the field type `annotation`, or a TypeError.
+
+  Handles the annotations the agent configs use (bool, int, float, str, their
+  Optional forms and homogeneous tuples); other annotations are left to the
+  config's own checks.
+  """
+  args = typing.get_args(annotation)
+  if typing.get_origin(annotation) is typing.Union and type(None) in args:
+    if value is None:
+      return None
+    rest = [a for a in args if a is not type(None)]
+    if len(rest) != 1:
+      return value
+    annotation = rest[0]
+    args = typing.get_args(annotation)
+  if typing.get_origin(annotation) in (tuple, Tuple) and args[-1:] == (...,):
+    item = args[0]
+    if not isinstance(value, (tuple, list)):
+      raise TypeError(f"{name} must be a tuple of {item.__name__} values, got "
+                      f"{value!r} ({type(value).__name__}).")
+    return tuple(_coerce(f"{name}[{i}]", v, item)
+                 for i, v in enumerate(value))
+  checks = {bool: lambda v: isinstance(v, bool), int: _is_int,
+            float: _is_real, str: lambda v: isinstance(v, str)}
+  if annotation not in checks:
+    return value
+  if not checks[annotation](value):
+    raise TypeError(f"{name} must be a{'n' if annotation is int else ''} "
+                    f"{annotation.__name__}, got {value!r} "
+                    f"({type(value).__name__}).")
+  return annotation(value)
+
+
 @dataclasses.dataclass
 class AgentConfig:
   """Fields common to all agents (each agent's config extends it)."""
@@ -38,9 +88,14 @@ class AgentConfig:
   mlp_hidden_sizes: Tuple[int, ...] = (256, 256)
   resnet_channels: Tuple[int, ...] = (16, 32, 32)
   head_hidden_sizes: Tuple[int, ...] = (256, 256)
+  # LSTM core after the torso (STAC Table 2, control: 256); 0 = none.
+  core_units: int = 0
   # Inner optimizer (STAC Table 3).
   learning_rate: float = 6e-4
-  end_learning_rate: float = 0.0
+  # None: constant learning rate. Otherwise the value reached after
+  # `decay_steps` learner steps of a linear decay (STAC Table 3: 0 for Atari,
+  # 1e-4 for control).
+  end_learning_rate: Optional[float] = None
   decay_steps: int = 0  # learner steps of the linear decay; 0 = constant.
   rmsprop_decay: float = 0.99
   rmsprop_epsilon: float = 0.1
@@ -73,21 +128,37 @@ class AgentConfig:
   kappa: float = 1.0
 
   def __post_init__(self):
+    hints = typing.get_type_hints(type(self))
+    for field in dataclasses.fields(self):
+      setattr(self, field.name, _coerce(field.name, getattr(self, field.name),
+                                        hints[field.name]))
     _check(self.dtype in _DTYPES,
            f"dtype must be one of {_DTYPES}, got {self.dtype!r}.")
     _check(self.torso in _TORSOS,
            f"torso must be one of {_TORSOS}, got {self.torso!r}.")
     for name in ("mlp_hidden_sizes", "resnet_channels", "head_hidden_sizes"):
-      sizes = tuple(getattr(self, name))
-      _check(len(sizes) > 0 and all(int(s) > 0 for s in sizes),
+      sizes = getattr(self, name)
+      _check(len(sizes) > 0 and all(s > 0 for s in sizes),
              f"{name} must be a non-empty tuple of positive ints, got {sizes}.")
-      setattr(self, name, tuple(int(s) for s in sizes))
+    _check(self.core_units >= 0,
+           f"core_units must be >= 0, got {self.core_units}.")
     _check(self.learning_rate > 0,
            f"learning_rate must be > 0, got {self.learning_rate}.")
-    _check(self.end_learning_rate >= 0,
-           f"end_learning_rate must be >= 0, got {self.end_learning_rate}.")
+    _check(self.end_learning_rate is None or self.end_learning_rate >= 0,
+           f"end_learning_rate must be >= 0 or None, got "
+           f"{self.end_learning_rate}.")
     _check(self.decay_steps >= 0,
            f"decay_steps must be >= 0, got {self.decay_steps}.")
+    # A schedule with one of its two ends missing would silently be constant.
+    _check(self.decay_steps == 0 or self.end_learning_rate is not None,
+           f"decay_steps={self.decay_steps} needs end_learning_rate (the "
+           f"learning rate reached after the decay), got None.")
+    _check(self.decay_steps > 0 or self.end_learning_rate is None
+           or self.end_learning_rate == self.learning_rate,
+           f"end_learning_rate={self.end_learning_rate} differs from "
+           f"learning_rate={self.learning_rate} but decay_steps=0, so it "
+           "would have no effect; set decay_steps > 0 (learner steps of the "
+           "linear decay) or end_learning_rate=None.")
     _check(0 <= self.rmsprop_decay < 1,
            f"rmsprop_decay must be in [0, 1), got {self.rmsprop_decay}.")
     _check(self.rmsprop_epsilon > 0,
@@ -106,12 +177,13 @@ class AgentConfig:
              f"{name} must be > 0, got {getattr(self, name)}.")
     _check(self.meta_learning_rate > 0,
            f"meta_learning_rate must be > 0, got {self.meta_learning_rate}.")
-    _unit_interval("meta_b1", self.meta_b1)
-    _unit_interval("meta_b2", self.meta_b2)
+    # Adam's bias correction divides by 1 - b^t (STAC Table 3's optimizer).
+    for name in ("meta_b1", "meta_b2"):
+      _check(0 <= getattr(self, name) < 1,
+             f"{name} must be in [0, 1), got {getattr(self, name)}.")
     _check(self.meta_epsilon > 0,
            f"meta_epsilon must be > 0, got {self.meta_epsilon}.")
-    _check(self.n_step is None or (isinstance(self.n_step, int)
-                                   and self.n_step >= 1),
+    _check(self.n_step is None or self.n_step >= 1,
            f"n_step must be None or an int >= 1, got {self.n_step!r}.")
     _check(self.outer_batch in ("same", "split"),
            f"outer_batch must be 'same' or 'split', got {self.outer_batch!r}.")
@@ -119,7 +191,12 @@ class AgentConfig:
            f"num_quantiles must be >= 1, got {self.num_quantiles}.")
 
 
-def control_defaults() -> dict:
-  """Overrides for DM Control (STAC Table 3, control column)."""
+def control_defaults(decay_steps: int) -> dict:
+  """Overrides for DM Control (STAC Table 3, control column).
+
+  Args:
+    decay_steps: learner steps over which the learning rate decays linearly
+      from 1e-3 to 1e-4 (the length of the run).
+  """
   return dict(gamma=0.99, learning_rate=1e-3, end_learning_rate=1e-4,
-              reward_clip=None)
+              decay_steps=decay_steps, reward_clip=None)

@@ -10,6 +10,13 @@ or N quantiles (distributional).
 The network always stacks heads on a leading axis (size 1 without STACX), so
 outputs are `(logits [n, ..., A], value [n, ...] or [n, ..., N])` or
 `(mean, std, value)` for continuous actions.
+
+With `core_units > 0` an LSTM core (STAC supplement Table 2: 256 units for
+control) sits between the torso and the heads. The learner then calls the
+network on a time-major unroll `[T+1, B, ...]` with the acting policy's state
+before x_0 and the episode-start mask; the actor advances the core one step
+at a time with `acting_step`. Both read the same weights, so the learner
+reproduces the actor's outputs exactly.
 """
 
 from typing import Optional
@@ -88,6 +95,8 @@ class AgentNetwork(params.ParamLayer):
       then takes the gamma to condition on; None means `reference_gamma`.
     reference_gamma: the fixed gamma used when none is passed (acting, the
       outer loss).
+    core_units: > 0 adds an LSTM core of that size after the torso; 0 keeps
+      the network feed-forward.
   """
 
   def __init__(self, observation_shape, observation_dtype: str,
@@ -96,7 +105,8 @@ class AgentNetwork(params.ParamLayer):
                num_heads: int = 1, num_quantiles: Optional[int] = None,
                mlp_hidden_sizes=(256, 256), resnet_channels=(16, 32, 32),
                head_hidden_sizes=(256, 256), gamma_embedding_size: int = 0,
-               reference_gamma: Optional[float] = None, **kwargs):
+               reference_gamma: Optional[float] = None, core_units: int = 0,
+               **kwargs):
     super().__init__(**kwargs)
     if (num_actions is None) == (action_dim is None):
       raise ValueError("Give exactly one of num_actions (discrete) and "
@@ -113,6 +123,9 @@ class AgentNetwork(params.ParamLayer):
     self.head_hidden_sizes = tuple(head_hidden_sizes)
     self.gamma_embedding_size = int(gamma_embedding_size)
     self.reference_gamma = reference_gamma
+    self.core_units = int(core_units)
+    if self.core_units < 0:
+      raise ValueError(f"core_units must be >= 0, got {core_units}.")
     if self.gamma_embedding_size and reference_gamma is None:
       raise ValueError("A gamma-conditioned network needs reference_gamma.")
     dtype = self.dtype_policy
@@ -131,6 +144,9 @@ class AgentNetwork(params.ParamLayer):
     else:
       raise ValueError(
           f"torso must be 'mlp', 'resnet' or 'conv', got {torso!r}.")
+    self.core = (torsos.RecurrentCore(self.core_units, dtype=dtype,
+                                      name="core")
+                 if self.core_units else None)
     hidden = self.head_hidden_sizes
     if num_actions is not None and num_quantiles is None:
       head = heads_lib.PolicyValueHead(num_actions, hidden, dtype=dtype)
@@ -168,6 +184,9 @@ class AgentNetwork(params.ParamLayer):
     features_shape = tf.TensorShape(self.torso.compute_output_shape(
         self._torso_input_shape(input_shape)))
     self.torso.build(self._torso_input_shape(input_shape))
+    if self.core is not None:
+      self.core.build(features_shape)
+      features_shape = features_shape[:-1].concatenate([self.core_units])
     if self.gamma_embedding is not None:
       self.gamma_embedding.build(features_shape[:-1].concatenate([1]))
       features_shape = features_shape[:-1].concatenate(
@@ -183,20 +202,120 @@ class AgentNetwork(params.ParamLayer):
       return input_shape[:input_shape.rank - rank].concatenate([flat])
     return input_shape
 
-  def call(self, observation, gamma=None):
-    return self.heads(self._conditioned_features(observation, gamma))
+  @property
+  def recurrent(self) -> bool:
+    return self.core is not None
 
-  def acting_policy(self, observation, gamma=None):
-    """The acting head's policy, computing only what acting needs (the
-    torso and head 0's policy MLP, not the value heads)."""
-    features = self._conditioned_features(observation, gamma)
+  def initial_state(self, batch_size):
+    """The acting state before an episode's first observation: a tuple of
+    all-zero `[batch_size, core_units]` tensors (LSTM hidden, cell), or `()`
+    for a feed-forward network."""
+    if self.core is None:
+      return ()
+    return tuple(self.core.initial_state(batch_size))
+
+  def core_state_spec(self):
+    """Per-example specs of `initial_state` (no batch dimension)."""
+    if self.core is None:
+      return ()
+    spec = tf.TensorSpec([self.core_units], self.compute_dtype)
+    return (spec, spec)
+
+  def _check_state(self, core_state, batch_size=None):
+    state = tuple(core_state) if core_state is not None else ()
+    if self.core is None:
+      if tf.nest.flatten(state):
+        raise ValueError("core_state was given to a feed-forward network "
+                         "(core_units=0); pass () or None.")
+      return None
+    if len(state) != 2:
+      raise ValueError(
+          f"core_state must be the (hidden, cell) pair of the LSTM core, got "
+          f"{len(state)} tensors.")
+    state = tuple(tf.convert_to_tensor(s) for s in state)
+    for s in state:
+      if s.shape.rank != 2 or s.shape[-1] not in (None, self.core_units) or (
+          batch_size is not None and s.shape[0] not in (None, batch_size)):
+        raise ValueError(
+            f"core_state tensors must have shape [B={batch_size}, "
+            f"{self.core_units}], got {s.shape}.")
+    return state
+
+  def call(self, observation, gamma=None, core_state=None, reset=None):
+    """Outputs of every head (see the module docstring).
+
+    Args:
+      observation: `[..., *observation_shape]`; time-major `[T, B, ...]` for
+        a recurrent network, whose core is unrolled over T.
+      gamma: the discount to condition on (gamma-embedding networks).
+      core_state: recurrent networks: the core state before observation 0
+        (zeros if None); feed-forward: None or ().
+      reset: recurrent networks: optional bool `[T, B]`, True where
+        observation t starts a new episode (the state is zeroed before it).
+    """
+    features = self._features(observation)
+    if self.core is not None:
+      if features.shape.rank != 3:
+        raise ValueError(
+            "A recurrent network needs time-major observations [T, B, ...], "
+            f"got shape {observation.shape}.")
+      state = None
+      if core_state is not None:
+        state = self._check_state(core_state, features.shape[1])
+      features, _ = self.core.unroll(features, state, reset)
+    else:
+      self._check_state(core_state)
+      if reset is not None:
+        raise ValueError("reset was given to a feed-forward network.")
+    return self.heads(self._condition(features, gamma))
+
+  def state_after(self, observation, core_state=None, reset=None):
+    """The core state after a time-major unroll `[T, B, ...]` of a recurrent
+    network (arguments as in `call`); the heads are not evaluated."""
+    if self.core is None:
+      raise ValueError("state_after needs a recurrent network (core_units > "
+                       "0).")
+    features = self._features(observation)
+    state = None
+    if core_state is not None:
+      state = self._check_state(core_state, features.shape[1])
+    _, final = self.core.unroll(features, state, reset)
+    return tuple(final)
+
+  def acting_step(self, observation, core_state=(), gamma=None):
+    """One acting step of head 0's policy, computing only what acting needs
+    (the torso, the core and head 0's policy MLP, not the value heads).
+
+    Args:
+      observation: `[B, *observation_shape]`.
+      core_state: the state before `observation` (`initial_state(B)` at an
+        episode start); `()` for a feed-forward network.
+      gamma: the discount to condition on (gamma-embedding networks).
+
+    Returns:
+      (policy distribution, state after `observation`).
+    """
+    features = self._features(observation)
+    state = self._check_state(core_state, features.shape[0])
+    new_state = ()
+    if self.core is not None:
+      features, new_state = self.core.step(features, state)
+      new_state = tuple(new_state)
+    features = self._condition(features, gamma)
     outputs = self.heads.heads[0].policy(features)
     if self.num_actions is not None:
-      return distributions.Categorical(outputs)
-    return distributions.SquashedGaussian(*outputs)
+      return distributions.Categorical(outputs), new_state
+    return distributions.SquashedGaussian(*outputs), new_state
 
-  def _conditioned_features(self, observation, gamma):
-    features = self._features(observation)
+  def acting_policy(self, observation, gamma=None):
+    """Head 0's policy for a feed-forward network (`acting_step` without
+    state)."""
+    if self.core is not None:
+      raise ValueError("acting_policy has no core state; a recurrent network "
+                       "acts with acting_step(observation, core_state).")
+    return self.acting_step(observation, (), gamma)[0]
+
+  def _condition(self, features, gamma):
     if self.gamma_embedding is not None:
       if gamma is None:
         gamma = self.reference_gamma
@@ -233,7 +352,8 @@ class AgentNetwork(params.ParamLayer):
         resnet_channels=self.resnet_channels,
         head_hidden_sizes=self.head_hidden_sizes,
         gamma_embedding_size=self.gamma_embedding_size,
-        reference_gamma=self.reference_gamma)
+        reference_gamma=self.reference_gamma,
+        core_units=self.core_units)
     return config
 
 
@@ -268,6 +388,7 @@ def make_network(config, observation_spec: tf.TensorSpec,
                             if getattr(config, "gamma_embedding", False)
                             else 0),
       reference_gamma=config.gamma,
+      core_units=getattr(config, "core_units", 0),
       dtype=config.dtype, name="agent_network", **kwargs)
   network.build(tf.TensorShape([None]).concatenate(observation_spec.shape))
   return network

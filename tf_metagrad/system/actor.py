@@ -4,6 +4,11 @@ fixed-length unrolls to the Reverb queue.
 The same class runs in a trainer thread, in a local actor process and on a
 remote machine (`trainers.actor`); it only needs the Reverb address, the
 environment name and the network architecture (agent + config overrides).
+
+A recurrent policy's state is kept per environment copy, zeroed where an
+episode starts (after a termination or a truncation, the steps written with
+discount 0), and each item carries the state before its first observation as
+`core_state`, from which the learner re-runs the core.
 """
 
 import threading
@@ -58,11 +63,14 @@ class Actor:
     self._network = network
     self._policy = actor_lib.Policy(network)
     obs_spec = self._env.observation_spec
+    state_spec = tf.nest.map_structure(
+        lambda s: tf.TensorSpec([None] + s.shape.as_list(), s.dtype),
+        self._policy.state_spec())
     self._sample = tf.function(
-        self._policy.sample,
+        self._policy.sample_step,
         input_signature=[
             tf.TensorSpec([None] + obs_spec.shape.as_list(), obs_spec.dtype),
-            tf.TensorSpec([2], tf.int64)])
+            state_spec, tf.TensorSpec([2], tf.int64)])
     self._num_envs = num_envs
     self._unroll = unroll_length
     self._seed = seed
@@ -72,6 +80,7 @@ class Actor:
                                 gymnasium.spaces.Discrete)
     self.stats = ActorStats()
     self._observation = None
+    self._state = ()
 
   @property
   def env(self):
@@ -100,9 +109,11 @@ class Actor:
     ep_lengths = np.zeros((t, k), np.int32)
     actions = None
     obs[0] = self._observation
+    start_state = self._state
+    state = start_state
     for step in range(t):
       seed = tf.constant([self._seed, self.stats.env_steps + step], tf.int64)
-      action, log_prob = self._sample(obs[step], seed)
+      action, log_prob, state = self._sample(obs[step], state, seed)
       action = action.numpy()
       if actions is None:
         actions = np.empty((t,) + action.shape,
@@ -117,14 +128,26 @@ class Actor:
       ep_returns[step] = result.episode_return
       ep_lengths[step] = result.episode_length
       obs[step + 1] = result.observation
+      state = self._reset_where(state, discounts[step] == 0)
     self._observation = obs[-1]
+    self._state = state
     self.stats.env_steps += t
-    return obs, actions, rewards, discounts, log_probs, ep_returns, ep_lengths
+    return (obs, actions, rewards, discounts, log_probs, ep_returns,
+            ep_lengths), start_state
+
+  @staticmethod
+  def _reset_where(state, new_episode: np.ndarray):
+    """Zeroes the state of the copies whose next observation starts an
+    episode (the learner resets at the same steps, see `_forward`)."""
+    return tuple(np.where(new_episode[:, None], 0, np.asarray(s)).astype(
+        np.asarray(s).dtype) for s in state)
 
   def run(self, should_stop: Callable[[], bool] = lambda: False,
           max_unrolls: Optional[int] = None) -> None:
     """Acts until `should_stop()` (or `max_unrolls` unrolls are written)."""
     self._observation = self._env.reset(seed=self._seed)
+    self._state = tuple(
+        np.asarray(s) for s in self._policy.initial_state(self._num_envs))
     if not self._refresh(should_stop):
       return
     # Not a `with` block: its exit flushes without a timeout, which blocks
@@ -134,9 +157,10 @@ class Actor:
       while not should_stop():
         if max_unrolls is not None and self.stats.unrolls >= max_unrolls:
           break
-        buffers = self._collect()
+        buffers, start_state = self._collect()
         for i in range(self._num_envs):
-          writer.append(items.numpy_item(*buffers, index=i))
+          writer.append(items.numpy_item(*buffers, index=i,
+                                         core_state=start_state))
           writer.create_item(
               server_lib.TRAJECTORY_TABLE, priority=1.0,
               trajectory={k: writer.history[k][-1] for k in writer.history})

@@ -8,9 +8,13 @@ time-major. Two extra columns carry episode statistics to the learner with
 the data, so remote actors need no side channel: `episode_return[t]` is the
 raw return of an episode that ended at step t (NaN elsewhere) and
 `episode_length[t]` its length (0 elsewhere).
+
+A recurrent policy's state before observation 0 (`Trajectory.core_state`)
+travels as one column per tensor of the flattened state, `core_state_0`,
+`core_state_1`, ...; feed-forward items have none and give the state `()`.
 """
 
-from typing import Dict, Tuple
+from typing import Any, Dict, Tuple
 
 import gymnasium
 import numpy as np
@@ -19,6 +23,11 @@ import tensorflow as tf
 from tf_metagrad import types
 
 EPISODE_COLUMNS = ("episode_return", "episode_length")
+_CORE_PREFIX = "core_state_"
+
+
+def _core_key(i: int) -> str:
+  return f"{_CORE_PREFIX}{i}"
 
 
 def action_spec(action_space: gymnasium.spaces.Space) -> tf.TensorSpec:
@@ -34,13 +43,22 @@ def action_spec(action_space: gymnasium.spaces.Space) -> tf.TensorSpec:
 
 def item_spec(observation_spec: tf.TensorSpec,
               action_space: gymnasium.spaces.Space,
-              unroll_length: int) -> Dict[str, tf.TensorSpec]:
-  """Signature of one unroll item (no batch dimension)."""
+              unroll_length: int,
+              core_state_spec: Any = ()) -> Dict[str, tf.TensorSpec]:
+  """Signature of one unroll item (no batch dimension).
+
+  Args:
+    observation_spec: spec of one observation.
+    action_space: the environment's action space.
+    unroll_length: T.
+    core_state_spec: per-example specs of the acting policy's recurrent
+      state (`Policy.state_spec()`), `()` for feed-forward policies.
+  """
   if unroll_length < 1:
     raise ValueError(f"unroll_length must be >= 1, got {unroll_length}.")
   t = unroll_length
   act = action_spec(action_space)
-  return {
+  spec = {
       "observation": tf.TensorSpec([t + 1] + observation_spec.shape.as_list(),
                                    observation_spec.dtype),
       "action": tf.TensorSpec([t] + act.shape.as_list(), act.dtype),
@@ -50,6 +68,12 @@ def item_spec(observation_spec: tf.TensorSpec,
       "episode_return": tf.TensorSpec([t], tf.float32),
       "episode_length": tf.TensorSpec([t], tf.int32),
   }
+  for i, state in enumerate(tf.nest.flatten(core_state_spec)):
+    if not isinstance(state, tf.TensorSpec):
+      raise TypeError(f"core_state_spec must be a nest of tf.TensorSpec, got "
+                      f"{type(state).__name__}.")
+    spec[_core_key(i)] = state
+  return spec
 
 
 def to_trajectory(batch: Dict[str, tf.Tensor]
@@ -65,7 +89,9 @@ def to_trajectory(batch: Dict[str, tf.Tensor]
       action=time_major(batch["action"]),
       reward=time_major(batch["reward"]),
       discount=time_major(batch["discount"]),
-      behaviour_log_prob=time_major(batch["behaviour_log_prob"]))
+      behaviour_log_prob=time_major(batch["behaviour_log_prob"]),
+      core_state=tuple(batch[_core_key(i)] for i in range(
+          sum(k.startswith(_CORE_PREFIX) for k in batch))))
   stats = {k: time_major(batch[k]) for k in EPISODE_COLUMNS}
   return trajectory, stats
 
@@ -73,9 +99,11 @@ def to_trajectory(batch: Dict[str, tf.Tensor]
 def numpy_item(observations: np.ndarray, actions: np.ndarray,
                rewards: np.ndarray, discounts: np.ndarray,
                log_probs: np.ndarray, episode_returns: np.ndarray,
-               episode_lengths: np.ndarray, index: int) -> Dict[str, np.ndarray]:
-  """Copy `index` of time-major actor buffers as an item (numpy)."""
-  return {
+               episode_lengths: np.ndarray, index: int,
+               core_state=()) -> Dict[str, np.ndarray]:
+  """Copy `index` of time-major actor buffers as an item (numpy);
+  `core_state` is the batched state `[K, ...]` before observation 0."""
+  item = {
       "observation": observations[:, index],
       "action": actions[:, index],
       "reward": rewards[:, index],
@@ -84,3 +112,6 @@ def numpy_item(observations: np.ndarray, actions: np.ndarray,
       "episode_return": episode_returns[:, index],
       "episode_length": episode_lengths[:, index],
   }
+  for i, state in enumerate(tf.nest.flatten(core_state)):
+    item[_core_key(i)] = np.asarray(state)[index]
+  return item

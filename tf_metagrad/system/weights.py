@@ -1,8 +1,17 @@
-"""Learner -> actor weight transport through the Reverb "weights" table."""
+"""Learner -> actor weight transport through the Reverb "weights" table.
+
+dm-reverb 0.14's `Client.sample` and `Client.insert` take no timeout: a
+sample issued after the server went away blocks forever in the sampler, and
+a Python signal handler never runs while the main thread is inside it. So
+every Reverb call here is bounded: inserts go through a trajectory writer
+flushed with a timeout, and a sample runs in a daemon worker thread that the
+caller waits for in short slices (re-checking `should_stop`, so signals are
+handled) up to a deadline.
+"""
 
 import threading
 import time
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import reverb
@@ -11,15 +20,32 @@ import tensorflow as tf
 from tf_metagrad.system import server as server_lib
 
 
+class ServerUnavailableError(RuntimeError):
+  """The Reverb server did not answer within the allowed time."""
+
+
 def publish(client: reverb.Client, variables: Sequence[tf.Variable],
-            version: int) -> None:
+            version: int, timeout_s: float = 30.0) -> None:
   """Replaces the weights item by the current values of `variables`."""
-  _insert(client, version, [v.numpy() for v in variables])
+  _insert(client, version, [v.numpy() for v in variables], timeout_s)
 
 
-def _insert(client, version, arrays):
-  client.insert((np.int64(version), arrays),
-                priorities={server_lib.WEIGHTS_TABLE: 1.0})
+def _insert(client, version, arrays, timeout_s):
+  writer = client.trajectory_writer(num_keep_alive_refs=1)
+  try:
+    writer.append((np.int64(version), arrays))
+    writer.create_item(
+        server_lib.WEIGHTS_TABLE, priority=1.0,
+        trajectory=tf.nest.map_structure(lambda column: column[-1],
+                                         writer.history))
+    try:
+      writer.flush(timeout_ms=max(1, int(timeout_s * 1000)))
+    except reverb.errors.DeadlineExceededError:
+      raise ServerUnavailableError(
+          f"publishing weights version {version} did not complete within "
+          f"{timeout_s}s (is the Reverb server gone?)") from None
+  finally:
+    writer.close()
 
 
 class Publisher(threading.Thread):
@@ -31,9 +57,10 @@ class Publisher(threading.Thread):
   matters, so an unsent older one is replaced.
   """
 
-  def __init__(self, client: reverb.Client):
+  def __init__(self, client: reverb.Client, timeout_s: float = 30.0):
     super().__init__(name="weights-publisher", daemon=True)
     self._client = client
+    self._timeout_s = timeout_s
     self._cond = threading.Condition()
     self._pending = None
     self._closed = False
@@ -57,7 +84,7 @@ class Publisher(threading.Thread):
         version, arrays = self._pending
         self._pending = None
       try:
-        _insert(self._client, version, arrays)
+        _insert(self._client, version, arrays, self._timeout_s)
       except BaseException as e:  # pylint: disable=broad-except
         self.error = e
         return
@@ -69,27 +96,93 @@ class Publisher(threading.Thread):
     self.join(timeout_s)
 
 
+def call_with_deadline(fn: Callable[[], object], deadline: float,
+                       should_stop: Callable[[], bool] = lambda: False,
+                       what: str = "Reverb call"):
+  """`fn()` run in a daemon thread; waits until it returns or `deadline`.
+
+  Args:
+    fn: the blocking call.
+    deadline: `time.monotonic()` value after which waiting stops.
+    should_stop: polled while waiting; when true, waiting stops.
+    what: names the call in the error.
+
+  Returns:
+    (True, result) when `fn` finished, (False, None) when `should_stop`.
+
+  Raises:
+    ServerUnavailableError: at the deadline (the thread is left blocked;
+      as a daemon it does not keep the process alive).
+    Exception: whatever `fn` raised.
+  """
+  outcome = {}
+
+  def run():
+    try:
+      outcome["value"] = fn()
+    except BaseException as e:  # pylint: disable=broad-except
+      outcome["error"] = e
+
+  worker = threading.Thread(target=run, name=what, daemon=True)
+  worker.start()
+  while True:
+    # Short slices: the main thread must return to Python for signal
+    # handlers (SIGTERM) to run.
+    worker.join(0.1)
+    if not worker.is_alive():
+      break
+    if should_stop():
+      return False, None
+    if time.monotonic() > deadline:
+      raise ServerUnavailableError(f"{what} did not complete in time (is "
+                                   f"the Reverb server gone?)")
+  if "error" in outcome:
+    raise outcome["error"]
+  return True, outcome["value"]
+
+
 def fetch(client: reverb.Client, timeout_s: float = 30.0,
           should_stop=lambda: False) -> Optional[tuple]:
   """(version, [arrays]) of the latest weights; None if stopped/timed out.
 
   Waits (with a bounded poll, never forever) until the learner has
   published, then samples the single item.
+
+  Raises:
+    ServerUnavailableError: if the server did not answer at all for
+      `timeout_s` (every query failed or timed out).
   """
   deadline = time.monotonic() + timeout_s
   delay = 0.01
+  last_error = None
+  answered = False
   while not should_stop():
-    info = client.server_info(timeout=max(1, int(timeout_s)))
-    if info[server_lib.WEIGHTS_TABLE].current_size > 0:
-      sample = next(client.sample(server_lib.WEIGHTS_TABLE, num_samples=1,
-                                  emit_timesteps=False,
-                                  unpack_as_table_signature=True))
-      # Items written with `insert` come back with a leading length-1 axis.
-      version, values = sample.data
-      return (int(np.asarray(version)[0]),
-              [np.asarray(v)[0] for v in values])
+    try:
+      info = client.server_info(timeout=1)
+      answered = True
+      if info[server_lib.WEIGHTS_TABLE].current_size > 0:
+        done, sample = call_with_deadline(
+            lambda: next(client.sample(server_lib.WEIGHTS_TABLE,
+                                       num_samples=1, emit_timesteps=False,
+                                       unpack_as_table_signature=True)),
+            deadline, should_stop, what="weights sample")
+        if not done:
+          return None
+        version, values = sample.data
+        return int(np.asarray(version)), [np.asarray(v) for v in values]
+    except (reverb.errors.ReverbError, RuntimeError) as e:
+      if isinstance(e, ServerUnavailableError):
+        raise
+      # The server is restarting or gone: retry until the deadline.
+      last_error = e
+      answered = False
     if time.monotonic() > deadline:
-      return None
+      if answered:
+        return None
+      raise ServerUnavailableError(
+          f"Reverb server did not answer for {timeout_s:.0f}s (last error: "
+          f"{type(last_error).__name__}: "
+          f"{str(last_error).splitlines()[0] if last_error else 'none'})")
     time.sleep(delay)
     delay = min(2 * delay, 0.5)
   return None

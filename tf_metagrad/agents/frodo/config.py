@@ -6,20 +6,29 @@ Choices where seed 001 is silent or ambiguous:
   trajectories is 10 FRODO iterations, i.e. 6 trajectories per iteration.
   One learner batch of unroll (M+1) L is cut in time into M+1 consecutive
   segments of length L (consecutive, so non-stationarity is seen in order).
+  The outer trajectory is therefore always the last segment, and
+  `outer_batch` must stay "same".
 - The outer ("canonical") loss is the V-trace actor-critic loss with the
   fixed gamma, lambda and loss weights of the config.
 - The pseudo-label term (section 5) is the same fixed-target loss on the M
   inner trajectories, evaluated at the updated parameters theta' (the only
-  parameters that depend on eta), weighted b1; with
-  `pseudo_label_normalize` the weight is b1 / L_value_outer with the outer
-  value loss stop-gradiented: seed 001 writes b1 / L_outer, but the full
-  actor-critic pseudo-loss has no sign, while its squared-error value part
-  is positive and falls as the meta-network improves.
+  parameters that depend on eta), weighted b1 or a normalised b1
+  (`pseudo_label_normalize`):
+  - "outer" is seed 001's own form (section 5 and 5.1): b1 / L_outer, with
+    the canonical outer loss stop-gradiented; its absolute value is used,
+    because an actor-critic pseudo-loss (policy and entropy terms) has no
+    sign;
+  - "value" is b1 / L_value_outer, the outer value loss only, which is
+    positive and falls as the meta-network improves (the earlier default
+    of this library; `True` still means "value", `False` "none").
 """
 
 import dataclasses
+from typing import Union
 
 from tf_metagrad.agents import config as config_lib
+
+PSEUDO_LABEL_NORMALIZERS = ("none", "outer", "value")
 
 
 @dataclasses.dataclass
@@ -33,8 +42,10 @@ class FrodoConfig(config_lib.AgentConfig):
       meta-network (seed 001's agent fed the observation; large
       observations such as Atari frames are not meant for this).
     pseudo_label_weight: b1 of seed 001 section 5 (0 = plain FRODO).
-    pseudo_label_normalize: divide b1 by the (stop-gradiented) outer value
-      loss so the term fades as the outer loss falls.
+    pseudo_label_normalize: "none" (weight b1), "outer" (b1 / |L_outer|,
+      seed 001 section 5) or "value" (b1 / L_value_outer); the normaliser is
+      stop-gradiented. The booleans True / False are read as "value" /
+      "none".
     g_kl: optional KL(pi_theta' || pi_theta) weight in the outer loss.
   """
 
@@ -42,11 +53,23 @@ class FrodoConfig(config_lib.AgentConfig):
   meta_units: int = 32
   use_observation: bool = False
   pseudo_label_weight: float = 0.0
-  pseudo_label_normalize: bool = False
+  pseudo_label_normalize: Union[str, bool] = "none"
   g_kl: float = 0.0
 
   def __post_init__(self):
+    if isinstance(self.pseudo_label_normalize, bool):
+      self.pseudo_label_normalize = (
+          "value" if self.pseudo_label_normalize else "none")
     super().__post_init__()
+    if self.pseudo_label_normalize not in PSEUDO_LABEL_NORMALIZERS:
+      raise ValueError(
+          f"pseudo_label_normalize must be one of {PSEUDO_LABEL_NORMALIZERS} "
+          f"(or a bool), got {self.pseudo_label_normalize!r}.")
+    if self.outer_batch != "same":
+      raise ValueError(
+          "FRODO's outer trajectory is the last of the M+1 segments of the "
+          "unroll, so outer_batch must be 'same', got "
+          f"{self.outer_batch!r}.")
     if self.num_inner_steps < 1:
       raise ValueError(
           f"num_inner_steps must be >= 1, got {self.num_inner_steps}.")

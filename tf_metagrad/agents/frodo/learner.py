@@ -18,27 +18,20 @@ its meta-gradient flows through all M updates into the meta-network weights.
 With `distributional=True` the meta-network outputs N quantile targets, the
 value loss is the quantile Huber loss and the advantage averages the
 quantiles (seed 002's composition, applied to FRODO).
+
+The pseudo-label weight b1 is optionally normalised (seed 001 section 5):
+"outer" divides it by |L_outer|, the paper's b1 / L_outer; "value" by the
+outer value loss only. Either normaliser is a stop-gradiented quantity.
 """
 
-from typing import Any, Dict
+from typing import Dict
 
 import tensorflow as tf
 
 from tf_metagrad.agents import actor_critic
-from tf_metagrad.networks import meta_networks
+from tf_metagrad.agents.frodo import networks as frodo_networks
 from tf_metagrad.networks import params as params_lib
 from tf_metagrad.ops import distributional
-
-
-def _weight_names(layer: tf.keras.layers.Layer) -> Dict[Any, str]:
-  """variable ref -> "<owning layer>/<weight>" (Keras 2 variable names such
-  as "kernel:0" are not unique across layers)."""
-  names = {}
-  for sub in layer._flatten_layers():  # pylint: disable=protected-access
-    for weight in sub._trainable_weights:  # pylint: disable=protected-access
-      names.setdefault(weight.ref(),
-                       f"{sub.name}/{weight.name.split(':')[0]}")
-  return names
 
 
 class FrodoLearner(actor_critic.ActorCriticLearner):
@@ -46,18 +39,9 @@ class FrodoLearner(actor_critic.ActorCriticLearner):
 
   def __init__(self, config, network, strategy=None):
     strategy = strategy or tf.distribute.get_strategy()
-    obs_size = None
-    if config.use_observation:
-      obs_size = int(tf.TensorShape(network.observation_shape).num_elements())
     with strategy.scope():
-      self.meta_network = meta_networks.FrodoTargetNetwork(
-          units=config.meta_units,
-          output_size=config.num_quantiles if config.distributional else 1,
-          use_observation_embedding=config.use_observation,
-          embedding_size=obs_size, dtype=config.dtype,
-          name="frodo_target_network")
-      self.meta_network.build([None, None])
-    self._meta_names = _weight_names(self.meta_network)
+      self.meta_network = frodo_networks.make_meta_network(config, network)
+    self._meta_names = frodo_networks.weight_names(self.meta_network)
     super().__init__(config, network, meta_specs=(), strategy=strategy)
 
   def _num_inner_steps(self) -> int:
@@ -70,6 +54,11 @@ class FrodoLearner(actor_critic.ActorCriticLearner):
   def _meta_values(self, meta):
     return {}
 
+  def _meta_metrics(self, meta):
+    """The global norm of the meta-network's weights (FRODO's eta has no
+    hyperparameter values to report)."""
+    return {"weight_norm": tf.linalg.global_norm(tf.nest.flatten(meta))}
+
   def _split(self, batch):
     """Cuts a [(M+1) L] unroll into M+1 consecutive L-step trajectories."""
     pieces = self.config.num_inner_steps + 1
@@ -79,6 +68,8 @@ class FrodoLearner(actor_critic.ActorCriticLearner):
           f"FRODO with num_inner_steps={pieces - 1} needs an unroll length "
           f"divisible by {pieces}, got {unroll}.")
     length = unroll // pieces
+    states = (self._segment_states(batch, length, pieces)
+              if self.network.recurrent else [batch.core_state] * pieces)
     segments = []
     for k in range(pieces):
       start = k * length
@@ -88,12 +79,38 @@ class FrodoLearner(actor_critic.ActorCriticLearner):
           action=batch.action[start:start + length],
           reward=batch.reward[start:start + length],
           discount=batch.discount[start:start + length],
-          behaviour_log_prob=batch.behaviour_log_prob[start:start + length]))
+          behaviour_log_prob=batch.behaviour_log_prob[start:start + length],
+          core_state=states[k]))
     inner = segments[:-1] if pieces > 2 else segments[0]
     return inner, segments[-1]
 
+  def _segment_states(self, batch, length, pieces):
+    """The LSTM core's state before each segment's first observation.
+
+    The actor stores only the state before x_0. The state before x_{kL} is
+    the one the core reaches over x_0 .. x_{kL-1} at the current parameters
+    theta_0, zeroed where an episode ended at step kL - 1, and held fixed
+    (stop-gradient) through the M inner steps. Seed 001's agents are
+    feed-forward, so this is our choice; it is what acting with theta_0
+    would have produced.
+    """
+    ended = tf.equal(tf.convert_to_tensor(batch.discount), 0)
+    reset = tf.concat([tf.zeros_like(ended[:1]), ended], 0)
+    states = [tuple(batch.core_state)]
+    for k in range(1, pieces):
+      begin, end = (k - 1) * length, k * length
+      state = self.network.state_after(
+          tf.nest.map_structure(lambda x, b=begin, e=end: x[b:e],
+                                batch.observation),
+          states[-1], reset[begin:end])
+      keep = tf.logical_not(ended[end - 1])[:, None]
+      states.append(tuple(
+          tf.stop_gradient(tf.where(keep, s, tf.zeros_like(s)))
+          for s in state))
+    return states
+
   def targets(self, meta, batch, next_values):
-    """G_eta(tau) `[T, B]` (or `[T, B, N]`) for a trajectory."""
+    """G_eta(tau) `[T, B]`, or `[T, B, N]` with a quantile value head."""
     weights = [meta[self._meta_names[v.ref()]]
                for v in self.meta_network.trainable_variables]
     kwargs = {}
@@ -101,13 +118,18 @@ class FrodoLearner(actor_critic.ActorCriticLearner):
       obs = tf.cast(batch.observation[:-1], self.dtype)
       kwargs["observation_embedding"] = tf.reshape(
           obs, tf.concat([tf.shape(obs)[:2], [-1]], 0))
-    return params_lib.call_with_weights(
+    target = params_lib.call_with_weights(
         self.meta_network, weights, self._rewards(batch),
         tf.cast(batch.discount, self.dtype), next_values, **kwargs)
+    if self.config.distributional and target.shape.rank == 2:
+      # The meta-network drops a size-1 output axis; a quantile head with
+      # N = 1 still needs it to line up with the values [T, B, 1].
+      target = target[..., None]
+    return target
 
   def _inner_loss(self, params, meta, batch, reference):
     cfg = self.config
-    outputs, ref_outputs = self._forward(params, batch.observation, reference)
+    outputs, ref_outputs = self._forward(params, batch, reference)
     net = self.network
     values = net.values(outputs)
     ref_values = net.values(ref_outputs)
@@ -150,22 +172,38 @@ class FrodoLearner(actor_critic.ActorCriticLearner):
         inner_batches]
     revise = 0.0
     for trajectory in inner:
-      outputs, ref_outputs = self._forward(new_params, trajectory.observation,
+      outputs, ref_outputs = self._forward(new_params, trajectory,
                                            reference)
       revise += self._head_loss(outputs, ref_outputs, 0, trajectory,
                                 self._outer_hparams(), inner=False).loss
     revise /= len(inner)
     weight = tf.constant(cfg.pseudo_label_weight, self.dtype)
-    if cfg.pseudo_label_normalize:
-      # The normaliser is a stop-gradiented quantity, so it is anchored at
-      # the reference parameters like every other one (see meta.engine).
-      scale = logs["value_loss"]
-      if reference is not None:
-        _, at_reference = self._forward(reference.params, batch.observation)
-        scale = self._head_loss(at_reference, at_reference, 0, batch,
-                                self._outer_hparams(), inner=False).value_loss
-      weight = weight / tf.maximum(tf.stop_gradient(scale),
-                                   tf.constant(1e-6, self.dtype))
+    if cfg.pseudo_label_normalize != "none":
+      weight = weight / tf.maximum(
+          tf.stop_gradient(self._pseudo_label_scale(
+              loss, logs, old_params, batch, reference)),
+          tf.constant(1e-6, self.dtype))
     logs["pseudo_label_loss"] = revise
     logs["pseudo_label_weight"] = weight
     return loss + weight * revise, logs
+
+  def _pseudo_label_scale(self, outer_loss, outer_logs, old_params, batch,
+                          reference) -> tf.Tensor:
+    """The normaliser of b1 (seed 001 section 5): |L_outer| ("outer") or
+    the outer value loss ("value").
+
+    It is a stop-gradiented quantity, so it is anchored at the reference
+    parameters like every other one (see `meta.engine`): with a reference it
+    is recomputed at `reference.params`, otherwise it is the outer loss just
+    computed.
+    """
+    if self.config.pseudo_label_normalize == "outer":
+      if reference is not None:
+        outer_loss, _ = super()._outer_loss(reference.params, old_params,
+                                            batch, None, None)
+      return tf.abs(outer_loss)
+    if reference is None:
+      return outer_logs["value_loss"]
+    _, at_reference = self._forward(reference.params, batch)
+    return self._head_loss(at_reference, at_reference, 0, batch,
+                           self._outer_hparams(), inner=False).value_loss

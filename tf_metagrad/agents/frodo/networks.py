@@ -1,0 +1,54 @@
+"""FRODO's networks: the actor-critic agent network and the meta-network.
+
+The agent network is the shared actor-critic one (`agents.networks`); the
+meta-network G_eta(tau) is the backward LSTM of seed 001 section 4.1
+(`networks.meta_networks.FrodoTargetNetwork`), sized from the config.
+"""
+
+from typing import Any, Dict
+
+import tensorflow as tf
+
+from tf_metagrad.agents import networks
+from tf_metagrad.networks import meta_networks
+
+
+def make_network(config, observation_spec, action_space):
+  """The built agent network (see `agents.networks.make_network`)."""
+  return networks.make_network(config, observation_spec, action_space)
+
+
+def make_meta_network(config, network) -> meta_networks.FrodoTargetNetwork:
+  """The built meta-network G_eta for `config` and the agent `network`.
+
+  Args:
+    config: a `FrodoConfig`; `meta_units` LSTM units, one output per step,
+      or `num_quantiles` outputs with a distributional value head.
+    network: the agent network, whose observation size the meta-network
+      reads when `config.use_observation`.
+
+  Returns:
+    The built `FrodoTargetNetwork` (create it under the strategy scope).
+  """
+  obs_size = None
+  if config.use_observation:
+    obs_size = int(tf.TensorShape(network.observation_shape).num_elements())
+  meta_network = meta_networks.FrodoTargetNetwork(
+      units=config.meta_units,
+      output_size=config.num_quantiles if config.distributional else 1,
+      use_observation_embedding=config.use_observation,
+      embedding_size=obs_size, dtype=config.dtype,
+      name="frodo_target_network")
+  meta_network.build([None, None])
+  return meta_network
+
+
+def weight_names(layer: tf.keras.layers.Layer) -> Dict[Any, str]:
+  """variable ref -> "<owning layer>/<weight>" (Keras 2 variable names such
+  as "kernel:0" are not unique across layers)."""
+  names = {}
+  for sub in layer._flatten_layers():  # pylint: disable=protected-access
+    for weight in sub._trainable_weights:  # pylint: disable=protected-access
+      names.setdefault(weight.ref(),
+                       f"{sub.name}/{weight.name.split(':')[0]}")
+  return names

@@ -1,0 +1,14 @@
+"""MGRL's network: one policy/value head on the domain's torso, optionally
+conditioned on gamma through a learned embedding (Xu et al. 2018 section 1.4,
+`gamma_embedding`).
+
+The construction itself is the shared actor-critic builder
+(`agents.networks.make_network`), which reads these choices off the config.
+"""
+
+from tf_metagrad.agents import networks
+
+
+def make_network(config, observation_spec, action_space):
+  """The built agent network (see `agents.networks.make_network`)."""
+  return networks.make_network(config, observation_spec, action_space)
