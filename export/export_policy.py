@@ -401,10 +401,18 @@ def export(learner, spec: runs.RunSpec, env_steps, output_dir: str) -> str:
 
   Raises:
     TypeError: if `spec` is not a `runs.RunSpec`.
+    ValueError: for a network built from a nested observation spec (the
+      exported signatures take one observation tensor, as every environment
+      of `tf_metagrad.envs` produces).
   """
   if not isinstance(spec, runs.RunSpec):
     raise TypeError(
         f"spec must be a tf_metagrad.runs.RunSpec, got {type(spec).__name__}.")
+  if learner.network.observation_leaves is not None:
+    raise ValueError(
+        "export supports single-tensor observations (what every "
+        "tf_metagrad environment produces); this network was built from a "
+        "nested observation spec.")
   steps = int(tf.convert_to_tensor(env_steps).numpy())
   module = PolicyModule(learner.network,
                         policy_metadata(learner, spec, steps))

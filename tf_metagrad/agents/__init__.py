@@ -58,7 +58,8 @@ def make_learner(agent: str, observation_spec, action_spec, strategy=None,
 
   Args:
     agent: one of `AGENTS`.
-    observation_spec: a `tf.TensorSpec` of one observation.
+    observation_spec: a `tf.TensorSpec` of one observation, or a nest of
+      them (flattened into one vector for the MLP torso).
     action_spec: a `gymnasium.spaces.Discrete` or `Box`.
     strategy: optional `tf.distribute.Strategy` (variables go in its scope).
     **config_overrides: fields of the agent's config dataclass.

@@ -97,6 +97,11 @@ class AgentNetwork(params.ParamLayer):
       outer loss).
     core_units: > 0 adds an LSTM core of that size after the torso; 0 keeps
       the network feed-forward.
+    observation_leaves: for a nested observation (a dict, tuple or list of
+      tensors), the `(shape, dtype)` of each leaf in `tf.nest.flatten` order.
+      Each leaf is then flattened, cast and concatenated into one `[..., D]`
+      vector for the MLP torso; `observation_shape` must be `(D,)`. None for
+      a single-tensor observation.
   """
 
   def __init__(self, observation_shape, observation_dtype: str,
@@ -106,13 +111,24 @@ class AgentNetwork(params.ParamLayer):
                mlp_hidden_sizes=(256, 256), resnet_channels=(16, 32, 32),
                head_hidden_sizes=(256, 256), gamma_embedding_size: int = 0,
                reference_gamma: Optional[float] = None, core_units: int = 0,
-               **kwargs):
+               observation_leaves=None, **kwargs):
     super().__init__(**kwargs)
     if (num_actions is None) == (action_dim is None):
       raise ValueError("Give exactly one of num_actions (discrete) and "
                        "action_dim (continuous).")
     self.observation_shape = tuple(int(d) for d in observation_shape)
     self.observation_dtype = tf.as_dtype(observation_dtype).name
+    self.observation_leaves = None
+    if observation_leaves is not None:
+      self.observation_leaves = tuple(
+          (tuple(int(d) for d in shape), tf.as_dtype(dtype).name)
+          for shape, dtype in observation_leaves)
+      size = sum(int(np.prod(shape)) for shape, _ in self.observation_leaves)
+      if torso != "mlp" or self.observation_shape != (size,):
+        raise ValueError(
+            f"A nested observation is flattened into one vector for the MLP "
+            f"torso: needs torso='mlp' and observation_shape=({size},), got "
+            f"torso={torso!r} and {self.observation_shape}.")
     self.num_actions = num_actions
     self.action_dim = action_dim
     self.torso_kind = torso
@@ -162,7 +178,35 @@ class AgentNetwork(params.ParamLayer):
     self.heads = multi_head.MultiHead(head, self.num_heads, dtype=dtype,
                                       name="heads")
 
+  def flatten_observation(self, observation):
+    """A nested observation as one `[..., D]` tensor of the compute dtype:
+    its leaves (in `tf.nest.flatten` order) flattened and concatenated."""
+    leaves = tf.nest.flatten(observation)
+    if len(leaves) != len(self.observation_leaves):
+      raise ValueError(
+          f"observation must be a nest of {len(self.observation_leaves)} "
+          f"tensors shaped {[list(s) for s, _ in self.observation_leaves]}, "
+          f"got {len(leaves)}.")
+    parts = []
+    for i, (leaf, (shape, _)) in enumerate(zip(leaves,
+                                               self.observation_leaves)):
+      leaf = tf.convert_to_tensor(leaf)
+      rank = len(shape)
+      if leaf.shape.rank is None or leaf.shape.rank < rank or tuple(
+          leaf.shape[leaf.shape.rank - rank:]) != shape:
+        raise ValueError(
+            f"observation leaf {i} must end in shape {list(shape)}, got "
+            f"{leaf.shape}.")
+      size = int(np.prod(shape))
+      flat = tf.reshape(tf.cast(leaf, self.compute_dtype), tf.concat(
+          [tf.shape(leaf)[:leaf.shape.rank - rank], [size]], 0))
+      parts.append(tf.ensure_shape(
+          flat, leaf.shape[:leaf.shape.rank - rank].concatenate([size])))
+    return tf.concat(parts, -1)
+
   def _features(self, observation):
+    if self.observation_leaves is not None:
+      observation = self.flatten_observation(observation)
     observation = tf.convert_to_tensor(observation)
     rank = len(self.observation_shape)
     if tuple(observation.shape[-rank:] if rank else ()) != \
@@ -258,7 +302,7 @@ class AgentNetwork(params.ParamLayer):
       if features.shape.rank != 3:
         raise ValueError(
             "A recurrent network needs time-major observations [T, B, ...], "
-            f"got shape {observation.shape}.")
+            f"got features of shape {features.shape}.")
       state = None
       if core_state is not None:
         state = self._check_state(core_state, features.shape[1])
@@ -353,17 +397,38 @@ class AgentNetwork(params.ParamLayer):
         head_hidden_sizes=self.head_hidden_sizes,
         gamma_embedding_size=self.gamma_embedding_size,
         reference_gamma=self.reference_gamma,
-        core_units=self.core_units)
+        core_units=self.core_units,
+        observation_leaves=(None if self.observation_leaves is None else
+                            [[list(shape), dtype] for shape, dtype
+                             in self.observation_leaves]))
     return config
 
 
-def make_network(config, observation_spec: tf.TensorSpec,
+def make_network(config, observation_spec,
                  action_space: gymnasium.spaces.Space) -> AgentNetwork:
-  """Builds the (built) agent network for a spec, action space and config."""
-  if not isinstance(observation_spec, tf.TensorSpec):
+  """Builds the (built) agent network for a spec, action space and config.
+
+  `observation_spec` is a `tf.TensorSpec` or a nest of them; a nest is
+  flattened into one vector for the MLP torso (see `AgentNetwork`).
+  """
+  leaves = tf.nest.flatten(observation_spec)
+  if not leaves or not all(isinstance(l, tf.TensorSpec) for l in leaves):
     raise TypeError(
-        "observation_spec must be a tf.TensorSpec, got "
-        f"{type(observation_spec).__name__}.")
+        "observation_spec must be a tf.TensorSpec or a nest of them, got "
+        f"{observation_spec!r}.")
+  observation_leaves = None
+  if not isinstance(observation_spec, tf.TensorSpec):
+    if not all(l.shape.is_fully_defined() for l in leaves):
+      raise ValueError(
+          f"Every leaf of a nested observation_spec needs a fully defined "
+          f"shape, got {[l.shape for l in leaves]}.")
+    if config.torso not in ("auto", "mlp"):
+      raise ValueError(
+          f"A nested observation_spec feeds the MLP torso; torso must be "
+          f"'auto' or 'mlp', got {config.torso!r}.")
+    observation_leaves = [(l.shape.as_list(), l.dtype.name) for l in leaves]
+    size = sum(l.shape.num_elements() for l in leaves)
+    observation_spec = tf.TensorSpec([size], config.dtype)
   if isinstance(action_space, gymnasium.spaces.Discrete):
     kwargs = dict(num_actions=int(action_space.n))
   elif isinstance(action_space, gymnasium.spaces.Box):
@@ -389,6 +454,7 @@ def make_network(config, observation_spec: tf.TensorSpec,
                             else 0),
       reference_gamma=config.gamma,
       core_units=getattr(config, "core_units", 0),
+      observation_leaves=observation_leaves,
       dtype=config.dtype, name="agent_network", **kwargs)
   network.build(tf.TensorShape([None]).concatenate(observation_spec.shape))
   return network

@@ -115,7 +115,10 @@ class FrodoLearner(actor_critic.ActorCriticLearner):
                for v in self.meta_network.trainable_variables]
     kwargs = {}
     if self.config.use_observation:
-      obs = tf.cast(batch.observation[:-1], self.dtype)
+      obs = batch.observation
+      if self.network.observation_leaves is not None:
+        obs = self.network.flatten_observation(obs)
+      obs = tf.cast(obs[:-1], self.dtype)
       kwargs["observation_embedding"] = tf.reshape(
           obs, tf.concat([tf.shape(obs)[:2], [-1]], 0))
     target = params_lib.call_with_weights(
