@@ -332,6 +332,9 @@ def train(spec: runs.RunSpec, options: Options,
       f"--reverb_address=HOST:{server.port}); agent={spec.agent} "
       f"env={spec.env} unroll={unroll} batch={options.batch_size} "
       f"replicas={strategy.num_replicas_in_sync}")
+  log(f"note: dm-reverb 0.14 listens on all interfaces (port {server.port}) "
+      f"and cannot bind to 127.0.0.1 only; firewall the port if other "
+      f"machines must not reach it")
 
   publisher = weights_lib.Publisher(client)
   publisher.start()

@@ -44,6 +44,7 @@ def test_trainer_smoke(tmp_path, agent, env, overrides):
   assert summary["learner_steps"] == summary["env_steps"] // frames
   assert np.isfinite(summary["final_eval_mean_return"])
   assert any(l.startswith("final_eval_mean_return=") for l in lines)
+  assert any("cannot bind to 127.0.0.1" in l for l in lines)
   assert os.path.exists(tmp_path / "saved_model" / "saved_model.pb")
   loaded = tf.saved_model.load(str(tmp_path / "saved_model"))
   assert loaded.get_metadata()["agent"].numpy().decode() == agent
