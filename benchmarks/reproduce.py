@@ -65,7 +65,7 @@ EXPERIMENTS = {
         "STAC": ("stac", {}, {}),
         "FRODO": ("frodo", _FRODO, _FRODO_RUN),
         "FRODO+ext": ("frodo", dict(_FRODO, pseudo_label_weight=1.0,
-                                    pseudo_label_normalize="value"), _FRODO_RUN),
+                                    pseudo_label_normalize="outer"), _FRODO_RUN),
     }),
     "two_colors": dict(env="two_colors", steps=350_000,
                        metric="episode_return", arms={
@@ -333,7 +333,7 @@ def _random_walk():
       "FRODO": ("frodo", dict(num_inner_steps=inner)),
       "FRODO+ext": ("frodo", dict(num_inner_steps=inner,
                                   pseudo_label_weight=1.0,
-                                  pseudo_label_normalize="value")),
+                                  pseudo_label_normalize="outer")),
       "n-step target (n=4)": ("impala", dict(n_step=4)),
   }
   curves = {arm: [] for arm in arms}
