@@ -9,13 +9,8 @@ from typing import Any, Dict
 
 import tensorflow as tf
 
-from tf_metagrad.agents import networks
+from tf_metagrad.agents.networks import make_network  # pylint: disable=unused-import
 from tf_metagrad.networks import meta_networks
-
-
-def make_network(config, observation_spec, action_space):
-  """The built agent network (see `agents.networks.make_network`)."""
-  return networks.make_network(config, observation_spec, action_space)
 
 
 def make_meta_network(config, network) -> meta_networks.FrodoTargetNetwork:

@@ -5,9 +5,4 @@ The construction itself is the shared actor-critic builder
 (`agents.networks.make_network`), which reads these choices off the config.
 """
 
-from tf_metagrad.agents import networks
-
-
-def make_network(config, observation_spec, action_space):
-  """The built agent network (see `agents.networks.make_network`)."""
-  return networks.make_network(config, observation_spec, action_space)
+from tf_metagrad.agents.networks import make_network  # pylint: disable=unused-import
