@@ -67,7 +67,7 @@ EXPERIMENTS = {
         "FRODO+ext": ("frodo", dict(_FRODO, pseudo_label_weight=1.0,
                                     pseudo_label_normalize="outer"), _FRODO_RUN),
     }),
-    "two_colors": dict(env="two_colors", steps=350_000,
+    "two_colors": dict(env="two_colors", steps=2_000_000,
                        metric="episode_return", arms={
                            "DrMG": ("drmg", {}, {}),
                            "MG": ("mgrl", {}, {}),
@@ -110,6 +110,10 @@ def _run(experiment: str, arm: str, agent: str, overrides: Dict,
   config = dict(preset.config)
   unroll = run_overrides.get("unroll_length", preset.unroll_length)
   batch = run_overrides.get("batch_size", preset.batch_size)
+  # Every committed result used 2 actors x 64 copies, the toy preset's value
+  # before it became 256 for throughput; fewer copies keep the behaviour
+  # policy fresher, which these small-budget comparisons care about.
+  envs_per_actor = run_overrides.get("envs_per_actor", 64)
   if preset.decay_learning_rate:
     config["decay_steps"] = max(1, steps // (unroll * batch))
   else:
@@ -121,13 +125,13 @@ def _run(experiment: str, arm: str, agent: str, overrides: Dict,
   if env == "two_colors":
     # The toggle clock counts each copy's own steps; seed 002 toggles every
     # 1e5 steps of the whole agent, i.e. every 1e5 / K steps of each copy.
-    copies = 2 * preset.envs_per_actor
+    copies = 2 * envs_per_actor
     env_kwargs["toggle_every"] = 100_000 // copies
   spec = runs.RunSpec(agent=agent, env=env, config_overrides=config,
                       env_kwargs=env_kwargs, seed=seed)
   options = loop.Options(
       logdir=logdir, total_env_steps=steps, unroll_length=unroll,
-      batch_size=batch, num_actors=2, envs_per_actor=preset.envs_per_actor,
+      batch_size=batch, num_actors=2, envs_per_actor=envs_per_actor,
       eval_episodes=0, export=False, summary_every_s=2.0, log_every_s=30.0,
       checkpoint_every_s=1e9)
   started = time.monotonic()

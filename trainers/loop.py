@@ -14,6 +14,7 @@ meta-optimizer state, metaparameters, learner step) and the env-step counter.
 
 import csv
 import dataclasses
+import gc
 import math
 import os
 import signal
@@ -49,8 +50,9 @@ class Options:
   num_actor_processes: int = 0
   envs_per_actor: int = 32
   reverb_port: Optional[int] = None
-  queue_capacity: Optional[int] = None
+  queue_capacity: Optional[int] = None  # Items; see server.queue_capacity.
   weights_every: int = 1
+  weights_min_interval_s: float = 0.1
   actor_refresh_every: int = 1
   data_timeout_s: float = 10.0
   max_data_wait_s: float = 600.0
@@ -323,7 +325,9 @@ def train(spec: runs.RunSpec, options: Options,
   server = server_lib.start_server(
       server_lib.make_tables(item_spec,
                              server_lib.weights_signature(variables),
-                             options.batch_size, options.queue_capacity),
+                             server_lib.queue_capacity(
+                                 options.batch_size, options.envs_per_actor,
+                                 options.queue_capacity)),
       port=options.reverb_port)
   address = server_lib.local_address(server.port)
   client = reverb.Client(address)
@@ -336,7 +340,8 @@ def train(spec: runs.RunSpec, options: Options,
       f"and cannot bind to 127.0.0.1 only; firewall the port if other "
       f"machines must not reach it")
 
-  publisher = weights_lib.Publisher(client)
+  publisher = weights_lib.Publisher(
+      client, variables, min_interval_s=options.weights_min_interval_s)
   publisher.start()
   pool = _ActorPool(spec, options, address, unroll, stop.event, log)
   pool.start()
@@ -354,12 +359,28 @@ def train(spec: runs.RunSpec, options: Options,
   start_steps = int(env_steps.numpy())
   last = {"log": start_time, "summary": start_time, "checkpoint": start_time}
   last_data = time.monotonic()
-  metrics: Dict[str, float] = {}
+  # The learner's outputs stay tensors until a report needs them: reading
+  # them back every step cost the learner thread time that acting threads
+  # holding the GIL stretched (see benchmarks.throughput).
+  step_metrics: Dict[str, tf.Tensor] = {}
+  pending_returns: List[Any] = []
   status = "completed"
 
+  def drain_returns():
+    nonlocal episodes
+    for per_replica in pending_returns:
+      ep = np.concatenate([np.reshape(x, [-1]) for x in
+                           strategy.experimental_local_results(per_replica)])
+      finished = ep[~np.isnan(ep)]
+      episodes += finished.size
+      recent_returns.extend(finished.tolist())
+    pending_returns.clear()
+    del recent_returns[:-1000]
+
   def report_row():
+    drain_returns()
     elapsed = max(time.monotonic() - start_time, 1e-9)
-    row = dict(metrics)
+    row = _scalar_metrics(step_metrics)
     row.update(env_steps=int(env_steps.numpy()),
                learner_steps=int(learner.learner_steps.numpy()),
                wall_time_s=elapsed,
@@ -378,6 +399,11 @@ def train(spec: runs.RunSpec, options: Options,
         tf.summary.scalar(k, v)
     writer.flush()
 
+  # Everything built so far lives as long as the run; moving it out of the
+  # collector's generations keeps full collections (up to 0.18 s each on
+  # Catch, stalling every thread) short.
+  gc.collect()
+  gc.freeze()
   try:
     while int(env_steps.numpy()) < options.total_env_steps:
       if stop.is_set():
@@ -385,7 +411,7 @@ def train(spec: runs.RunSpec, options: Options,
         break
       pool.supervise()
       try:
-        trajectory, stats = next(iterator)
+        step_metrics, stats = learner.step_from_iterator(iterator)
       except (StopIteration, tf.errors.OutOfRangeError,
               tf.errors.DeadlineExceededError):
         waited = time.monotonic() - last_data
@@ -400,18 +426,11 @@ def train(spec: runs.RunSpec, options: Options,
         iterator = iter(dataset)
         continue
       last_data = time.monotonic()
-      metrics = _scalar_metrics(learner.step(trajectory))
       env_steps.assign_add(frames_per_step)
       step = int(learner.learner_steps.numpy())
       if step % options.weights_every == 0:
-        publisher.offer(variables, step)
-      ep = np.concatenate([np.reshape(x, [-1]) for x in
-                           strategy.experimental_local_results(
-                               stats["episode_return"])])
-      finished = ep[~np.isnan(ep)]
-      episodes += finished.size
-      recent_returns.extend(finished.tolist())
-      del recent_returns[:-1000]
+        publisher.offer(step)
+      pending_returns.append(stats["episode_return"])
 
       now = time.monotonic()
       if now - last["summary"] >= options.summary_every_s:
@@ -437,6 +456,7 @@ def train(spec: runs.RunSpec, options: Options,
         log(f"saved checkpoint {path} env_steps={int(env_steps.numpy())} "
             f"learner_steps={step}")
   finally:
+    gc.unfreeze()
     pool.stop()
     publisher.close()
     path = manager.save()

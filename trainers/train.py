@@ -47,7 +47,9 @@ flags.DEFINE_multi_string("config", [], "Agent config override name=value "
                           "(repeatable), e.g. --config=meta_learned=gamma.")
 flags.DEFINE_multi_string("env_kwargs", [], "Environment kwarg name=value.")
 flags.DEFINE_integer("reverb_port", None, "Reverb port (default: a free one).")
-flags.DEFINE_integer("queue_capacity", None, "Reverb queue size (> batch+1).")
+flags.DEFINE_integer("queue_capacity", None, "Reverb queue size in items, "
+                     "each one actor unroll of --envs_per_actor copies "
+                     "(default: about 4 learner batches).")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "tpu"],
                   "tf.distribute strategy of the learner.")
 flags.DEFINE_string("tpu", None, "TPU name for --strategy=tpu.")
@@ -55,6 +57,8 @@ flags.DEFINE_integer("logical_cpus", 0, "Split the CPU into this many logical "
                      "devices (e.g. 2 to run --strategy=mirrored on a CPU).")
 flags.DEFINE_integer("weights_every", 1, "Learner steps between weight "
                      "publications to actors.")
+flags.DEFINE_float("weights_min_interval_secs", 0.1, "Least time between "
+                   "two weight publications (each costs a few ms of CPU).")
 flags.DEFINE_integer("actor_refresh_every", 1, "Unrolls between actor weight "
                      "refreshes.")
 flags.DEFINE_float("log_every_secs", 5.0, "Progress line interval.")
@@ -128,7 +132,7 @@ def _options_and_spec():
     config.update(overrides.parse_config(FLAGS.agent, FLAGS.config))
     env_kwargs = overrides.parse_env_kwargs(FLAGS.env_kwargs)
     agents.make_config(FLAGS.agent, **config, **derived)  # Validate early.
-    server_lib.queue_capacity(batch, FLAGS.queue_capacity)
+    server_lib.queue_capacity(batch, 1, FLAGS.queue_capacity)
     envs.make(FLAGS.env, seed=FLAGS.seed, **env_kwargs).close()
   except (ValueError, TypeError) as e:
     raise app.UsageError(str(e)) from None
@@ -142,6 +146,7 @@ def _options_and_spec():
       envs_per_actor=FLAGS.envs_per_actor or preset.envs_per_actor,
       reverb_port=FLAGS.reverb_port, queue_capacity=FLAGS.queue_capacity,
       weights_every=FLAGS.weights_every,
+      weights_min_interval_s=FLAGS.weights_min_interval_secs,
       actor_refresh_every=FLAGS.actor_refresh_every,
       data_timeout_s=FLAGS.data_timeout_secs,
       max_data_wait_s=FLAGS.max_data_wait_secs,

@@ -194,3 +194,48 @@ def test_split_batch_without_metaparameters_trains_on_all_of_it():
   same.step(_batch())
   for a, b in zip(_params(split), _params(same)):
     np.testing.assert_array_equal(a, b)
+
+
+def _state(learner):
+  """Every variable a step may change."""
+  return [v.numpy() for v in (
+      list(learner.network.variables) + tf.nest.flatten(learner.opt_state)
+      + tf.nest.flatten(learner._meta_variables())
+      + tf.nest.flatten(learner.meta_opt_state)
+      + [learner.learner_steps, learner.skipped_updates])]
+
+
+@pytest.mark.parametrize("agent", sorted(agents.AGENTS))
+def test_step_from_iterator_is_step_on_the_next_element(agent):
+  overrides = {"num_inner_steps": 1} if agent == "frodo" else {}
+  direct, drawn = _make(agent, **overrides), _make(agent, **overrides)
+  for a, b in zip(direct.network.variables, drawn.network.variables):
+    b.assign(a)
+  batches = [_batch(seed) for seed in range(2)]
+  extras = [{"episode_return": tf.fill([4, 3], float(seed))}
+            for seed in range(2)]
+  dataset = tf.data.Dataset.from_tensor_slices(
+      (tf.nest.map_structure(lambda *x: tf.stack(x), *batches),
+       tf.nest.map_structure(lambda *x: tf.stack(x), *extras)))
+  iterator = iter(dataset)
+  for batch, extra in zip(batches, extras):
+    expected = direct.step(batch)
+    metrics, passed = drawn.step_from_iterator(iterator)
+    assert set(metrics) == set(expected)
+    for k in expected:
+      np.testing.assert_array_equal(metrics[k].numpy(), expected[k].numpy(),
+                                    err_msg=k)
+    np.testing.assert_array_equal(passed["episode_return"].numpy(),
+                                  extra["episode_return"].numpy())
+  for a, b in zip(direct.network.variables, drawn.network.variables):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+  assert int(drawn.learner_steps.numpy()) == 2
+  # An exhausted iterator raises and changes nothing.
+  before = _state(drawn)
+  with pytest.raises(tf.errors.OutOfRangeError):
+    drawn.step_from_iterator(iterator)
+  after = _state(drawn)
+  assert len(after) == len(before)
+  for a, b in zip(before, after):
+    np.testing.assert_array_equal(a, b)
+  assert int(drawn.learner_steps.numpy()) == 2

@@ -32,7 +32,7 @@ def _collect(config_overrides, unrolls=3):
                               core_state_spec=network.core_state_spec())
   env.close()
   server = server_lib.start_server(server_lib.make_tables(
-      item_spec, server_lib.weights_signature(network.variables), ENVS))
+      item_spec, server_lib.weights_signature(network.variables), 4))
   try:
     client = reverb.Client(server_lib.local_address(server.port))
     weights_lib.publish(client, network.variables, 0)

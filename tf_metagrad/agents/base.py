@@ -94,6 +94,7 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
                                          name="skipped_updates")
     self._step_fn = tf.function(self._cross_replica_step,
                                 jit_compile=config.jit_compile)
+    self._iterator_step_fn = tf.function(self._iterator_step)
 
   # ------------------------------------------------------------ agent hooks
   def _num_inner_steps(self) -> int:
@@ -164,6 +165,24 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
     called with a distributed batch); returns the metrics dict."""
     return self._step_fn(batch)
 
+  def step_from_iterator(self, iterator) -> Tuple[Dict[str, tf.Tensor], Any]:
+    """`step` on the next element `(batch, extras)` of a (distributed)
+    dataset iterator, drawn inside the same `tf.function` call.
+
+    Drawing the batch in the graph saves the host a round trip per step
+    (building the element's Python objects, then binding them to the step's
+    signature), about 1 ms of a 27 ms Catch step in `benchmarks.throughput`.
+
+    Returns:
+      (metrics, extras): the step's metrics and the element's second part
+      unchanged (the training loop's episode statistics).
+
+    Raises:
+      tf.errors.OutOfRangeError / DeadlineExceededError: as `next(iterator)`
+        would; no update is made then.
+    """
+    return self._iterator_step_fn(iterator)
+
   def metagradient(self, inner_batch, outer_batch) -> Dict[str, tf.Tensor]:
     """d L_out / d eta keyed by metaparameter name; changes no state."""
     result = self._metagradient(self._meta_variables(), inner_batch,
@@ -211,6 +230,10 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
             tf.distribute.ReduceOp.SUM if _is_summed(k)
             else tf.distribute.ReduceOp.MEAN, v, axis=None)
         for k, v in per_replica.items()}
+
+  def _iterator_step(self, iterator):
+    batch, extras = next(iterator)
+    return self._step_fn(batch), extras
 
   def _replica_step(self, batch):
     inner_batch, outer_batch = self._split(batch)
@@ -260,10 +283,15 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
       values += (kept(new_meta, flat_meta)
                  + kept(tf.nest.flatten(new_meta_state), flat_meta_state))
     replicas.assign_from_replicas(targets, values)
+    # The step counter must wait for the update: nothing else ties it to the
+    # batch, and once the step is inlined into `step_from_iterator`'s graph
+    # it would otherwise count a step whose get_next failed.
+    with tf.control_dependencies([finite]):
+      counters = [self.learner_steps + 1,
+                  self.skipped_updates + tf.cast(tf.logical_not(finite),
+                                                 tf.int64)]
     replicas.assign_from_replicas(
-        [self.learner_steps, self.skipped_updates],
-        [self.learner_steps + 1,
-         self.skipped_updates + tf.cast(tf.logical_not(finite), tf.int64)])
+        [self.learner_steps, self.skipped_updates], counters)
     for k, v in self._meta_metrics(self._meta_variables()).items():
       _summarise("meta/" + k, v, metrics)
     metrics["skipped_updates"] = self.skipped_updates

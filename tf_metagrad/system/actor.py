@@ -1,5 +1,5 @@
 """An actor: steps a batch of environments with the current policy and writes
-fixed-length unrolls to the Reverb queue.
+each fixed-length unroll of the whole batch to the Reverb queue as one item.
 
 The same class runs in a trainer thread, in a local actor process and on a
 remote machine (`trainers.actor`); it only needs the Reverb address, the
@@ -153,17 +153,20 @@ class Actor:
     # Not a `with` block: its exit flushes without a timeout, which blocks
     # forever on a full queue once the learner has stopped consuming.
     writer = self._client.trajectory_writer(num_keep_alive_refs=1)
+    columns = None
     try:
       while not should_stop():
         if max_unrolls is not None and self.stats.unrolls >= max_unrolls:
           break
         buffers, start_state = self._collect()
-        for i in range(self._num_envs):
-          writer.append(items.numpy_item(*buffers, index=i,
-                                         core_state=start_state))
-          writer.create_item(
-              server_lib.TRAJECTORY_TABLE, priority=1.0,
-              trajectory={k: writer.history[k][-1] for k in writer.history})
+        writer.append(items.numpy_item(*buffers, core_state=start_state))
+        # Looked up once: `writer.history` rebuilds its whole nest on every
+        # access, and the columns are fixed after the first append.
+        if columns is None:
+          columns = dict(writer.history)
+        writer.create_item(
+            server_lib.TRAJECTORY_TABLE, priority=1.0,
+            trajectory={k: column[-1] for k, column in columns.items()})
         while True:
           try:
             writer.flush(timeout_ms=self._timeout_ms)

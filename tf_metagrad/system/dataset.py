@@ -13,6 +13,10 @@ def make_dataset(address: str, item_spec: Dict[str, tf.TensorSpec],
                  batch_size: int, timeout_ms: int) -> tf.data.Dataset:
   """Batches of `batch_size` unrolls as (Trajectory, episode stats).
 
+  Items (one actor unroll of K copies each) are split into per-copy unrolls
+  and re-batched, so a batch may join copies of several actors and an item
+  may span two batches; every copy is consumed exactly once.
+
   Args:
     address: "host:port" of the Reverb server.
     item_spec: `items.item_spec(...)`.
@@ -26,11 +30,14 @@ def make_dataset(address: str, item_spec: Dict[str, tf.TensorSpec],
       table=server_lib.TRAJECTORY_TABLE,
       dtypes=tf.nest.map_structure(lambda s: s.dtype, item_spec),
       shapes=tf.nest.map_structure(lambda s: s.shape, item_spec),
-      max_in_flight_samples_per_worker=2 * batch_size,
+      # Sampled items leave the queue; two in flight keep one ready while
+      # the other is decoded, without draining the queue into the pipeline.
+      max_in_flight_samples_per_worker=2,
       # A FIFO queue needs exactly one worker per iterator.
       num_workers_per_iterator=1,
       rate_limiter_timeout_ms=timeout_ms)
   dataset = dataset.map(lambda sample: sample.data)
+  dataset = dataset.unbatch()
   dataset = dataset.batch(batch_size, drop_remainder=True)
   dataset = dataset.map(items.to_trajectory)
   return dataset.prefetch(1)

@@ -1,17 +1,28 @@
 """The Reverb item of one actor unroll, and its conversion to a Trajectory.
 
-An item holds one environment copy's whole unroll as a single Reverb step
-(observation `[T+1, ...]`, everything else `[T, ...]`), so an actor appends
-once per copy and unroll instead of once per environment step. The learner's
-dataset batches items to `[B, T(+1), ...]` and `to_trajectory` makes them
-time-major. Two extra columns carry episode statistics to the learner with
-the data, so remote actors need no side channel: `episode_return[t]` is the
-raw return of an episode that ended at step t (NaN elsewhere) and
-`episode_length[t]` its length (0 elsewhere).
+An item holds one actor's whole unroll of all its K environment copies as a
+single Reverb step, batch-major (observation `[K, T+1, ...]`, everything else
+`[K, T, ...]`), so an actor appends and creates one item per unroll. K is
+left open in the signature (`None`): actors with different numbers of copies
+share the queue. The learner's dataset splits items into per-copy unrolls,
+batches B of them to `[B, T(+1), ...]`, and `to_trajectory` makes them
+time-major.
+
+Why one item per unroll rather than per copy: each Reverb append and item
+costs a fixed amount of C++ work under the GIL (chunking and compressing
+every column); per copy that was about 11 us per frame on Catch, more than
+the policy itself, so writing was the actors' largest cost
+(`benchmarks.throughput`).
+
+Two extra columns carry episode statistics to the learner with the data, so
+remote actors need no side channel: `episode_return[t]` is the raw return of
+an episode that ended at step t (NaN elsewhere) and `episode_length[t]` its
+length (0 elsewhere).
 
 A recurrent policy's state before observation 0 (`Trajectory.core_state`)
 travels as one column per tensor of the flattened state, `core_state_0`,
-`core_state_1`, ...; feed-forward items have none and give the state `()`.
+`core_state_1`, ... (`[K, ...]` per item); feed-forward items have none and
+give the state `()`.
 """
 
 from typing import Any, Dict, Tuple
@@ -45,7 +56,7 @@ def item_spec(observation_spec: tf.TensorSpec,
               action_space: gymnasium.spaces.Space,
               unroll_length: int,
               core_state_spec: Any = ()) -> Dict[str, tf.TensorSpec]:
-  """Signature of one unroll item (no batch dimension).
+  """Signature of one unroll item (leading dimension: the K copies, open).
 
   Args:
     observation_spec: spec of one observation.
@@ -59,20 +70,22 @@ def item_spec(observation_spec: tf.TensorSpec,
   t = unroll_length
   act = action_spec(action_space)
   spec = {
-      "observation": tf.TensorSpec([t + 1] + observation_spec.shape.as_list(),
-                                   observation_spec.dtype),
-      "action": tf.TensorSpec([t] + act.shape.as_list(), act.dtype),
-      "reward": tf.TensorSpec([t], tf.float32),
-      "discount": tf.TensorSpec([t], tf.float32),
-      "behaviour_log_prob": tf.TensorSpec([t], tf.float32),
-      "episode_return": tf.TensorSpec([t], tf.float32),
-      "episode_length": tf.TensorSpec([t], tf.int32),
+      "observation": tf.TensorSpec(
+          [None, t + 1] + observation_spec.shape.as_list(),
+          observation_spec.dtype),
+      "action": tf.TensorSpec([None, t] + act.shape.as_list(), act.dtype),
+      "reward": tf.TensorSpec([None, t], tf.float32),
+      "discount": tf.TensorSpec([None, t], tf.float32),
+      "behaviour_log_prob": tf.TensorSpec([None, t], tf.float32),
+      "episode_return": tf.TensorSpec([None, t], tf.float32),
+      "episode_length": tf.TensorSpec([None, t], tf.int32),
   }
   for i, state in enumerate(tf.nest.flatten(core_state_spec)):
     if not isinstance(state, tf.TensorSpec):
       raise TypeError(f"core_state_spec must be a nest of tf.TensorSpec, got "
                       f"{type(state).__name__}.")
-    spec[_core_key(i)] = state
+    spec[_core_key(i)] = tf.TensorSpec([None] + state.shape.as_list(),
+                                       state.dtype)
   return spec
 
 
@@ -99,19 +112,24 @@ def to_trajectory(batch: Dict[str, tf.Tensor]
 def numpy_item(observations: np.ndarray, actions: np.ndarray,
                rewards: np.ndarray, discounts: np.ndarray,
                log_probs: np.ndarray, episode_returns: np.ndarray,
-               episode_lengths: np.ndarray, index: int,
+               episode_lengths: np.ndarray,
                core_state=()) -> Dict[str, np.ndarray]:
-  """Copy `index` of time-major actor buffers as an item (numpy);
-  `core_state` is the batched state `[K, ...]` before observation 0."""
+  """The item of time-major actor buffers `[T(+1), K, ...]` (numpy, made
+  batch-major); `core_state` is the batched state `[K, ...]` before
+  observation 0."""
+
+  def batch_major(x):
+    return np.ascontiguousarray(np.swapaxes(x, 0, 1))
+
   item = {
-      "observation": observations[:, index],
-      "action": actions[:, index],
-      "reward": rewards[:, index],
-      "discount": discounts[:, index],
-      "behaviour_log_prob": log_probs[:, index],
-      "episode_return": episode_returns[:, index],
-      "episode_length": episode_lengths[:, index],
+      "observation": batch_major(observations),
+      "action": batch_major(actions),
+      "reward": batch_major(rewards),
+      "discount": batch_major(discounts),
+      "behaviour_log_prob": batch_major(log_probs),
+      "episode_return": batch_major(episode_returns),
+      "episode_length": batch_major(episode_lengths),
   }
   for i, state in enumerate(tf.nest.flatten(core_state)):
-    item[_core_key(i)] = np.asarray(state)[index]
+    item[_core_key(i)] = np.asarray(state)
   return item

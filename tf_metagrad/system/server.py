@@ -1,10 +1,9 @@
 """The Reverb server of a run: a trajectory queue and a weights table.
 
-- "trajectories": a FIFO queue of unroll items with a signature built from
-  the specs. Reverb's queue rate limiter blocks inserts when it is full and
-  samples when it is empty; its capacity must exceed the learner batch + 1
-  (a smaller queue can deadlock: the dataset holds a batch in flight while
-  actors wait for space).
+- "trajectories": a FIFO queue of unroll items (one actor unroll of all its
+  environment copies each, see `items`) with a signature built from the
+  specs. Reverb's queue rate limiter blocks inserts when it is full and
+  samples when it is empty, which bounds the policy lag of the data.
 - "weights": the learner's latest network weights (one item, replaced on
   every publish), which actors sample to refresh their policy.
 
@@ -27,15 +26,20 @@ TRAJECTORY_TABLE = "trajectories"
 WEIGHTS_TABLE = "weights"
 
 
-def queue_capacity(batch_size: int, requested: Optional[int] = None) -> int:
-  """A queue size that cannot deadlock for `batch_size` (> batch + 1)."""
-  minimum = batch_size + 2
+def queue_capacity(batch_size: int, envs_per_item: int,
+                   requested: Optional[int] = None) -> int:
+  """Queue size in items: by default room for about four learner batches.
+
+  Args:
+    batch_size: B, unrolls per learner batch.
+    envs_per_item: K, environment copies per actor unroll (item).
+    requested: an explicit size (>= 1); the dataset splits items and takes
+      them one at a time, so even one item cannot deadlock.
+  """
   if requested is None:
-    return max(4 * batch_size, minimum)
-  if requested < minimum:
-    raise ValueError(
-        f"queue_capacity must be > batch_size + 1 = {batch_size + 1} (a "
-        f"smaller Reverb queue can deadlock), got {requested}.")
+    return max(2, -(-4 * batch_size // max(1, envs_per_item)))
+  if requested < 1:
+    raise ValueError(f"queue_capacity must be >= 1 item, got {requested}.")
   return requested
 
 
@@ -46,12 +50,12 @@ def weights_signature(variables: Sequence[tf.Variable]):
 
 
 def make_tables(item_spec: Dict[str, tf.TensorSpec],
-                weights_spec, batch_size: int,
-                capacity: Optional[int] = None):
+                weights_spec, capacity: int):
+  """The run's two tables; `capacity` in items (see `queue_capacity`)."""
   return [
       reverb.Table.queue(
           name=TRAJECTORY_TABLE,
-          max_size=queue_capacity(batch_size, capacity),
+          max_size=capacity,
           signature=item_spec),
       reverb.Table(
           name=WEIGHTS_TABLE,

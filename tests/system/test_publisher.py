@@ -1,0 +1,93 @@
+"""The weights publisher: consistent snapshots, sent off the learner thread,
+no more often than asked."""
+
+import time
+
+import numpy as np
+import reverb
+import tensorflow as tf
+
+from tf_metagrad.system import server as server_lib
+from tf_metagrad.system import weights as weights_lib
+
+
+def _server(variables):
+  spec = {"x": tf.TensorSpec([None, 1], tf.float32)}
+  return server_lib.start_server(server_lib.make_tables(
+      spec, server_lib.weights_signature(variables), 2))
+
+
+def _wait_for_version(client, version, timeout_s=10.0):
+  deadline = time.monotonic() + timeout_s
+  while time.monotonic() < deadline:
+    fetched = weights_lib.fetch(client, timeout_s=5.0)
+    if fetched is not None and fetched[0] == version:
+      return fetched
+    time.sleep(0.01)
+  raise AssertionError(f"version {version} was not published")
+
+
+def test_the_snapshot_is_the_values_at_offer_time():
+  variables = [tf.Variable(np.arange(6.0).reshape(2, 3), dtype=tf.float32),
+               tf.Variable([1.0, 2.0])]
+  server = _server(variables)
+  try:
+    client = reverb.Client(server_lib.local_address(server.port))
+    publisher = weights_lib.Publisher(client, variables)
+    assert publisher.offer(7)
+    # An update after the offer, before the insert, must not leak into it.
+    for v in variables:
+      v.assign(v * 10.0 + 1.0)
+    publisher.start()
+    version, values = _wait_for_version(client, 7)
+    np.testing.assert_array_equal(values[0], np.arange(6.0).reshape(2, 3))
+    np.testing.assert_array_equal(values[1], [1.0, 2.0])
+    publisher.close()
+    assert not publisher.is_alive() and publisher.error is None
+  finally:
+    server.stop()
+
+
+def test_an_offer_while_a_snapshot_is_pending_is_skipped():
+  variables = [tf.Variable([0.0])]
+  server = _server(variables)
+  try:
+    client = reverb.Client(server_lib.local_address(server.port))
+    publisher = weights_lib.Publisher(client, variables)
+    assert publisher.offer(1)
+    # Not started yet: snapshot 1 is still unsent, so 2 is dropped, not
+    # queued behind it (it would be stale by the time it went out).
+    assert not publisher.offer(2)
+    publisher.start()
+    _wait_for_version(client, 1)
+    deadline = time.monotonic() + 10.0
+    while not publisher.offer(3):  # idle again once 1 is sent
+      assert time.monotonic() < deadline
+      time.sleep(0.01)
+    _wait_for_version(client, 3)
+    publisher.close()
+  finally:
+    server.stop()
+
+
+def test_offers_closer_than_the_minimum_interval_are_skipped():
+  variables = [tf.Variable([0.0])]
+  server = _server(variables)
+  try:
+    client = reverb.Client(server_lib.local_address(server.port))
+    publisher = weights_lib.Publisher(client, variables, min_interval_s=0.5)
+    publisher.start()
+    first = time.monotonic()
+    assert publisher.offer(1)
+    _wait_for_version(client, 1)
+    while time.monotonic() - first < 0.4:
+      assert not publisher.offer(2)
+      time.sleep(0.05)
+    time.sleep(0.15)
+    variables[0].assign([4.0])
+    assert publisher.offer(3)
+    _, values = _wait_for_version(client, 3)
+    np.testing.assert_array_equal(values[0], [4.0])
+    publisher.close()
+  finally:
+    server.stop()
