@@ -116,6 +116,10 @@ def _options_and_spec():
   batch = FLAGS.batch_size or preset.batch_size
   if unroll < 1 or batch < 1:
     raise app.UsageError("--unroll_length and --batch_size must be >= 1.")
+  if FLAGS.weights_every < 1:
+    raise app.UsageError("--weights_every must be >= 1.")
+  if FLAGS.weights_min_interval_secs < 0:
+    raise app.UsageError("--weights_min_interval_secs must be >= 0.")
   config = dict(preset.config)
   # Derived, so not part of the run's identity: a resume with another
   # --total_env_steps keeps the stored decay (runs.check_or_save_spec).

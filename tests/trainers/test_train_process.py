@@ -117,6 +117,9 @@ def test_bad_flags_are_one_line_errors(tmp_path):
       (["--config=gamma_outer=1"], "unknown field for agent 'stac'"),
       (["--config=gamma=2"], "gamma must be in [0, 1]"),
       (["--queue_capacity=0"], "queue_capacity must be >= 1 item, got 0"),
+      (["--weights_every=0"], "--weights_every must be >= 1"),
+      (["--weights_min_interval_secs=-1"],
+       "--weights_min_interval_secs must be >= 0"),
   ]:
     lines = []
     proc = procs.start("trainers.train",
