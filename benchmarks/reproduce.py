@@ -67,7 +67,8 @@ EXPERIMENTS = {
         "FRODO+ext": ("frodo", dict(_FRODO, pseudo_label_weight=1.0,
                                     pseudo_label_normalize="outer"), _FRODO_RUN),
     }),
-    "two_colors": dict(env="two_colors", steps=2_000_000,
+    # 8 grid points per toggle period (1e5 steps) to show the recoveries.
+    "two_colors": dict(env="two_colors", steps=2_000_000, grid_points=160,
                        metric="episode_return", arms={
                            "DrMG": ("drmg", {}, {}),
                            "MG": ("mgrl", {}, {}),
@@ -253,7 +254,7 @@ def _write(outdir: str, name: str, grid, arms_curves: Dict, ylabel: str,
 def _trainer_experiment(name: str):
   exp = EXPERIMENTS[name]
   steps = int(exp["steps"] * FLAGS.scale)
-  grid = np.linspace(0, steps, 41)[1:]
+  grid = np.linspace(0, steps, exp.get("grid_points", 40) + 1)[1:]
   arms_curves, metas = {}, {}
   for arm, (agent, overrides, run_overrides) in exp["arms"].items():
     arms_curves[arm] = []

@@ -431,6 +431,8 @@ def train(spec: runs.RunSpec, options: Options,
       if step % options.weights_every == 0:
         publisher.offer(step)
       pending_returns.append(stats["episode_return"])
+      if len(pending_returns) >= 256:  # Bounded whatever the report period.
+        drain_returns()
 
       now = time.monotonic()
       if now - last["summary"] >= options.summary_every_s:
