@@ -136,7 +136,9 @@ def _options_and_spec():
     config.update(overrides.parse_config(FLAGS.agent, FLAGS.config))
     env_kwargs = overrides.parse_env_kwargs(FLAGS.env_kwargs)
     agents.make_config(FLAGS.agent, **config, **derived)  # Validate early.
-    server_lib.queue_capacity(batch, 1, FLAGS.queue_capacity)
+    server_lib.queue_capacity(
+        batch, FLAGS.envs_per_actor or preset.envs_per_actor,
+        FLAGS.queue_capacity)
     envs.make(FLAGS.env, seed=FLAGS.seed, **env_kwargs).close()
   except (ValueError, TypeError) as e:
     raise app.UsageError(str(e)) from None

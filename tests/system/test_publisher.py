@@ -1,6 +1,7 @@
 """The weights publisher: consistent snapshots, sent off the learner thread,
 no more often than asked."""
 
+import contextlib
 import time
 
 import numpy as np
@@ -11,10 +12,16 @@ from tf_metagrad.system import server as server_lib
 from tf_metagrad.system import weights as weights_lib
 
 
-def _server(variables):
+@contextlib.contextmanager
+def _client(variables):
+  """A client of a fresh server whose weights table fits `variables`."""
   spec = {"x": tf.TensorSpec([None, 1], tf.float32)}
-  return server_lib.start_server(server_lib.make_tables(
+  server = server_lib.start_server(server_lib.make_tables(
       spec, server_lib.weights_signature(variables), 2))
+  try:
+    yield reverb.Client(server_lib.local_address(server.port))
+  finally:
+    server.stop()
 
 
 def _wait_for_version(client, version, timeout_s=10.0):
@@ -30,9 +37,7 @@ def _wait_for_version(client, version, timeout_s=10.0):
 def test_the_snapshot_is_the_values_at_offer_time():
   variables = [tf.Variable(np.arange(6.0).reshape(2, 3), dtype=tf.float32),
                tf.Variable([1.0, 2.0])]
-  server = _server(variables)
-  try:
-    client = reverb.Client(server_lib.local_address(server.port))
+  with _client(variables) as client:
     publisher = weights_lib.Publisher(client, variables)
     assert publisher.offer(7)
     # An update after the offer, before the insert, must not leak into it.
@@ -44,15 +49,11 @@ def test_the_snapshot_is_the_values_at_offer_time():
     np.testing.assert_array_equal(values[1], [1.0, 2.0])
     publisher.close()
     assert not publisher.is_alive() and publisher.error is None
-  finally:
-    server.stop()
 
 
 def test_an_offer_while_a_snapshot_is_pending_is_skipped():
   variables = [tf.Variable([0.0])]
-  server = _server(variables)
-  try:
-    client = reverb.Client(server_lib.local_address(server.port))
+  with _client(variables) as client:
     publisher = weights_lib.Publisher(client, variables)
     assert publisher.offer(1)
     # Not started yet: snapshot 1 is still unsent, so 2 is dropped, not
@@ -66,15 +67,11 @@ def test_an_offer_while_a_snapshot_is_pending_is_skipped():
       time.sleep(0.01)
     _wait_for_version(client, 3)
     publisher.close()
-  finally:
-    server.stop()
 
 
 def test_offers_closer_than_the_minimum_interval_are_skipped():
   variables = [tf.Variable([0.0])]
-  server = _server(variables)
-  try:
-    client = reverb.Client(server_lib.local_address(server.port))
+  with _client(variables) as client:
     publisher = weights_lib.Publisher(client, variables, min_interval_s=0.5)
     publisher.start()
     first = time.monotonic()
@@ -89,5 +86,3 @@ def test_offers_closer_than_the_minimum_interval_are_skipped():
     _, values = _wait_for_version(client, 3)
     np.testing.assert_array_equal(values[0], [4.0])
     publisher.close()
-  finally:
-    server.stop()

@@ -66,9 +66,8 @@ def test_items_of_different_sizes_become_batches_of_every_copy_once():
     first = 0
     for k in (3, 5, 4):
       writer = client.trajectory_writer(num_keep_alive_refs=1)
-      writer.append(items.numpy_item(*_buffers(first, k)))
-      writer.create_item(server_lib.TRAJECTORY_TABLE, 1.0,
-                         {n: c[-1] for n, c in writer.history.items()})
+      server_lib.append_item(writer, server_lib.TRAJECTORY_TABLE,
+                             items.numpy_item(*_buffers(first, k)))
       writer.flush()
       writer.close()
       first += k

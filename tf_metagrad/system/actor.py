@@ -153,20 +153,14 @@ class Actor:
     # Not a `with` block: its exit flushes without a timeout, which blocks
     # forever on a full queue once the learner has stopped consuming.
     writer = self._client.trajectory_writer(num_keep_alive_refs=1)
-    columns = None
     try:
       while not should_stop():
         if max_unrolls is not None and self.stats.unrolls >= max_unrolls:
           break
         buffers, start_state = self._collect()
-        writer.append(items.numpy_item(*buffers, core_state=start_state))
-        # Looked up once: `writer.history` rebuilds its whole nest on every
-        # access, and the columns are fixed after the first append.
-        if columns is None:
-          columns = dict(writer.history)
-        writer.create_item(
-            server_lib.TRAJECTORY_TABLE, priority=1.0,
-            trajectory={k: column[-1] for k, column in columns.items()})
+        server_lib.append_item(
+            writer, server_lib.TRAJECTORY_TABLE,
+            items.numpy_item(*buffers, core_state=start_state))
         while True:
           try:
             writer.flush(timeout_ms=self._timeout_ms)

@@ -67,6 +67,17 @@ def make_tables(item_spec: Dict[str, tf.TensorSpec],
   ]
 
 
+def append_item(writer: reverb.TrajectoryWriter, table: str, data) -> None:
+  """Appends `data` as one step and creates an item of `table` that holds
+  exactly that step (every column squeezed), as both tables here store.
+
+  Flushing is left to the caller, which knows how long it may block.
+  """
+  writer.append(data)
+  writer.create_item(table, priority=1.0, trajectory=tf.nest.map_structure(
+      lambda column: column[-1], writer.history))
+
+
 def start_server(tables, port: Optional[int] = None) -> reverb.Server:
   """Starts the embedded server (port None: pick a free one)."""
   return reverb.Server(tables=tables, port=port)

@@ -33,11 +33,8 @@ def publish(client: reverb.Client, variables: Sequence[tf.Variable],
 def _insert(client, version, arrays, timeout_s):
   writer = client.trajectory_writer(num_keep_alive_refs=1)
   try:
-    writer.append((np.int64(version), arrays))
-    writer.create_item(
-        server_lib.WEIGHTS_TABLE, priority=1.0,
-        trajectory=tf.nest.map_structure(lambda column: column[-1],
-                                         writer.history))
+    server_lib.append_item(writer, server_lib.WEIGHTS_TABLE,
+                           (np.int64(version), arrays))
     try:
       writer.flush(timeout_ms=max(1, int(timeout_s * 1000)))
     except reverb.errors.DeadlineExceededError:
