@@ -59,6 +59,11 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the network and the batch.")
 _FRODO_INNER_STEPS = flags.DEFINE_integer(
     "frodo_inner_steps", 1, "FRODO's num_inner_steps M; the unroll is cut "
     "into M + 1 segments.", lower_bound=1)
+_HEAD_HIDDEN_SIZES = flags.DEFINE_list(
+    "head_hidden_sizes", None, "Hidden widths of each policy/value head "
+    "MLP, comma-separated; empty (--head_hidden_sizes=) for linear heads on "
+    "the torso's features, the IMPALA network. Default: the library's "
+    "(256, 256).")
 _TINY = flags.DEFINE_boolean(
     "tiny", False, "8-unit layers (4-channel ResNet): for smoke tests only, "
     "not a meaningful measurement.")
@@ -74,11 +79,15 @@ def network_overrides(network: str, tiny: bool) -> dict:
 
 
 def build_learner(agent: str, network: str, jit_compile: bool, seed: int,
-                  tiny: bool = False, frodo_inner_steps: int = 1):
-  """The learner of `agent` on one of `NETWORKS`."""
+                  tiny: bool = False, frodo_inner_steps: int = 1,
+                  head_hidden_sizes=None):
+  """The learner of `agent` on one of `NETWORKS`; `head_hidden_sizes` None
+  keeps the config's default heads, () gives linear heads."""
   shape, dtype, num_actions, _ = NETWORKS[network]
   overrides = dict(network_overrides(network, tiny), jit_compile=jit_compile,
                    seed=seed)
+  if head_hidden_sizes is not None:
+    overrides["head_hidden_sizes"] = tuple(head_hidden_sizes)
   if agent == "frodo":
     overrides["num_inner_steps"] = frodo_inner_steps
   return agents.make_learner(agent, tf.TensorSpec(shape, dtype),
@@ -107,13 +116,26 @@ def main(argv):
   batch = common.random_trajectory(np.random.default_rng(_SEED.value),
                                    unroll, batch_size, shape, dtype,
                                    num_actions)
+  heads = None
+  if _HEAD_HIDDEN_SIZES.value is not None:
+    try:
+      heads = tuple(int(h) for h in _HEAD_HIDDEN_SIZES.value)
+    except ValueError:
+      raise app.UsageError(
+          f"--head_hidden_sizes={','.join(_HEAD_HIDDEN_SIZES.value)}: "
+          f"expected comma-separated positive ints or nothing.") from None
   names = ["impala"] if agent == "impala" else [agent, "impala"]
   learners = {
       name: build_learner(name, network, _JIT_COMPILE.value, _SEED.value,
-                          tiny=_TINY.value, frodo_inner_steps=inner_steps)
+                          tiny=_TINY.value, frodo_inner_steps=inner_steps,
+                          head_hidden_sizes=heads)
       for name in names}
+  net = learners[agent].network
   extra = f" frodo_inner_steps={inner_steps}" if agent == "frodo" else ""
-  print(f"network={network} batch_size={batch_size} unroll_length={unroll} "
+  print(f"network={network} torso={net.torso_kind} "
+        f"mlp_hidden_sizes={net.mlp_hidden_sizes} "
+        f"head_hidden_sizes={net.head_hidden_sizes} "
+        f"batch_size={batch_size} unroll_length={unroll} "
         f"frames_per_step={(unroll + 1) * batch_size} "
         f"jit_compile={_JIT_COMPILE.value} warmup={_WARMUP.value} "
         f"repeats={repeats} tiny={_TINY.value}{extra}", flush=True)

@@ -30,6 +30,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from export import cli
 from export import gif
 from export import serving
 from tf_metagrad import envs
@@ -173,7 +174,12 @@ def evaluate(saved_model: str, env_name: Optional[str] = None,
     kwargs = json.loads(policy.metadata["run_spec_json"]).get(
         "env_kwargs", {})
   kwargs.update(env_kwargs or {})
-  env = envs.make(env_name or trained_env, seed=seed, **kwargs)
+  try:
+    env = envs.make(env_name or trained_env, seed=seed, **kwargs)
+  except (ValueError, TypeError) as e:
+    raise ValueError(f"--env={env_name or trained_env} with options "
+                     f"{kwargs} (--env_kwargs over the run's): "
+                     f"{cli.one_line(e)}") from None
   frames: List[np.ndarray] = []
   on_step = None
   if video is not None:
@@ -206,17 +212,36 @@ def _define_flags():
   flags.DEFINE_string("video", None, "Write the first episode to FILE.gif.")
   flags.DEFINE_integer("video_max_frames", 1000, "Most frames in --video.")
   flags.mark_flag_as_required("saved_model")
+  cli.register({
+      "episodes": cli.integer(1),
+      "seed": cli.integer(0, cli.SEED_MAX),
+      "video_max_frames": cli.integer(1),
+      "env_kwargs": (_is_json_object,
+                     'expected a JSON object, e.g. \'{"rows": 6}\''),
+      "video": (lambda v: v is None or v.lower().endswith(".gif"),
+                "expected a FILE.gif path (MP4 would need an ffmpeg encoder, "
+                "which is not installed)"),
+  })
+
+
+def _is_json_object(text: Optional[str]) -> bool:
+  if text is None:
+    return True
+  try:
+    return isinstance(json.loads(text), dict)
+  except ValueError:
+    return False
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   options = flags.FLAGS
+  if options.video is not None and os.path.isdir(options.video):
+    raise cli.FlagError(f"--video={options.video}: names a directory; "
+                        "expected a FILE.gif path")
   try:
     env_kwargs = json.loads(options.env_kwargs) if options.env_kwargs else {}
-    if not isinstance(env_kwargs, dict):
-      raise ValueError(f"--env_kwargs must be a JSON object, got "
-                       f"{options.env_kwargs!r}.")
     returns = evaluate(options.saved_model, options.env, options.episodes,
                        sample=options.sample, seed=options.seed,
                        env_kwargs=env_kwargs, video=options.video,
@@ -231,4 +256,4 @@ def main(argv):
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main)
+  cli.run(main, prefix="evaluate: error: ")

@@ -25,7 +25,8 @@ dtype:
 
 A recurrent policy (an LSTM core, config `core_units > 0`) carries a state
 `{"core_state_0": hidden, "core_state_1": cell}`, each `[B, core_units]` of
-the network's compute dtype, from step to step:
+the network's variable dtype (float32 also under bfloat16 compute), from step
+to step:
 
   get_initial_state(batch_size) -> state
       the all-zero state. Pass it at the first step of every episode (for a
@@ -68,6 +69,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from export import cli
 from export import serving
 from tf_metagrad import runs
 from tf_metagrad.agents import actor
@@ -475,6 +477,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   options = flags.FLAGS
+  if options.output is not None:
+    # An existing file there would be replaced by the SavedModel directory.
+    cli.writable_dir("output", options.output)
   try:
     path = export_from_logdir(options.logdir, options.checkpoint,
                               options.output)
@@ -487,4 +492,4 @@ def main(argv):
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main)
+  cli.run(main, prefix="export_policy: error: ")

@@ -10,16 +10,19 @@ The learner counts environment steps as the frames it consumed (every item
 in the queue is consumed exactly once), which makes the counter exact and
 resumable. Checkpoints hold the learner (network, optimizer and
 meta-optimizer state, metaparameters, learner step) and the env-step counter.
+
+Each learner call runs `steps_per_call` steps in one `tf.function` (the TPU
+training-loop pattern, see `Learner.steps_from_iterator`); both counters
+advance in that graph, and the host keeps its own copy of them, so between
+calls it reads nothing back unless it logs, writes summaries, checkpoints or
+publishes weights. Actors live in `trainers.actor_pool`, reports in
+`trainers.outputs`.
 """
 
-import csv
 import dataclasses
 import gc
-import math
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from typing import Any, Dict, List, Optional
@@ -30,12 +33,15 @@ import tensorflow as tf
 
 from tf_metagrad import runs
 from tf_metagrad.agents import actor as actor_lib
-from tf_metagrad.agents import networks as networks_lib
-from tf_metagrad.system import actor as system_actor
 from tf_metagrad.system import dataset as dataset_lib
 from tf_metagrad.system import items
 from tf_metagrad.system import server as server_lib
 from tf_metagrad.system import weights as weights_lib
+from trainers import actor_pool
+from trainers import outputs
+
+# metrics.csv's writer, kept under its old name for callers of this module.
+_CsvLog = outputs.CsvLog
 
 
 @dataclasses.dataclass
@@ -61,6 +67,7 @@ class Options:
   checkpoint_every_s: float = 120.0
   eval_episodes: int = 20
   export: bool = True
+  steps_per_call: int = 1  # Learner steps per tf.function call.
 
 
 class StopFlag:
@@ -90,165 +97,6 @@ def item_unroll_length(spec: runs.RunSpec, unroll_length: int) -> int:
   return unroll_length
 
 
-class _CsvLog:
-  """metrics.csv: one row per report; resumed runs append.
-
-  A row with keys the header lacks (e.g. the learner's losses after a
-  session that ended before the first learner step) rewrites the file with
-  the union of the columns, so no metric is locked out.
-  """
-
-  def __init__(self, path: str):
-    self._path = path
-    self._columns = None
-    if os.path.exists(path) and os.path.getsize(path) > 0:
-      with open(path, newline="") as f:
-        self._columns = next(csv.reader(f), None)
-
-  def write(self, row: Dict[str, float]):
-    new = sorted(k for k in row if k not in (self._columns or ()) and
-                 k not in ("env_steps", "learner_steps"))
-    if self._columns is None:
-      self._columns = ["env_steps", "learner_steps"] + new
-      with open(self._path, "w", newline="") as f:
-        csv.writer(f).writerow(self._columns)
-    elif new:
-      with open(self._path, newline="") as f:
-        old_rows = list(csv.DictReader(f))
-      self._columns = self._columns + new
-      tmp = self._path + ".tmp"
-      with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, self._columns, restval="")
-        writer.writeheader()
-        writer.writerows(old_rows)
-      os.replace(tmp, self._path)
-    with open(self._path, "a", newline="") as f:
-      csv.writer(f).writerow([row.get(c, "") for c in self._columns])
-
-
-class _ActorPool:
-  """Actor threads and/or processes, restarted when they die."""
-
-  def __init__(self, spec: runs.RunSpec, options: Options, address: str,
-               unroll: int, stop: threading.Event, log):
-    self._spec = spec
-    self._options = options
-    self._address = address
-    self._unroll = unroll
-    self._stop = stop
-    self._log = log
-    self.threads: List[Optional[system_actor.ActorThread]] = []
-    self.processes: List[Optional[subprocess.Popen]] = []
-    self.restarts = 0
-    self._generation = 0
-    self._failures: Dict[str, int] = {}
-
-  def _failed(self, key: str, productive: bool, error) -> None:
-    """Counts back-to-back failures of an actor that never wrote an unroll;
-    a persistent error (bad config, broken env) ends the run instead of
-    restarting forever."""
-    self._failures[key] = 0 if productive else self._failures.get(key, 0) + 1
-    if self._failures[key] >= 3:
-      raise RuntimeError(
-          f"{key} failed 3 times in a row before writing any data; last "
-          f"error: {error}")
-
-  def _thread(self, index: int) -> system_actor.ActorThread:
-    spec, options = self._spec, self._options
-    self._generation += 1
-    seed = spec.seed * 1000 + 7 * index + 100_003 * self._generation
-
-    def make():
-      config = runs.agent_config(spec)
-      env = runs.make_env(spec)
-      try:
-        network = networks_lib.make_network(config, env.observation_spec,
-                                            env.action_space)
-      finally:
-        env.close()
-      return system_actor.Actor(
-          reverb.Client(self._address), spec.env, network,
-          num_envs=options.envs_per_actor, unroll_length=self._unroll,
-          seed=seed, env_kwargs=spec.env_kwargs,
-          refresh_every=options.actor_refresh_every)
-
-    thread = system_actor.ActorThread(make, self._stop, f"actor-{index}")
-    thread.start()
-    return thread
-
-  def _process(self, index: int) -> subprocess.Popen:
-    spec, options = self._spec, self._options
-    self._generation += 1
-    log_dir = os.path.join(options.logdir, "actor_logs")
-    os.makedirs(log_dir, exist_ok=True)
-    cmd = [sys.executable, "-m", "trainers.actor",
-           f"--reverb_address={self._address}", f"--agent={spec.agent}",
-           f"--env={spec.env}", f"--num_envs={options.envs_per_actor}",
-           f"--unroll_length={self._unroll}",
-           f"--seed={spec.seed * 1000 + 7 * index + 100_003 * self._generation}",
-           f"--refresh_every={options.actor_refresh_every}"]
-    for name, value in spec.config_overrides.items():
-      if isinstance(value, tuple):
-        value = ",".join(str(v) for v in value)
-      cmd.append(f"--config={name}={value}")
-    for name, value in spec.env_kwargs.items():
-      cmd.append(f"--env_kwargs={name}={value!r}")
-    log_file = open(os.path.join(log_dir, f"actor_{index}.log"), "ab")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-    proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT,
-                            cwd=root, env=env)
-    proc.started = time.monotonic()
-    self._log(f"started actor process {index} pid={proc.pid}")
-    return proc
-
-  def start(self):
-    self.threads = [self._thread(i) for i in range(self._options.num_actors)]
-    self.processes = [self._process(i)
-                      for i in range(self._options.num_actor_processes)]
-
-  def supervise(self):
-    """Restarts dead actors (never while stopping)."""
-    if self._stop.is_set():
-      return
-    for i, thread in enumerate(self.threads):
-      if not thread.is_alive():
-        self._failed(f"actor thread {i}",
-                     thread.actor is not None and thread.actor.stats.unrolls,
-                     repr(thread.error))
-        self._log(f"actor thread {i} died ({thread.error!r}); restarting")
-        self.threads[i] = self._thread(i)
-        self.restarts += 1
-    for i, proc in enumerate(self.processes):
-      if proc.poll() is not None:
-        self._failed(f"actor process {i}",
-                     time.monotonic() - proc.started > 30.0,
-                     f"exit code {proc.returncode}, see "
-                     f"{os.path.join(self._options.logdir, 'actor_logs')}")
-        self._log(f"actor process {i} (pid {proc.pid}) exited with "
-                  f"{proc.returncode}; restarting")
-        self.processes[i] = self._process(i)
-        self.restarts += 1
-
-  def actor_env_steps(self) -> int:
-    return sum(t.actor.stats.env_steps for t in self.threads
-               if t.actor is not None)
-
-  def stop(self, timeout_s: float = 30.0):
-    self._stop.set()
-    for proc in self.processes:
-      if proc.poll() is None:
-        proc.terminate()
-    deadline = time.monotonic() + timeout_s
-    for thread in self.threads:
-      thread.join(max(0.0, deadline - time.monotonic()))
-    for proc in self.processes:
-      try:
-        proc.wait(max(0.1, deadline - time.monotonic()))
-      except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def evaluate(learner, spec: runs.RunSpec, episodes: int, seed: int,
@@ -282,23 +130,15 @@ def evaluate(learner, spec: runs.RunSpec, episodes: int, seed: int,
   return returns
 
 
-def _scalar_metrics(metrics: Dict[str, tf.Tensor]) -> Dict[str, float]:
-  return {k: float(v) for k, v in metrics.items()}
-
-
-def _format_eta(seconds: float) -> str:
-  if not math.isfinite(seconds):
-    return "?"
-  seconds = int(seconds)
-  return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
-
-
 def train(spec: runs.RunSpec, options: Options,
           strategy: Optional[tf.distribute.Strategy] = None,
           stop: Optional[StopFlag] = None, log=print) -> Dict[str, Any]:
   """Trains (or resumes) the run in `options.logdir`; returns a summary."""
   strategy = strategy or tf.distribute.get_strategy()
   stop = stop or StopFlag()
+  if options.steps_per_call < 1:
+    raise ValueError(
+        f"steps_per_call must be >= 1, got {options.steps_per_call}.")
   os.makedirs(options.logdir, exist_ok=True)
   spec = runs.check_or_save_spec(options.logdir, spec)
 
@@ -331,7 +171,11 @@ def train(spec: runs.RunSpec, options: Options,
       port=options.reverb_port)
   address = server_lib.local_address(server.port)
   client = reverb.Client(address)
-  weights_lib.publish(client, variables, int(learner.learner_steps.numpy()))
+  # Host copies of the two counters, re-read from the variables only after a
+  # call that failed part-way (its completed steps are counted in the graph).
+  counts = {"env": int(env_steps.numpy()),
+            "learner": int(learner.learner_steps.numpy())}
+  weights_lib.publish(client, variables, counts["learner"])
   log(f"reverb server on port {server.port} (actors: "
       f"--reverb_address=HOST:{server.port}); agent={spec.agent} "
       f"env={spec.env} unroll={unroll} batch={options.batch_size} "
@@ -343,77 +187,49 @@ def train(spec: runs.RunSpec, options: Options,
   publisher = weights_lib.Publisher(
       client, variables, min_interval_s=options.weights_min_interval_s)
   publisher.start()
-  pool = _ActorPool(spec, options, address, unroll, stop.event, log)
+  pool = actor_pool.ActorPool(spec, options, address, unroll, stop.event, log)
   pool.start()
   dataset = dataset_lib.distributed_dataset(
       strategy, address, item_spec, options.batch_size,
       int(options.data_timeout_s * 1000))
   iterator = iter(dataset)
 
-  writer = tf.summary.create_file_writer(options.logdir)
-  csv_log = _CsvLog(os.path.join(options.logdir, "metrics.csv"))
   frames_per_step = unroll * options.batch_size
-  recent_returns: List[float] = []
-  episodes = 0
-  start_time = time.monotonic()
-  start_steps = int(env_steps.numpy())
-  last = {"log": start_time, "summary": start_time, "checkpoint": start_time}
-  last_data = time.monotonic()
-  # The learner's outputs stay tensors until a report needs them: reading
-  # them back every step cost the learner thread time that acting threads
-  # holding the GIL stretched (see benchmarks.throughput).
-  step_metrics: Dict[str, tf.Tensor] = {}
-  pending_returns: List[Any] = []
+  reporter = outputs.Reporter(options.logdir, strategy,
+                              options.total_env_steps, counts["env"])
   status = "completed"
 
-  def drain_returns():
-    nonlocal episodes
-    for per_replica in pending_returns:
-      ep = np.concatenate([np.reshape(x, [-1]) for x in
-                           strategy.experimental_local_results(per_replica)])
-      finished = ep[~np.isnan(ep)]
-      episodes += finished.size
-      recent_returns.extend(finished.tolist())
-    pending_returns.clear()
-    del recent_returns[:-1000]
+  def save():
+    path = manager.save()
+    log(f"saved checkpoint {path} env_steps={counts['env']} "
+        f"learner_steps={counts['learner']}")
 
-  def report_row():
-    drain_returns()
-    elapsed = max(time.monotonic() - start_time, 1e-9)
-    row = _scalar_metrics(step_metrics)
-    row.update(env_steps=int(env_steps.numpy()),
-               learner_steps=int(learner.learner_steps.numpy()),
-               wall_time_s=elapsed,
-               fps=(int(env_steps.numpy()) - start_steps) / elapsed,
-               episodes=episodes, actor_restarts=pool.restarts)
-    # Always present (NaN before the first episode ends) so that metrics.csv,
-    # whose columns are fixed by its first row, keeps the column.
-    row["episode_return"] = (float(np.mean(recent_returns[-100:]))
-                             if recent_returns else float("nan"))
-    return row
-
-  def write_summaries(row):
-    csv_log.write(row)
-    with writer.as_default(step=row["env_steps"]):
-      for k, v in row.items():
-        tf.summary.scalar(k, v)
-    writer.flush()
+  def report():
+    return reporter.row(counts["env"], counts["learner"], pool.restarts)
 
   # Everything built so far lives as long as the run; moving it out of the
   # collector's generations keeps full collections (up to 0.18 s each on
   # Catch, stalling every thread) short.
   gc.collect()
   gc.freeze()
+  last_data = time.monotonic()
   try:
-    while int(env_steps.numpy()) < options.total_env_steps:
+    while counts["env"] < options.total_env_steps:
       if stop.is_set():
         status = f"stopped by {stop.signal_name or 'request'}"
         break
       pool.supervise()
+      # The last call stops at the run's length, as single steps would.
+      num_steps = min(options.steps_per_call, -(
+          -(options.total_env_steps - counts["env"]) // frames_per_step))
       try:
-        step_metrics, stats = learner.step_from_iterator(iterator)
+        metrics, extras = learner.steps_from_iterator(
+            iterator, num_steps, env_steps=env_steps,
+            frames_per_step=frames_per_step)
       except (StopIteration, tf.errors.OutOfRangeError,
               tf.errors.DeadlineExceededError):
+        counts.update(env=int(env_steps.numpy()),
+                      learner=int(learner.learner_steps.numpy()))
         waited = time.monotonic() - last_data
         if waited > options.max_data_wait_s:
           raise RuntimeError(
@@ -426,50 +242,32 @@ def train(spec: runs.RunSpec, options: Options,
         iterator = iter(dataset)
         continue
       last_data = time.monotonic()
-      env_steps.assign_add(frames_per_step)
-      step = int(learner.learner_steps.numpy())
-      if step % options.weights_every == 0:
-        publisher.offer(step)
-      pending_returns.append(stats["episode_return"])
-      if len(pending_returns) >= 256:  # Bounded whatever the report period.
-        drain_returns()
+      previous = counts["learner"]
+      counts["env"] += num_steps * frames_per_step
+      counts["learner"] += num_steps
+      # Publish when the call crossed a multiple of weights_every.
+      if counts["learner"] // options.weights_every > (
+          previous // options.weights_every):
+        publisher.offer(counts["learner"])
+      reporter.add(metrics, extras)
 
-      now = time.monotonic()
-      if now - last["summary"] >= options.summary_every_s:
-        last["summary"] = now
-        write_summaries(report_row())
-      if now - last["log"] >= options.log_every_s:
-        last["log"] = now
-        row = report_row()
-        remaining = options.total_env_steps - row["env_steps"]
-        # Vector metaparameters (DrMG) show as their mean, e.g. gamma/mean.
-        metas = " ".join(f"{k[5:]}={v:.4g}" for k, v in sorted(row.items())
-                         if k.startswith("meta/") and
-                         ("/" not in k[5:] or k.endswith("/mean")))
-        ret = row.get("episode_return", float("nan"))
-        log(f"env_steps={row['env_steps']} "
-            f"({100 * row['env_steps'] / options.total_env_steps:.1f}%) "
-            f"fps={row['fps']:.0f} learner_steps={row['learner_steps']} "
-            f"return={ret:.3f} {metas} "
-            f"eta={_format_eta(remaining / max(row['fps'], 1e-9))}")
-      if now - last["checkpoint"] >= options.checkpoint_every_s:
-        last["checkpoint"] = now
-        path = manager.save()
-        log(f"saved checkpoint {path} env_steps={int(env_steps.numpy())} "
-            f"learner_steps={step}")
+      if reporter.due("summary", options.summary_every_s):
+        reporter.write(report())
+      if reporter.due("log", options.log_every_s):
+        log(reporter.progress_line(report()))
+      if reporter.due("checkpoint", options.checkpoint_every_s):
+        save()
   finally:
     gc.unfreeze()
     pool.stop()
     publisher.close()
-    path = manager.save()
-    log(f"saved checkpoint {path} env_steps={int(env_steps.numpy())} "
-        f"learner_steps={int(learner.learner_steps.numpy())}")
-    row = report_row()
-    write_summaries(row)
+    save()
+    row = report()
+    reporter.write(row)
     server.stop()
 
-  summary = {"status": status, "env_steps": int(env_steps.numpy()),
-             "learner_steps": int(learner.learner_steps.numpy()),
+  summary = {"status": status, "env_steps": counts["env"],
+             "learner_steps": counts["learner"],
              "actor_restarts": pool.restarts,
              "episode_return": row.get("episode_return", float("nan"))}
   log(f"training {status}: env_steps={summary['env_steps']} "
@@ -479,7 +277,7 @@ def train(spec: runs.RunSpec, options: Options,
   if options.export:
     from export import export_policy  # pylint: disable=g-import-not-at-top
     path = os.path.join(options.logdir, "saved_model")
-    export_policy.export(learner, spec, int(env_steps.numpy()), path)
+    export_policy.export(learner, spec, counts["env"], path)
     summary["saved_model"] = path
     log(f"exported policy to {path}")
   if options.eval_episodes > 0:

@@ -19,6 +19,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from export import cli
+from trainers import flags_check
 from trainers import presets
 
 FLAGS = flags.FLAGS
@@ -52,7 +54,8 @@ flags.DEFINE_integer("queue_capacity", None, "Reverb queue size in items, "
                      "(default: about 4 learner batches).")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "tpu"],
                   "tf.distribute strategy of the learner.")
-flags.DEFINE_string("tpu", None, "TPU name for --strategy=tpu.")
+flags.DEFINE_string("tpu", None, "TPU for --strategy=tpu: its name or "
+                    "grpc:// address, or 'local' on a Cloud TPU VM.")
 flags.DEFINE_integer("logical_cpus", 0, "Split the CPU into this many logical "
                      "devices (e.g. 2 to run --strategy=mirrored on a CPU).")
 flags.DEFINE_integer("weights_every", 1, "Learner steps between weight "
@@ -71,6 +74,35 @@ flags.DEFINE_float("max_data_wait_secs", 600.0, "Fail when no data arrives "
 flags.DEFINE_integer("eval_episodes", 20, "Greedy evaluation episodes at the "
                      "end (0: none).")
 flags.DEFINE_bool("export", True, "Export DIR/saved_model at the end.")
+flags.DEFINE_integer("steps_per_call", 1, "Learner steps per tf.function "
+                     "call (one host round trip per call).")
+
+_PRESET = "the preset's value"
+cli.register({
+    "total_env_steps": cli.integer(1),
+    "seed": cli.integer(0, flags_check.LEARNER_SEED_MAX),
+    "unroll_length": cli.integer(1, unset=_PRESET),
+    "batch_size": cli.integer(1, unset=_PRESET),
+    "num_actors": cli.integer(0),
+    "num_actor_processes": cli.integer(0),
+    "envs_per_actor": cli.integer(1, unset=_PRESET),
+    "learning_rate": cli.number(0, inclusive=False, unset=_PRESET),
+    "meta_learning_rate": cli.number(0, inclusive=False, unset=_PRESET),
+    "reverb_port": cli.integer(1, 65535, unset="a free port"),
+    "queue_capacity": cli.integer(1, unset="about 4 learner batches"),
+    "logical_cpus": cli.integer(0),
+    "weights_every": cli.integer(1),
+    "weights_min_interval_secs": cli.number(0),
+    "actor_refresh_every": cli.integer(1),
+    "log_every_secs": cli.number(0, allow_inf=True),
+    "summary_every_secs": cli.number(0, allow_inf=True),
+    "checkpoint_every_secs": cli.number(0, allow_inf=True),
+    # Handed to Reverb as whole milliseconds.
+    "data_timeout_secs": cli.number(0.001),
+    "max_data_wait_secs": cli.number(0, inclusive=False, allow_inf=True),
+    "eval_episodes": cli.integer(0),
+    "steps_per_call": cli.integer(1),
+})
 
 
 def _strategy():
@@ -86,40 +118,61 @@ def _strategy():
     if FLAGS.logical_cpus:
       devices = [f"/cpu:{i}" for i in range(FLAGS.logical_cpus)]
     return tf.distribute.MirroredStrategy(devices)
-  if not FLAGS.tpu:
-    raise app.UsageError("--strategy=tpu needs --tpu=NAME.")
-  resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=FLAGS.tpu)
-  tf.config.experimental_connect_to_cluster(resolver)
+  return tpu_strategy(FLAGS.tpu)
+
+
+def tpu_strategy(tpu: str):
+  """A `TPUStrategy` over the TPU `tpu` (see --tpu), initialised.
+
+  Args:
+    tpu: a TPU node's name or grpc:// address, whose TensorFlow server the
+      process connects to as a remote cluster; or "local", the chips of the
+      TPU VM this process runs on, which are its own devices: the resolver
+      then reports no master and no cluster, and TF's
+      `experimental_connect_to_cluster` would return without doing anything.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+  if tpu != "local":
+    tf.config.experimental_connect_to_cluster(resolver)
   tf.tpu.experimental.initialize_tpu_system(resolver)
   return tf.distribute.TPUStrategy(resolver)
 
 
-def _options_and_spec():
-  # Imported here so `--help` and flag errors do not pay for TensorFlow.
-  from tf_metagrad import agents  # pylint: disable=g-import-not-at-top
-  from tf_metagrad import envs  # pylint: disable=g-import-not-at-top
-  from tf_metagrad import runs  # pylint: disable=g-import-not-at-top
-  from tf_metagrad.system import server as server_lib  # pylint: disable=g-import-not-at-top
-  from trainers import loop  # pylint: disable=g-import-not-at-top
-  from trainers import overrides  # pylint: disable=g-import-not-at-top
-
-  if FLAGS.agent not in agents.AGENTS:
-    raise app.UsageError(f"--agent={FLAGS.agent!r} is not one of "
-                         f"{sorted(agents.AGENTS)}.")
+def _check_before_tensorflow() -> str:
+  """Checks the flags that need no library; returns the run directory."""
+  if FLAGS.strategy == "tpu" and not FLAGS.tpu:
+    raise cli.FlagError("--strategy=tpu: expected --tpu=NAME too "
+                        "(--tpu=local on a Cloud TPU VM)")
+  if FLAGS.tpu and FLAGS.strategy != "tpu":
+    raise cli.FlagError(f"--tpu={FLAGS.tpu}: expected only with "
+                        f"--strategy=tpu, got --strategy={FLAGS.strategy}")
+  if FLAGS.logdir == "":  # pylint: disable=g-explicit-bool-comparison
+    raise cli.FlagError("--logdir='': expected a directory path")
   logdir = FLAGS.logdir or os.path.join(
       "runs", f"{FLAGS.agent}-{FLAGS.env.replace(':', '_')}-seed{FLAGS.seed}")
-  if FLAGS.total_env_steps <= 0:
-    raise app.UsageError("--total_env_steps must be > 0.")
+  cli.writable_dir("logdir", logdir)
+  if FLAGS.reverb_port is not None:
+    flags_check.free_port("reverb_port", FLAGS.reverb_port)
+  return logdir
+
+
+def _options_and_spec():
+  """(run spec, loop options) from the flags; raises FlagError first."""
+  logdir = _check_before_tensorflow()
+  # Imported here so `--help` and flag errors do not pay for TensorFlow.
+  from tf_metagrad import runs  # pylint: disable=g-import-not-at-top
+  from tf_metagrad.agents import config as config_lib  # pylint: disable=g-import-not-at-top
+  from trainers import loop  # pylint: disable=g-import-not-at-top
+
   preset = presets.PRESETS[presets.family(FLAGS.env)
                            if FLAGS.preset == "auto" else FLAGS.preset]
-  unroll = FLAGS.unroll_length or preset.unroll_length
-  batch = FLAGS.batch_size or preset.batch_size
-  if unroll < 1 or batch < 1:
-    raise app.UsageError("--unroll_length and --batch_size must be >= 1.")
-  if FLAGS.weights_every < 1:
-    raise app.UsageError("--weights_every must be >= 1.")
-  if FLAGS.weights_min_interval_secs < 0:
-    raise app.UsageError("--weights_min_interval_secs must be >= 0.")
+  # None is "not given": 0 is a value (and rejected by the validators).
+  unroll = (preset.unroll_length if FLAGS.unroll_length is None
+            else FLAGS.unroll_length)
+  batch = preset.batch_size if FLAGS.batch_size is None else FLAGS.batch_size
+  envs_per_actor = (preset.envs_per_actor if FLAGS.envs_per_actor is None
+                    else FLAGS.envs_per_actor)
   config = dict(preset.config)
   # Derived, so not part of the run's identity: a resume with another
   # --total_env_steps keeps the stored decay (runs.check_or_save_spec).
@@ -132,24 +185,26 @@ def _options_and_spec():
     config["learning_rate"] = FLAGS.learning_rate
   if FLAGS.meta_learning_rate is not None:
     config["meta_learning_rate"] = FLAGS.meta_learning_rate
-  try:
-    config.update(overrides.parse_config(FLAGS.agent, FLAGS.config))
-    env_kwargs = overrides.parse_env_kwargs(FLAGS.env_kwargs)
-    agents.make_config(FLAGS.agent, **config, **derived)  # Validate early.
-    server_lib.queue_capacity(
-        batch, FLAGS.envs_per_actor or preset.envs_per_actor,
-        FLAGS.queue_capacity)
-    envs.make(FLAGS.env, seed=FLAGS.seed, **env_kwargs).close()
-  except (ValueError, TypeError) as e:
-    raise app.UsageError(str(e)) from None
+  config.update(flags_check.agent_config(FLAGS.agent, FLAGS.config,
+                                         dict(config, **derived)))
+  env_kwargs = flags_check.environment(FLAGS.env, FLAGS.env_kwargs,
+                                       FLAGS.seed)
   spec = runs.RunSpec(agent=FLAGS.agent, env=FLAGS.env,
                       config_overrides=config, env_kwargs=env_kwargs,
                       seed=FLAGS.seed, derived_config=derived)
+  if FLAGS.strategy == "tpu":
+    # Before the TPU system is initialised, which takes a while.
+    dtype = runs.agent_config(spec).dtype
+    try:
+      config_lib.check_tpu_dtype(dtype)
+    except ValueError as e:
+      raise cli.FlagError(f"--config=dtype={dtype} with --strategy=tpu: "
+                          f"{e}") from None
   options = loop.Options(
       logdir=logdir, total_env_steps=FLAGS.total_env_steps,
       unroll_length=unroll, batch_size=batch, num_actors=FLAGS.num_actors,
       num_actor_processes=FLAGS.num_actor_processes,
-      envs_per_actor=FLAGS.envs_per_actor or preset.envs_per_actor,
+      envs_per_actor=envs_per_actor,
       reverb_port=FLAGS.reverb_port, queue_capacity=FLAGS.queue_capacity,
       weights_every=FLAGS.weights_every,
       weights_min_interval_s=FLAGS.weights_min_interval_secs,
@@ -159,7 +214,8 @@ def _options_and_spec():
       log_every_s=FLAGS.log_every_secs,
       summary_every_s=FLAGS.summary_every_secs,
       checkpoint_every_s=FLAGS.checkpoint_every_secs,
-      eval_episodes=FLAGS.eval_episodes, export=FLAGS.export)
+      eval_episodes=FLAGS.eval_episodes, export=FLAGS.export,
+      steps_per_call=FLAGS.steps_per_call)
   return spec, options
 
 
@@ -169,10 +225,25 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # TF's INFO lines drown progress.
   spec, options = _options_and_spec()
   from trainers import loop  # pylint: disable=g-import-not-at-top
+  strategy = _strategy()
+  replicas = strategy.num_replicas_in_sync
+  if options.batch_size % replicas:
+    # Checked here, before loop.train creates the run directory; the
+    # dataset would only fail after it.
+    raise cli.FlagError(
+        f"--batch_size={options.batch_size}: expected a multiple of the "
+        f"{replicas} replicas of --strategy={FLAGS.strategy}")
+  from tf_metagrad import runs  # pylint: disable=g-import-not-at-top
+  from tf_metagrad.agents import base  # pylint: disable=g-import-not-at-top
+  try:
+    base.check_jit_compile(strategy, runs.agent_config(spec).jit_compile)
+  except ValueError as e:
+    raise cli.FlagError(f"--config=jit_compile=true with --strategy="
+                        f"{FLAGS.strategy}: {e}") from None
   stop = loop.StopFlag()
   stop.install()
   try:
-    loop.train(spec, options, strategy=_strategy(), stop=stop,
+    loop.train(spec, options, strategy=strategy, stop=stop,
                log=lambda msg: print(msg, flush=True))
   except RuntimeError as e:
     # RunError (bad run directory) and the loop's own failures (no data,
@@ -185,4 +256,4 @@ def main(argv):
 
 if __name__ == "__main__":
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  app.run(main)
+  cli.run(main)

@@ -5,54 +5,22 @@ import pytest
 import tensorflow as tf
 
 from tf_metagrad import agents
+from tests import finite_differences as fd
 from tests.agents import helpers
 
 TINY = dict(dtype="float64", mlp_hidden_sizes=(6,), head_hidden_sizes=(6,),
             learning_rate=0.05, max_grad_norm=None, meta_units=4)
 
 
-def _check(learner, inner, outer, rng, eps=1e-6, per_tensor=2):
-  grads = learner.metagradient(inner, outer)
-  base = learner.meta_params()
-  assert set(grads) == set(base) and len(base) == 5  # LSTM (3) + linear (2)
-
-  def loss_at(meta):
-    return float(learner.outer_loss_after_inner_update(inner, outer,
-                                                       meta_params=meta))
-
-  # A directional derivative covers every weight at once ...
-  direction = {k: tf.constant(rng.normal(size=v.shape)) for k, v in
-               base.items()}
-  numeric = (loss_at({k: base[k] + eps * direction[k] for k in base})
-             - loss_at({k: base[k] - eps * direction[k] for k in base})
-             ) / (2 * eps)
-  analytic = sum(float(tf.reduce_sum(grads[k] * direction[k])) for k in base)
-  np.testing.assert_allclose(analytic, numeric, rtol=1e-5)
-  # ... and single entries make sure no tensor is mixed up with another.
-  for name, value in base.items():
-    flat = value.numpy().reshape(-1)
-    for i in rng.choice(flat.size, size=min(per_tensor, flat.size),
-                        replace=False):
-      def at(delta):
-        moved = flat.copy()
-        moved[i] += delta
-        return loss_at(dict(base, **{name: tf.constant(
-            moved.reshape(value.shape))}))
-      numeric = (at(eps) - at(-eps)) / (2 * eps)
-      analytic = grads[name].numpy().reshape(-1)[i]
-      np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-10,
-                                 err_msg=f"{name}[{i}]")
-
-
 @pytest.mark.parametrize("num_inner_steps,overrides", [
     (1, {}),
     (3, {}),
-    (3, {"pseudo_label_weight": 0.5, "pseudo_label_normalize": True}),
+    (3, {"pseudo_label_weight": 0.5, "pseudo_label_normalize": "value"}),
     (2, {"distributional": True, "num_quantiles": 3, "use_observation": True}),
 ])
 def test_frodo_metagradient_matches_finite_differences(num_inner_steps,
-                                                      overrides):
-  rng = np.random.default_rng(num_inner_steps)
+                                                      overrides, fd_seed):
+  rng = np.random.default_rng(fd.shaken(num_inner_steps, fd_seed))
   spec, space = helpers.spaces()
   learner = agents.make_learner("frodo", spec, space,
                                 num_inner_steps=num_inner_steps, **TINY,
@@ -60,40 +28,29 @@ def test_frodo_metagradient_matches_finite_differences(num_inner_steps,
   inner = [helpers.random_trajectory(rng, 4, 3)
            for _ in range(num_inner_steps)]
   outer = helpers.random_trajectory(rng, 4, 3)
-  _check(learner, inner if num_inner_steps > 1 else inner[0], outer, rng)
+  # Random directions cover every weight at once; two entries of each tensor
+  # (LSTM kernels and bias, linear kernel and bias) make sure none is mixed
+  # up with another.
+  report = helpers.fd_check(
+      learner, inner if num_inner_steps > 1 else inner[0], outer, rng,
+      entries=2, directions=2)
+  sizes = [int(np.prod(v.shape)) for v in learner.meta_params().values()]
+  assert len(sizes) == 5
+  assert len(report.labels) == sum(min(2, n) for n in sizes) + 2
 
 
-def test_frodo_metagradient_every_meta_weight_matches_finite_differences():
+def test_frodo_metagradient_every_meta_weight_matches_finite_differences(
+    fd_seed):
   """Central differences in every entry of every meta-network tensor, M = 1."""
-  rng = np.random.default_rng(5)
+  rng = np.random.default_rng(fd.shaken(5, fd_seed))
   spec, space = helpers.spaces()
   learner = agents.make_learner("frodo", spec, space, num_inner_steps=1,
                                 **TINY)
   inner = helpers.random_trajectory(rng, 4, 3)
   outer = helpers.random_trajectory(rng, 4, 3)
-  grads = learner.metagradient(inner, outer)
-  base = learner.meta_params()
   # LSTM kernels [3, 16], [4, 16] and bias [16]; linear [4, 1] and [1].
-  assert sum(int(np.prod(v.shape)) for v in base.values()) == 133
-  # Traced once, so the 266 evaluations below take about a second.
-  loss_at = tf.function(lambda meta: learner.outer_loss_after_inner_update(
-      inner, outer, meta_params=meta))
-  eps = 1e-6
-  for name, value in base.items():
-    flat = value.numpy().reshape(-1)
-    numeric = np.zeros_like(flat)
-    for i in range(flat.size):
-      losses = []
-      for delta in (eps, -eps):
-        moved = flat.copy()
-        moved[i] += delta
-        losses.append(float(loss_at(dict(base, **{name: tf.constant(
-            moved.reshape(value.shape))}))))
-      numeric[i] = (losses[0] - losses[1]) / (2 * eps)
-    analytic = grads[name].numpy().reshape(-1)
-    assert np.linalg.norm(numeric) > 1e-6, f"{name}: degenerate test"
-    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-9,
-                               err_msg=name)
+  report = helpers.fd_check(learner, inner, outer, rng)
+  assert len(report.labels) == 133
 
 
 def test_frodo_step_splits_unroll_into_consecutive_trajectories():

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tf_metagrad import agents
+from tests import finite_differences as fd
 from tests.agents import helpers
 
 TINY = dict(dtype="float64", mlp_hidden_sizes=(8,), head_hidden_sizes=(8,),
@@ -23,6 +24,7 @@ def _spread_logits(learner):
     ("mgrl", {"gamma_embedding": True, "gamma_embedding_size": 3}, 2),
     ("stac", {}, 6),
     ("stac", {"separate_alphas": True}, 7),
+    ("stac", {"head_hidden_sizes": ()}, 6),
     ("stacx", {"num_heads": 2}, 12),
     ("stac", {"distributional": True, "num_quantiles": 3}, 6),
     ("stacx", {"num_heads": 2, "distributional": True, "num_quantiles": 2},
@@ -34,14 +36,16 @@ def _spread_logits(learner):
     ("drmg", {"num_quantiles": 3, "distributional_advantage": "vtrace",
               "outer_batch": "split"}, 12),
 ])
-def test_metagradient_matches_finite_differences(agent, overrides, expected):
-  rng = np.random.default_rng(0)
+def test_metagradient_matches_finite_differences(agent, overrides, expected,
+                                                fd_seed):
+  rng = np.random.default_rng(fd.shaken(0, fd_seed))
   spec, space = helpers.spaces()
-  learner = agents.make_learner(agent, spec, space, **TINY, **overrides)
+  learner = agents.make_learner(agent, spec, space, **dict(TINY, **overrides))
   _spread_logits(learner)
   inner = helpers.random_trajectory(rng, 4, 3)
   outer = helpers.random_trajectory(rng, 4, 3)
-  assert helpers.fd_check_every_entry(learner, inner, outer) == expected
+  report = helpers.fd_check(learner, inner, outer, rng)
+  assert len(report.labels) == expected
 
 
 @pytest.mark.parametrize("agent,overrides,expected", [
@@ -49,8 +53,8 @@ def test_metagradient_matches_finite_differences(agent, overrides, expected):
     ("drmg", {"num_quantiles": 3}, 3 * 3 + 3),
 ])
 def test_metagradient_through_active_gradient_clipping(agent, overrides,
-                                                       expected):
-  rng = np.random.default_rng(3)
+                                                       expected, fd_seed):
+  rng = np.random.default_rng(fd.shaken(3, fd_seed))
   spec, space = helpers.spaces()
   learner = agents.make_learner(agent, spec, space,
                                 **dict(TINY, max_grad_norm=0.05), **overrides)
@@ -66,10 +70,8 @@ def test_metagradient_through_active_gradient_clipping(agent, overrides,
   assert float(norm) > 4 * 0.05, float(norm)
   np.testing.assert_allclose(float(tf.linalg.global_norm(grads)), 0.05,
                              rtol=1e-12)
-  # The clipped step makes some entries tiny (~1e-6): atol covers the
-  # finite-difference round-off at that scale.
-  assert helpers.fd_check_every_entry(learner, inner, outer,
-                                      atol=1e-10) == expected
+  report = helpers.fd_check(learner, inner, outer, rng)
+  assert len(report.labels) == expected
 
 
 def test_metagradient_changes_no_state():

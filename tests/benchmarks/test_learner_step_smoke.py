@@ -55,3 +55,13 @@ def test_bad_flag_values_are_rejected(parse_flags):
     parse_flags(["--agent=dqn"])
   with pytest.raises(flags.IllegalFlagValueError, match="batch_size"):
     parse_flags(["--batch_size=0"])
+
+
+def test_empty_head_hidden_sizes_measure_linear_heads(parse_flags, capsys):
+  parse_flags(["--agent=stac", "--head_hidden_sizes="] + _TINY_FLAGS)
+  learner_step.main(["learner_step"])
+  first = capsys.readouterr().out.strip().splitlines()[0]
+  assert "head_hidden_sizes=() " in first, first
+  parse_flags(["--agent=stac", "--head_hidden_sizes=4,x"] + _TINY_FLAGS)
+  with pytest.raises(app.UsageError, match="--head_hidden_sizes=4,x"):
+    learner_step.main(["learner_step"])

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tf_metagrad import optim
 from tf_metagrad.meta import engine as engine_lib
+from tests import finite_differences as fd
 from tests.meta import problems
 
 OPTIMIZERS = {
@@ -15,8 +16,8 @@ OPTIMIZERS = {
 }
 
 
-def _setup(num_steps, opt_name, exact=True, max_grad_norm=None):
-  model = problems.make_model()
+def _setup(num_steps, opt_name, exact=True, max_grad_norm=None, seed=0):
+  model = problems.make_model(seed)
   optimizer = OPTIMIZERS[opt_name]()
   engine = engine_lib.MetaGradientEngine(
       optimizer, num_inner_steps=num_steps,
@@ -26,8 +27,8 @@ def _setup(num_steps, opt_name, exact=True, max_grad_norm=None):
   state = optimizer.init(params)
   warm_grads = [0.3 * tf.ones_like(p) for p in params]
   _, state = optimizer.update(warm_grads, state, params, 0.0)
-  inner_batches = problems.make_batches(num_steps, seed=1)
-  outer = problems.make_batches(1, seed=2)[0]
+  inner_batches = problems.make_batches(num_steps, seed=seed + 1)
+  outer = problems.make_batches(1, seed=seed + 2)[0]
   inner_fn, outer_fn = problems.losses(model)
   batches = inner_batches if num_steps > 1 else inner_batches[0]
   return engine, inner_fn, outer_fn, params, state, batches, outer
@@ -39,50 +40,52 @@ def _metagradient(engine, inner_fn, outer_fn, params, state, batches, outer,
                              batches, outer, lr)
 
 
+def _check(setup, rng, label):
+  """FD check of every metaparameter entry (tests/finite_differences.py)."""
+  engine, inner_fn, outer_fn, params, state, batches, outer = setup
+  meta = problems.make_meta()
+  result = _metagradient(*setup, meta)
+
+  def loss(point):
+    return float(engine.outer_loss_at(
+        inner_fn, outer_fn, params, state,
+        {k: tf.constant(v) for k, v in point.items()}, meta, batches, outer,
+        0.05))
+
+  return result, fd.check_gradient(
+      loss, {k: v.numpy() for k, v in meta.items()},
+      {k: v.numpy() for k, v in result.meta_grads.items()}, rng=rng,
+      label=label)
+
+
 @pytest.mark.parametrize("num_steps", [1, 3])
 @pytest.mark.parametrize("opt_name", ["sgd", "rmsprop", "adam"])
-def test_exact_metagradient_matches_finite_differences(num_steps, opt_name):
-  engine, inner_fn, outer_fn, params, state, batches, outer = _setup(
-      num_steps, opt_name, max_grad_norm=None)
-  meta = problems.make_meta()
-  result = _metagradient(engine, inner_fn, outer_fn, params, state, batches,
-                         outer, meta)
-  eps = 1e-6
-  for name, value in meta.items():
-    flat = value.numpy().reshape(-1)
-    for i in range(flat.size):
-      def at(delta):
-        moved = flat.copy()
-        moved[i] += delta
-        perturbed = dict(meta)
-        perturbed[name] = tf.constant(moved.reshape(value.shape))
-        return float(engine.outer_loss_at(
-            inner_fn, outer_fn, params, state, perturbed, meta, batches,
-            outer, 0.05))
-      numeric = (at(eps) - at(-eps)) / (2 * eps)
-      analytic = result.meta_grads[name].numpy().reshape(-1)[i]
-      assert abs(analytic) > 1e-6, f"{name}[{i}] has no meta-gradient"
-      np.testing.assert_allclose(analytic, numeric, rtol=1e-5,
-                                 err_msg=f"{name}[{i}]")
+def test_exact_metagradient_matches_finite_differences(num_steps, opt_name,
+                                                       fd_seed):
+  seed = fd.shaken(0, fd_seed)
+  result, _ = _check(_setup(num_steps, opt_name, seed=seed),
+                     np.random.default_rng(seed), f"{opt_name} M={num_steps}")
+  for name, grad in result.meta_grads.items():
+    assert np.all(np.abs(grad.numpy()) > 1e-6), f"{name} has no meta-gradient"
 
 
-def test_clipped_inner_update_is_differentiated_exactly():
-  engine, inner_fn, outer_fn, params, state, batches, outer = _setup(
-      2, "rmsprop", max_grad_norm=0.5)
-  meta = problems.make_meta()
-  result = _metagradient(engine, inner_fn, outer_fn, params, state, batches,
-                         outer, meta)
-  assert float(result.inner.grad_norms[0]) > 0.5  # clipping is active
-  eps = 1e-6
-  moved = dict(meta, shift=meta["shift"] + eps)
-  back = dict(meta, shift=meta["shift"] - eps)
-  numeric = (float(engine.outer_loss_at(inner_fn, outer_fn, params, state,
-                                        moved, meta, batches, outer, 0.05))
-             - float(engine.outer_loss_at(inner_fn, outer_fn, params, state,
-                                          back, meta, batches, outer, 0.05))
-             ) / (2 * eps)
-  np.testing.assert_allclose(result.meta_grads["shift"].numpy(), numeric,
-                             rtol=1e-5)
+def test_clipped_inner_update_is_differentiated_exactly(fd_seed):
+  seed = fd.shaken(0, fd_seed)
+  setup = _setup(2, "rmsprop", max_grad_norm=0.5, seed=seed)
+  result, _ = _check(setup, np.random.default_rng(seed), "clipped")
+  # Clipping is active, by a margin no finite-difference step crosses.
+  assert float(result.inner.grad_norms[0]) > 0.6
+
+
+@pytest.mark.parametrize("opt_name", ["rmsprop", "adam"])
+def test_finite_differences_reject_the_constant_statistics_metagradient(
+    opt_name, fd_seed):
+  """The check catches a meta-gradient that drops the optimizer-statistics
+  term: the same outer loss, differentiated without it, must fail."""
+  seed = fd.shaken(0, fd_seed)
+  with pytest.raises(AssertionError, match="disagree"):
+    _check(_setup(3, opt_name, exact=False, seed=seed),
+           np.random.default_rng(seed), f"{opt_name} constant statistics")
 
 
 @pytest.mark.parametrize("num_steps", [1, 3])

@@ -1,35 +1,6 @@
-"""Finite differences and small models shared by the network tests."""
+"""Small models and numpy references shared by the network tests."""
 
 import numpy as np
-
-from tests.numerics import assert_close_relative  # pylint: disable=unused-import
-
-
-def central_difference(fn, arrays, eps=1e-6):
-  """Gradient of the float-valued fn(list of arrays) by central differences.
-
-  Args:
-    fn: maps a list of float64 numpy arrays to a float.
-    arrays: the point, a list of arrays.
-    eps: step size.
-
-  Returns:
-    A list of arrays aligned with `arrays`.
-  """
-  arrays = [np.array(a, dtype=np.float64) for a in arrays]
-  grads = []
-  for a in arrays:
-    g = np.zeros_like(a)
-    for index in np.ndindex(*a.shape):
-      old = a[index]
-      a[index] = old + eps
-      plus = float(fn(arrays))
-      a[index] = old - eps
-      minus = float(fn(arrays))
-      a[index] = old
-      g[index] = (plus - minus) / (2 * eps)
-    grads.append(g)
-  return grads
 
 
 def randomize(layer, seed=0, scale=0.5):

@@ -41,6 +41,23 @@ def test_policy_value_head_is_two_separate_mlps():
   assert [l.units for l in default.policy.linears] == [256, 256, 3]
 
 
+def test_empty_hidden_sizes_make_linear_heads():
+  """IMPALA's heads: one linear layer each on the torso's features."""
+  head = networks.PolicyValueHead(4, hidden_sizes=(), dtype='float64')
+  head.build([None, 5])
+  helpers.randomize(head)
+  x = _features()
+  logits, value = head(x)
+  policy, = head.policy.linears
+  critic, = head.value.linears
+  np.testing.assert_allclose(
+      logits.numpy(), x @ policy.kernel.numpy() + policy.bias.numpy(),
+      rtol=1e-12)
+  np.testing.assert_allclose(
+      value.numpy(), (x @ critic.kernel.numpy() + critic.bias.numpy())[:, 0],
+      rtol=1e-12)
+
+
 def test_squashed_gaussian_head_follows_stac_formula():
   head = networks.SquashedGaussianPolicyHead(2, hidden_sizes=(4,),
                                              sigma_min=-3.0, sigma_max=0.5,
@@ -115,6 +132,27 @@ _HEADS = [
     ('multi', lambda d: networks.MultiHead(
         networks.PolicyQuantileHead(4, 5, (6,)), num_heads=2, dtype=d)),
 ]
+
+
+def test_stacked_gaussian_heads_trace_as_they_run_eagerly():
+  """Graph and eager agree where grappler once broke them: two stacked
+  squashed-Gaussian heads, one head's mean and log(std) read together (the
+  shape of STACX's continuous loss; see SquashedGaussianPolicyHead.call)."""
+  heads = networks.MultiHead(networks.GaussianPolicyValueHead(2, (8,)), 2,
+                             dtype='float64')
+  heads.build([None, 5])
+  helpers.randomize(heads, seed=1)
+  x = tf.constant(np.random.default_rng(2).normal(size=(4, 3, 5)))
+
+  def mean_and_log_std():
+    mean, std, _ = heads(x)
+    return mean[1][:-1], tf.math.log(std[1][:-1])
+
+  for eager, traced in zip(mean_and_log_std(),
+                           tf.function(mean_and_log_std)()):
+    # Elementwise ops on one matmul of 8 terms: a few roundings apart.
+    np.testing.assert_allclose(traced.numpy(), eager.numpy(), rtol=1e-14,
+                               atol=1e-14)
 
 
 @pytest.mark.parametrize('name,make', _HEADS)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import finite_differences as fd
 from tests.networks import helpers
 from tf_metagrad import networks
 from tf_metagrad.networks import params
@@ -106,9 +107,11 @@ def test_perturbed_weights_match_a_fresh_copy(make, inputs):
 
 @pytest.mark.parametrize('make,inputs', [(_agent, _obs),
                                          (_conv_lstm_net, _frames)])
-def test_gradients_wrt_substitutes_match_variables_and_fd(make, inputs):
+def test_gradients_wrt_substitutes_match_variables_and_fd(make, inputs,
+                                                         fd_seed):
   model = make()
-  x = inputs()
+  helpers.randomize(model, seed=fd_seed)
+  x = inputs(seed=fd_seed)
   variables = model.trainable_variables
   with tf.GradientTape() as tape:
     loss = _scalar(model(x))
@@ -125,10 +128,8 @@ def test_gradients_wrt_substitutes_match_variables_and_fd(make, inputs):
     return _scalar(networks.call_with_weights(
         model, [tf.constant(a) for a in arrays], x))
 
-  numerical = helpers.central_difference(value, [w.numpy() for w in weights])
-  helpers.assert_close_relative(
-      np.concatenate([g.numpy().ravel() for g in sub_grads]),
-      np.concatenate([g.ravel() for g in numerical]), rtol=1e-7)
+  fd.check_gradient_list(value, [w.numpy() for w in weights], sub_grads,
+                         rng=np.random.default_rng(fd_seed))
 
 
 def test_wrong_length_shape_and_dtype_raise_naming_the_variable():
@@ -214,13 +215,13 @@ def test_inside_tf_function(jit_compile):
       networks.call_with_weights(model, other, x).numpy(), rtol=1e-12)
 
 
-def test_maml_second_order_gradient_matches_fd():
+def test_maml_second_order_gradient_matches_fd(fd_seed):
   inputs = tf.keras.Input(shape=(2,), dtype='float64')
   hidden = networks.Linear(3, activation='tanh', dtype='float64')(inputs)
   outputs = networks.Linear(1, dtype='float64')(hidden)
   model = tf.keras.Model(inputs, outputs)
-  helpers.randomize(model, seed=4)
-  rng = np.random.default_rng(5)
+  helpers.randomize(model, seed=fd.shaken(4, fd_seed))
+  rng = np.random.default_rng(fd.shaken(5, fd_seed))
   x_in, y_in = rng.normal(size=(6, 2)), rng.normal(size=(6, 1))
   x_out, y_out = rng.normal(size=(6, 2)), rng.normal(size=(6, 1))
   lr = 0.3
@@ -254,11 +255,9 @@ def test_maml_second_order_gradient_matches_fd():
   first_order = tape.gradient(loss, adapted)
   gap = sum(np.sum((a - b)**2) for a, b in zip(meta_grads, first_order))
   assert gap > 1e-6
-  numerical = helpers.central_difference(
-      lambda arrays: outer_loss([tf.constant(a) for a in arrays]),
-      [w.numpy() for w in weights])
-  for g, n in zip(meta_grads, numerical):
-    helpers.assert_close_relative(g.numpy(), n, rtol=1e-7)
+  fd.check_gradient_list(
+      lambda arrays: float(outer_loss([tf.constant(a) for a in arrays])),
+      [w.numpy() for w in weights], meta_grads, rng=rng)
 
 
 def test_scopes_are_thread_local():

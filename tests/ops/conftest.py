@@ -1,66 +1,53 @@
-"""Finite-difference helpers shared by the ops tests (exposed as fixtures)."""
+"""Finite-difference checks for the ops tests (exposed as fixtures).
+
+Both compare tape derivatives with central differences through
+`tests.finite_differences.check_gradient`, whose tolerance follows the error
+model in docs/CONVENTIONS.md.
+"""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.numerics import assert_close_relative
-
-_EPS = 1e-6
+from tests import finite_differences as fd
 
 
-def central_difference(fn, x, eps=_EPS):
-  """Gradient of the float-valued `fn` at the numpy array `x`, O(eps^2)."""
-  x = np.array(x, dtype=np.float64)
-  grad = np.zeros_like(x)
-  for index in np.ndindex(*x.shape):
-    plus, minus = x.copy(), x.copy()
-    plus[index] += eps
-    minus[index] -= eps
-    grad[index] = (fn(plus) - fn(minus)) / (2 * eps)
-  return grad
-
-
-def check_gradients(scalar_fn, inputs, names, rtol=1e-6):
-  """Checks tape gradients of scalar_fn(**inputs) against finite differences.
+def check_gradients(scalar_fn, inputs, names, seed=0):
+  """Checks tape gradients of scalar_fn(**inputs) against finite differences,
+  every entry of each input in `names` in turn.
 
   Args:
     scalar_fn: maps float64 tensors (keyword arguments) to a scalar tensor.
     inputs: dict of numpy float64 arrays.
     names: the inputs to differentiate with respect to.
-    rtol: bound on the norm-wise relative error.
+    seed: randomness of the check itself (its noise line).
   """
   tensors = {k: tf.constant(v, tf.float64) for k, v in inputs.items()}
   with tf.GradientTape() as tape:
     tape.watch([tensors[name] for name in names])
     value = scalar_fn(**tensors)
   grads = tape.gradient(value, [tensors[name] for name in names])
+  rng = np.random.default_rng(seed)
   for name, grad in zip(names, grads):
     assert grad is not None, f'no gradient flows to {name}'
 
-    def perturbed(x, name=name):
-      moved = dict(tensors)
-      moved[name] = tf.constant(x, tf.float64)
+    def perturbed(point, name=name):
+      moved = dict(tensors, **{name: tf.constant(point[name], tf.float64)})
       return float(scalar_fn(**moved))
 
-    numerical = central_difference(perturbed, inputs[name])
-    assert np.linalg.norm(numerical) > 0, f'{name}: degenerate test'
-    try:
-      assert_close_relative(grad, numerical, rtol)
-    except AssertionError as error:
-      raise AssertionError(f'gradient w.r.t. {name}: {error}') from error
+    fd.check_gradient(perturbed, {name: inputs[name]}, {name: grad.numpy()},
+                      rng=rng, label=f'd/d {name}')
 
 
-def check_second_order(scalar_fn, inputs, inner, outer, seed=0, rtol=1e-6):
+def check_second_order(scalar_fn, inputs, inner, outer, seed=0):
   """d/d outer of <w, d scalar_fn / d inner> against finite differences.
 
   The mixed derivative is computed with a tape inside a tape, as a
   meta-gradient would be.
   """
   tensors = {k: tf.constant(v, tf.float64) for k, v in inputs.items()}
-  weights = tf.constant(
-      np.random.default_rng(seed).normal(size=np.shape(inputs[inner])),
-      tf.float64)
+  rng = np.random.default_rng(seed)
+  weights = tf.constant(rng.normal(size=np.shape(inputs[inner])), tf.float64)
 
   def projected_gradient(tensors):
     with tf.GradientTape() as tape:
@@ -74,14 +61,12 @@ def check_second_order(scalar_fn, inputs, inner, outer, seed=0, rtol=1e-6):
   mixed = outer_tape.gradient(value, tensors[outer])
   assert mixed is not None, f'no second-order gradient to {outer}'
 
-  def perturbed(x):
-    moved = dict(tensors)
-    moved[outer] = tf.constant(x, tf.float64)
+  def perturbed(point):
+    moved = dict(tensors, **{outer: tf.constant(point[outer], tf.float64)})
     return float(projected_gradient(moved))
 
-  numerical = central_difference(perturbed, inputs[outer])
-  assert np.linalg.norm(numerical) > 0, 'degenerate second-order test'
-  assert_close_relative(mixed, numerical, rtol)
+  fd.check_gradient(perturbed, {outer: inputs[outer]}, {outer: mixed.numpy()},
+                    rng=rng, label=f'd/d {outer} <w, d/d {inner}>')
 
 
 @pytest.fixture(name='check_gradients')
@@ -93,7 +78,3 @@ def check_gradients_fixture():
 def check_second_order_fixture():
   return check_second_order
 
-
-@pytest.fixture(name='assert_close_relative')
-def assert_close_relative_fixture():
-  return assert_close_relative

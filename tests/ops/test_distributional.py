@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tf_metagrad.ops import distributional
+from tests import finite_differences as fd
 
 B, N, M = 3, 4, 5
 
@@ -107,9 +108,10 @@ def test_extra_leading_dimensions_and_per_example_taus():
 
 
 @pytest.mark.parametrize('kappa', [0.0, 1.0])
-def test_gradients_match_finite_differences(check_gradients, kappa):
-  predictions, targets, taus = make_inputs(seed=3)
-  weights = tf.constant(np.random.default_rng(3).normal(size=B))
+def test_gradients_match_finite_differences(check_gradients, kappa, fd_seed):
+  seed = fd.shaken(3, fd_seed)
+  predictions, targets, taus = make_inputs(seed=seed)
+  weights = tf.constant(np.random.default_rng(seed).normal(size=B))
 
   def objective(predictions, targets, taus):
     return tf.reduce_sum(weights * distributional.quantile_huber_loss(
@@ -117,19 +119,23 @@ def test_gradients_match_finite_differences(check_gradients, kappa):
 
   check_gradients(objective,
                   dict(predictions=predictions, targets=targets, taus=taus),
-                  ['predictions', 'targets', 'taus'])
+                  ['predictions', 'targets', 'taus'], seed=seed)
 
 
-def test_second_order_matches_finite_differences(check_second_order):
-  predictions, targets, taus = make_inputs(seed=4)
+def test_second_order_matches_finite_differences(check_second_order,
+                                                 fd_seed):
+  seed = fd.shaken(4, fd_seed)
+  predictions, targets, taus = make_inputs(seed=seed)
 
   def objective(predictions, targets, taus):
     return tf.reduce_sum(distributional.quantile_huber_loss(
         predictions, targets, taus, kappa=2.0))
 
   inputs = dict(predictions=predictions, targets=targets, taus=taus)
-  check_second_order(objective, inputs, inner='predictions', outer='targets')
-  check_second_order(objective, inputs, inner='predictions', outer='taus')
+  check_second_order(objective, inputs, inner='predictions', outer='targets',
+                     seed=seed)
+  check_second_order(objective, inputs, inner='predictions', outer='taus',
+                     seed=seed)
 
 
 @pytest.mark.parametrize('dtype,rtol,atol', [(tf.float32, 1e-5, 1e-6),

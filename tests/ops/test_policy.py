@@ -6,6 +6,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tf_metagrad.ops import policy
+from tests import finite_differences as fd
 
 tfd = tfp.distributions
 T, B, A = 2, 3, 4
@@ -56,9 +57,11 @@ def test_categorical_ops_match_tfp():
   assert np.all(policy.categorical_kl(p_logits, p_logits).numpy() == 0)
 
 
-def test_categorical_gradients(check_gradients, check_second_order):
-  actions = tf.constant(np.random.default_rng(5).integers(0, A, size=(T, B)))
-  weights = tf.constant(np.random.default_rng(5).normal(size=(3, T, B)))
+def test_categorical_gradients(check_gradients, check_second_order, fd_seed):
+  seed = fd.shaken(5, fd_seed)
+  actions = tf.constant(
+      np.random.default_rng(seed).integers(0, A, size=(T, B)))
+  weights = tf.constant(np.random.default_rng(seed).normal(size=(3, T, B)))
 
   def objective(p_logits, q_logits):
     return (tf.reduce_sum(weights[0] * policy.categorical_log_prob(
@@ -67,11 +70,13 @@ def test_categorical_gradients(check_gradients, check_second_order):
             tf.reduce_sum(weights[2] * policy.categorical_kl(p_logits,
                                                              q_logits)))
 
-  inputs = dict(p_logits=make_logits(5), q_logits=make_logits(6))
-  check_gradients(objective, inputs, ['p_logits', 'q_logits'])
+  inputs = dict(p_logits=make_logits(seed), q_logits=make_logits(seed + 1))
+  check_gradients(objective, inputs, ['p_logits', 'q_logits'], seed=seed)
   # A sparse softmax cross-entropy would refuse this second derivative.
-  check_second_order(objective, inputs, inner='p_logits', outer='p_logits')
-  check_second_order(objective, inputs, inner='p_logits', outer='q_logits')
+  check_second_order(objective, inputs, inner='p_logits', outer='p_logits',
+                     seed=seed)
+  check_second_order(objective, inputs, inner='p_logits', outer='q_logits',
+                     seed=seed)
 
 
 def test_policy_gradient_loss():
@@ -203,12 +208,14 @@ def test_gaussian_kl_equals_monte_carlo_kl_of_squashed_policies():
   np.testing.assert_allclose(monte_carlo, exact, rtol=0.02)
 
 
-def test_gaussian_gradients(check_gradients, check_second_order):
-  mean, std = make_gaussian(13)
-  mean_q, std_q = make_gaussian(14)
-  actions = np.random.default_rng(13).uniform(-0.9, 0.9, size=mean.shape)
-  noise = np.random.default_rng(14).normal(size=mean.shape)
-  weights = tf.constant(np.random.default_rng(15).normal(size=(4, T, B)))
+def test_gaussian_gradients(check_gradients, check_second_order, fd_seed):
+  seed = fd.shaken(13, fd_seed)
+  mean, std = make_gaussian(seed)
+  mean_q, std_q = make_gaussian(seed + 1)
+  actions = np.random.default_rng(seed).uniform(-0.9, 0.9, size=mean.shape)
+  noise = np.random.default_rng(seed + 1).normal(size=mean.shape)
+  weights = tf.constant(np.random.default_rng(seed + 2).normal(
+      size=(4, T, B)))
 
   def objective(mean, std, actions, mean_q, std_q, noise):
     _, sample_log_prob = policy.squashed_gaussian_sample(mean, std,
@@ -220,9 +227,10 @@ def test_gaussian_gradients(check_gradients, check_second_order):
 
   inputs = dict(mean=mean, std=std, actions=actions, mean_q=mean_q,
                 std_q=std_q, noise=noise)
-  check_gradients(objective, inputs, list(inputs))
-  check_second_order(objective, inputs, inner='mean', outer='std')
-  check_second_order(objective, inputs, inner='std', outer='actions')
+  check_gradients(objective, inputs, list(inputs), seed=seed)
+  check_second_order(objective, inputs, inner='mean', outer='std', seed=seed)
+  check_second_order(objective, inputs, inner='std', outer='actions',
+                     seed=seed)
 
 
 @pytest.mark.parametrize('dtype,rtol,atol', [(tf.float32, 1e-4, 1e-5),

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tf_metagrad.ops import returns
+from tests import finite_differences as fd
 
 T, B, N = 6, 3, 4
 TERMINAL_STEP = 2
@@ -250,38 +251,43 @@ def weighted(op, seed, shape):
 
 
 @pytest.mark.parametrize('quantiles', [False, True])
-def test_gradients_match_finite_differences(check_gradients, quantiles):
-  inputs = make_inputs(seed=9, quantiles=quantiles)
+def test_gradients_match_finite_differences(check_gradients, quantiles,
+                                           fd_seed):
+  seed = fd.shaken(9, fd_seed)
+  inputs = make_inputs(seed=seed, quantiles=quantiles)
   shape = inputs['values'].shape
-  inputs['lambda_'] = np.random.default_rng(9).uniform(
+  inputs['lambda_'] = np.random.default_rng(seed).uniform(
       0.2, 0.9, [N] if quantiles else [T, B])
-  check_gradients(weighted(returns.lambda_returns, 9, shape), inputs,
-                  list(inputs))
+  check_gradients(weighted(returns.lambda_returns, seed, shape), inputs,
+                  list(inputs), seed=seed)
   del inputs['lambda_']
   n_step = lambda **kwargs: returns.n_step_returns(**kwargs, n=3)
-  check_gradients(weighted(n_step, 10, shape), inputs, list(inputs))
+  check_gradients(weighted(n_step, seed + 1, shape), inputs, list(inputs),
+                  seed=seed)
   del inputs['values']
-  check_gradients(weighted(returns.discounted_returns, 11, shape), inputs,
-                  list(inputs))
+  check_gradients(weighted(returns.discounted_returns, seed + 2, shape),
+                  inputs, list(inputs), seed=seed)
 
 
-def test_scalar_lambda_gradient(check_gradients):
-  inputs = make_inputs(seed=12)
+def test_scalar_lambda_gradient(check_gradients, fd_seed):
+  seed = fd.shaken(12, fd_seed)
+  inputs = make_inputs(seed=seed)
   inputs['lambda_'] = np.array(0.6)
-  check_gradients(weighted(returns.lambda_returns, 12, [T, B]), inputs,
-                  ['lambda_'])
+  check_gradients(weighted(returns.lambda_returns, seed, [T, B]), inputs,
+                  ['lambda_'], seed=seed)
 
 
 @pytest.mark.parametrize('inner,outer', [('values', 'lambda_'),
                                          ('discounts', 'lambda_'),
                                          ('lambda_', 'discounts')])
 def test_second_order_matches_finite_differences(check_second_order, inner,
-                                                 outer):
-  inputs = make_inputs(seed=13)
+                                                 outer, fd_seed):
+  seed = fd.shaken(13, fd_seed)
+  inputs = make_inputs(seed=seed)
   inputs['lambda_'] = np.array(0.6)
-  objective = weighted(returns.lambda_returns, 13, [T, B])
+  objective = weighted(returns.lambda_returns, seed, [T, B])
   squared = lambda **kwargs: objective(**kwargs)**2
-  check_second_order(squared, inputs, inner=inner, outer=outer)
+  check_second_order(squared, inputs, inner=inner, outer=outer, seed=seed)
 
 
 def squared_n_step(**kwargs):
@@ -302,11 +308,12 @@ def squared_discounted(**kwargs):
     (squared_discounted, 'discounts', 'rewards'),
 ])
 def test_n_step_and_discounted_second_order(check_second_order, op, inner,
-                                            outer):
-  inputs = make_inputs(seed=18)
+                                            outer, fd_seed):
+  seed = fd.shaken(18, fd_seed)
+  inputs = make_inputs(seed=seed)
   if op is squared_discounted:
     del inputs['values']
-  check_second_order(op, inputs, inner=inner, outer=outer)
+  check_second_order(op, inputs, inner=inner, outer=outer, seed=seed)
 
 
 def all_returns(rewards, discounts, values, bootstrap_value, lambda_):

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tf_metagrad.ops import returns
 from tf_metagrad.ops import vtrace
+from tests import finite_differences as fd
 
 T, B, N = 5, 3, 4
 TERMINAL_STEP = 2  # discounts[2, 0] = 0: an episode ends inside the unroll.
@@ -262,27 +263,30 @@ def leaky_vtrace_objective(weights_vs, weights_pg):
 
 
 @pytest.mark.parametrize('quantiles', [False, True])
-def test_gradients_match_finite_differences(check_gradients, quantiles):
-  inputs = make_inputs(seed=9, quantiles=quantiles)
-  rng = np.random.default_rng(9)
+def test_gradients_match_finite_differences(check_gradients, quantiles,
+                                           fd_seed):
+  seed = fd.shaken(9, fd_seed)
+  inputs = make_inputs(seed=seed, quantiles=quantiles)
+  rng = np.random.default_rng(seed)
   shape = inputs['values'].shape
   inputs['lambda_'] = rng.uniform(0.3, 1.0, [N] if quantiles else [T, B])
   inputs['alpha'] = np.array(0.4)
   objective = leaky_vtrace_objective(rng.normal(size=shape),
                                      rng.normal(size=shape))
-  check_gradients(objective, inputs, list(inputs))
+  check_gradients(objective, inputs, list(inputs), seed=seed)
 
 
-def test_scalar_lambda_gradient(check_gradients):
-  inputs = make_inputs(seed=10)
+def test_scalar_lambda_gradient(check_gradients, fd_seed):
+  seed = fd.shaken(10, fd_seed)
+  inputs = make_inputs(seed=seed)
   inputs['lambda_'] = np.array(0.8)
   inputs['alpha'] = np.array(0.7)
-  inputs['alpha_c'] = np.random.default_rng(10).uniform(0.2, 0.9, [T, B])
-  rng = np.random.default_rng(10)
+  inputs['alpha_c'] = np.random.default_rng(seed).uniform(0.2, 0.9, [T, B])
+  rng = np.random.default_rng(seed)
   objective = leaky_vtrace_objective(rng.normal(size=[T, B]),
                                      rng.normal(size=[T, B]))
   check_gradients(objective, inputs,
-                  ['lambda_', 'alpha', 'alpha_c', 'discounts'])
+                  ['lambda_', 'alpha', 'alpha_c', 'discounts'], seed=seed)
 
 
 @pytest.mark.parametrize('inner,outer', [('values', 'alpha'),
@@ -292,15 +296,16 @@ def test_scalar_lambda_gradient(check_gradients):
                                          ('alpha', 'discounts'),
                                          ('values', 'alpha_c')])
 def test_second_order_matches_finite_differences(check_second_order, inner,
-                                                 outer):
-  inputs = make_inputs(seed=11)
+                                                 outer, fd_seed):
+  seed = fd.shaken(11, fd_seed)
+  inputs = make_inputs(seed=seed)
   inputs['lambda_'] = np.array(0.8)
   inputs['alpha'] = np.array(0.4)
   inputs['alpha_c'] = np.array(0.6)
-  rng = np.random.default_rng(11)
+  rng = np.random.default_rng(seed)
   objective = leaky_vtrace_objective(rng.normal(size=[T, B]),
                                      rng.normal(size=[T, B]))
-  check_second_order(objective, inputs, inner=inner, outer=outer)
+  check_second_order(objective, inputs, inner=inner, outer=outer, seed=seed)
 
 
 def meta_gradients(log_rhos, discounts, rewards, values, bootstrap_value,

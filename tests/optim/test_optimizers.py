@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.networks import helpers
+from tests import finite_differences as fd
 from tf_metagrad import optim
 
 _SHAPES = [(3,), (2, 2), ()]
@@ -112,10 +112,11 @@ def _rebuild_state(state, floats):
 @pytest.mark.parametrize('name,make,reference', _CASES)
 @pytest.mark.parametrize('stop_statistics', [False, True])
 def test_update_gradients_wrt_grads_and_state_match_fd(name, make, reference,
-                                                       stop_statistics):
+                                                       stop_statistics,
+                                                       fd_seed):
   del reference
   opt = make()
-  params, grads, rates = _steps(1, num_steps=3)
+  params, grads, rates = _steps(fd.shaken(1, fd_seed), num_steps=3)
   theta = [tf.constant(p) for p in params]
   state = opt.init(theta)
   # Move away from the zero initial state so every term is exercised.
@@ -123,7 +124,7 @@ def test_update_gradients_wrt_grads_and_state_match_fd(name, make, reference,
     theta, state = opt.update([tf.constant(g) for g in step_grads], state,
                               theta, lr)
   leaves = _flat_leaves(state)
-  rng = np.random.default_rng(2)
+  rng = np.random.default_rng(fd.shaken(2, fd_seed))
   weights_p = [rng.normal(size=s) for s in _SHAPES]
   weights_s = [rng.normal(size=l.shape) for l in leaves]
   n_grads = len(_SHAPES)
@@ -148,11 +149,9 @@ def test_update_gradients_wrt_grads_and_state_match_fd(name, make, reference,
     _check_stopped_statistics(opt, analytic, n_grads, state)
     return
   # Adam's nu is ~1e-3 here, where 1/sqrt(nu) curves strongly: small steps.
-  numerical = helpers.central_difference(
-      objective, [p.numpy() for p in point], eps=1e-7)
-  helpers.assert_close_relative(
-      np.concatenate([a.numpy().ravel() for a in analytic]),
-      np.concatenate([n.ravel() for n in numerical]), rtol=1e-6)
+  fd.check_gradient_list(lambda arrays: float(objective(arrays)),
+                         [p.numpy() for p in point], analytic, step=1e-7,
+                         rng=rng, label=name)
 
 
 def _check_stopped_statistics(opt, analytic, n_grads, state):
@@ -295,8 +294,8 @@ def test_linear_schedule_stac_values():
     optim.linear_schedule(0, 1.0, 0.0, 0)
 
 
-def test_clip_by_global_norm_values_and_gradients():
-  rng = np.random.default_rng(4)
+def test_clip_by_global_norm_values_and_gradients(fd_seed):
+  rng = np.random.default_rng(fd.shaken(4, fd_seed))
   arrays = [rng.normal(size=(3,)), rng.normal(size=(2, 2))]
   norm = np.sqrt(sum(np.sum(a**2) for a in arrays))
   clipped, got_norm = optim.clip_by_global_norm(
@@ -320,9 +319,8 @@ def test_clip_by_global_norm_values_and_gradients():
     tape.watch(tensors)
     value = objective(tensors)
   analytic = tape.gradient(value, tensors)
-  numerical = helpers.central_difference(objective, arrays)
-  for a, n in zip(analytic, numerical):
-    helpers.assert_close_relative(a.numpy(), n, rtol=1e-7)
+  fd.check_gradient_list(lambda values: float(objective(values)), arrays,
+                         analytic, rng=rng)
   zeros = [tf.zeros([2], tf.float64)]
   with tf.GradientTape() as tape:
     tape.watch(zeros)

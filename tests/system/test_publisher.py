@@ -3,6 +3,7 @@ no more often than asked."""
 
 import contextlib
 import time
+import types
 
 import numpy as np
 import reverb
@@ -24,7 +25,7 @@ def _client(variables):
     server.stop()
 
 
-def _wait_for_version(client, version, timeout_s=10.0):
+def _wait_for_version(client, version, timeout_s=60.0):
   deadline = time.monotonic() + timeout_s
   while time.monotonic() < deadline:
     fetched = weights_lib.fetch(client, timeout_s=5.0)
@@ -61,7 +62,7 @@ def test_an_offer_while_a_snapshot_is_pending_is_skipped():
     assert not publisher.offer(2)
     publisher.start()
     _wait_for_version(client, 1)
-    deadline = time.monotonic() + 10.0
+    deadline = time.monotonic() + 60.0
     while not publisher.offer(3):  # idle again once 1 is sent
       assert time.monotonic() < deadline
       time.sleep(0.01)
@@ -69,20 +70,39 @@ def test_an_offer_while_a_snapshot_is_pending_is_skipped():
     publisher.close()
 
 
-def test_offers_closer_than_the_minimum_interval_are_skipped():
+def _offer_at(publisher, monkeypatch, now, version):
+  """`publisher.offer(version)` with the publisher's clock reading `now`.
+
+  Real sleeps between offers would make the outcome depend on how long the
+  test thread is descheduled on a loaded machine; with a fake clock the
+  interval check sees exactly the times the test names.
+  """
+  with monkeypatch.context() as patch:
+    patch.setattr(weights_lib, "time",
+                  types.SimpleNamespace(monotonic=lambda: now))
+    return publisher.offer(version)
+
+
+def test_offers_closer_than_the_minimum_interval_are_skipped(monkeypatch):
   variables = [tf.Variable([0.0])]
   with _client(variables) as client:
     publisher = weights_lib.Publisher(client, variables, min_interval_s=0.5)
     publisher.start()
-    first = time.monotonic()
-    assert publisher.offer(1)
+    assert _offer_at(publisher, monkeypatch, 100.0, 1)
     _wait_for_version(client, 1)
-    while time.monotonic() - first < 0.4:
-      assert not publisher.offer(2)
-      time.sleep(0.05)
-    time.sleep(0.15)
     variables[0].assign([4.0])
-    assert publisher.offer(3)
-    _, values = _wait_for_version(client, 3)
+    # The interval has passed at 100.5: only snapshot 1's insert, still
+    # finishing on the publisher thread, can delay this offer.
+    deadline = time.monotonic() + 60.0
+    while not _offer_at(publisher, monkeypatch, 100.5, 2):
+      assert time.monotonic() < deadline
+      time.sleep(0.01)
+    _, values = _wait_for_version(client, 2)
     np.testing.assert_array_equal(values[0], [4.0])
+    # Closing joins the thread after its insert, so nothing is pending and
+    # only the interval can refuse the offers below.
     publisher.close()
+    assert not publisher.is_alive() and publisher.error is None
+    assert not _offer_at(publisher, monkeypatch, 100.5, 3)
+    assert not _offer_at(publisher, monkeypatch, 100.999, 3)
+    assert _offer_at(publisher, monkeypatch, 101.0, 3)

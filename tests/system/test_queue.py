@@ -118,12 +118,12 @@ def test_a_small_queue_feeds_actors_to_the_learner_without_deadlock(
     for thread in threads:
       thread.start()
     dataset = dataset_lib.make_dataset(address, item_spec, batch,
-                                       timeout_ms=20_000)
+                                       timeout_ms=60_000)
     count = sum(1 for _ in dataset.take(6))
   finally:
     stop.set()
     for thread in threads:
-      thread.join(30)
+      thread.join(60)
     server.stop()
   assert count == 6
   assert not any(thread.is_alive() for thread in threads)

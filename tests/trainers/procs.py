@@ -4,6 +4,7 @@
 import os
 import subprocess
 import sys
+import threading
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -24,14 +25,24 @@ def start(module, flags):
       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def read_until(proc, predicate, lines):
-  """Reads lines (appending to `lines`) until predicate(line) or EOF."""
-  for line in proc.stdout:
-    lines.append(line)
-    if predicate(line):
-      return line
-  raise AssertionError("process ended before the expected line; output:\n"
-                       + "".join(lines[-60:]))
+def read_until(proc, predicate, lines, timeout=300):
+  """Reads lines (appending to `lines`) until predicate(line) or EOF.
+
+  A process that prints nothing more is killed after `timeout` seconds, so
+  a hung trainer ends the read (at EOF) instead of blocking CI forever.
+  """
+  watchdog = threading.Timer(timeout, proc.kill)
+  watchdog.start()
+  try:
+    for line in proc.stdout:
+      lines.append(line)
+      if predicate(line):
+        return line
+  finally:
+    watchdog.cancel()
+  killed = f" (killed after {timeout}s)" if proc.poll() == -9 else ""
+  raise AssertionError(f"process ended before the expected line{killed}; "
+                       "output:\n" + "".join(lines[-60:]))
 
 
 def finish(proc, lines, timeout=600):

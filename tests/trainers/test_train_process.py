@@ -1,4 +1,6 @@
-"""The trainer binary: signals, kill -9 + resume, actor processes, Mirrored."""
+"""The trainer binary: signals, kill -9 + resume, the no-data error (actor
+processes and Mirrored: test_train_actor_processes.py, test_train_mirrored.py).
+"""
 
 import os
 import re
@@ -71,63 +73,6 @@ def test_sigterm_checkpoints_and_exits_zero(tmp_path):
   assert final and _env_steps(final[-1]) > 0
   assert tf.train.latest_checkpoint(os.path.join(logdir, "checkpoints"))
   assert "final_eval_mean_return" not in output  # stopped, not finished
-
-
-def test_actor_processes_feed_the_learner_and_are_replaced(tmp_path):
-  logdir = str(tmp_path / "run")
-  lines = []
-  proc = procs.start("trainers.train", [
-      f"--logdir={logdir}", "--agent=stac", "--env=catch",
-      "--num_actors=0", "--num_actor_processes=1",
-      "--total_env_steps=100000000", *procs.TINY_FLAGS])
-  started = procs.read_until(proc, lambda l: "started actor process 0" in l,
-                             lines)
-  pid = int(re.search(r"pid=(\d+)", started).group(1))
-  first = procs.read_until(proc, lambda l: l.startswith("env_steps="), lines)
-  os.kill(pid, signal.SIGKILL)
-  procs.read_until(proc, lambda l: f"(pid {pid}) exited" in l, lines)
-  procs.read_until(proc, lambda l: "started actor process 0" in l, lines)
-  later = procs.read_until(
-      proc, lambda l: l.startswith("env_steps=") and
-      _env_steps(l) > _env_steps(first) + 64, lines)
-  proc.send_signal(signal.SIGTERM)
-  output = procs.finish(proc, lines, timeout=120)
-  assert proc.returncode == 0, output[-3000:]
-  assert _env_steps(later) > _env_steps(first)
-
-
-def test_mirrored_strategy_on_two_logical_cpus_trains(tmp_path):
-  lines = []
-  proc = procs.start("trainers.train", [
-      f"--logdir={tmp_path / 'run'}", "--agent=stac", "--env=catch",
-      "--strategy=mirrored", "--logical_cpus=2", "--total_env_steps=64",
-      *procs.TINY_FLAGS])
-  output = procs.finish(proc, lines)
-  assert proc.returncode == 0, output[-3000:]
-  assert re.search(r"training completed: env_steps=64 learner_steps=4",
-                   output), output[-2000:]
-  assert re.search(r"reverb server on port \d+ .* replicas=2\n", output)
-  assert "final_eval_mean_return=" in output
-
-
-def test_bad_flags_are_one_line_errors(tmp_path):
-  for flags, message in [
-      (["--agent=stacks"], "--agent='stacks' is not one of"),
-      (["--env=pong"], "Unknown environment name 'pong'"),
-      (["--config=gamma_outer=1"], "unknown field for agent 'stac'"),
-      (["--config=gamma=2"], "gamma must be in [0, 1]"),
-      (["--queue_capacity=0"], "queue_capacity must be >= 1 item, got 0"),
-      (["--weights_every=0"], "--weights_every must be >= 1"),
-      (["--weights_min_interval_secs=-1"],
-       "--weights_min_interval_secs must be >= 0"),
-  ]:
-    lines = []
-    proc = procs.start("trainers.train",
-                       [f"--logdir={tmp_path / 'x'}", *flags])
-    output = procs.finish(proc, lines, timeout=120)
-    assert proc.returncode != 0
-    assert message in output, output[-2000:]
-    assert "Traceback" not in output
 
 
 def test_no_data_is_a_one_line_error(tmp_path):

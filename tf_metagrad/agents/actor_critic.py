@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from tf_metagrad import types
 from tf_metagrad.agents import base
+from tf_metagrad.agents import config as config_lib
 from tf_metagrad.agents import losses
 from tf_metagrad.networks import params as params_lib
 from tf_metagrad.ops import distributional
@@ -65,6 +66,10 @@ class ActorCriticLearner(base.Learner):
     self._meta_specs = tuple(meta_specs)
     self._num_heads = getattr(config, "num_heads", 1)
     strategy = strategy or tf.distribute.get_strategy()
+    # Before any variable is placed on the TPU: float64 would fail there
+    # only when the first step compiles.
+    if isinstance(strategy, base.TPU_STRATEGIES):
+      config_lib.check_tpu_dtype(config.dtype)
     dtype = tf.as_dtype(config.dtype)
     with strategy.scope():
       self._eta = {

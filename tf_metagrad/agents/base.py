@@ -15,6 +15,21 @@ One learner step is one `tf.function`, run through `strategy.run`:
 A non-finite loss or gradient anywhere skips both updates (every variable
 keeps its value) and increments `skipped_updates`.
 
+XLA (`jit_compile=True`) compiles the replica function, the one given to
+`strategy.run` (all-reduces included), as TPUStrategy does: the batch comes
+in as an argument and the step loop, the iterator and the cross-replica
+reduction of the metrics stay outside the compiled region. TPUStrategy
+compiles that function whatever the flag; MirroredStrategy (and its
+multi-worker form) cannot run it compiled: in TF 2.15 its replica context
+answers every all-reduce and mirrored assignment with a `merge_call`, which
+may not happen inside a nested function (TF drops the `merge_call` under XLA
+only when every device is a GPU), so that combination is refused when the
+learner is built.
+
+`steps_from_iterator` runs several learner steps in one `tf.function` call
+(a `tf.while_loop` with one `strategy.run` per iteration, the TPU training
+loop), so the host waits on the device once per call, not once per step.
+
 Subclasses provide `_meta_variables`, `_inner_loss`, `_outer_loss` and the
 metrics of their metaparameters; agents without metaparameters (IMPALA) return
 an empty dict from `_meta_variables` and only run the inner loop.
@@ -56,6 +71,48 @@ def _summarise(name: str, value: tf.Tensor, out: Dict[str, tf.Tensor]):
     out[name + "/max"] = tf.reduce_max(value)
 
 
+# merge_call-based replica contexts; see the module docstring.
+_MIRRORED_STRATEGIES = (tf.distribute.MirroredStrategy,
+                        tf.distribute.MultiWorkerMirroredStrategy,
+                        tf.compat.v1.distribute.MirroredStrategy,
+                        tf.compat.v1.distribute.experimental
+                        .MultiWorkerMirroredStrategy)
+TPU_STRATEGIES = (tf.distribute.TPUStrategy,
+                   tf.distribute.experimental.TPUStrategy,
+                   tf.compat.v1.distribute.experimental.TPUStrategy)
+
+
+def check_jit_compile(strategy: tf.distribute.Strategy,
+                      jit_compile: bool) -> None:
+  """Raises when `strategy` cannot run an XLA-compiled replica step.
+
+  Args:
+    strategy: the learner's strategy.
+    jit_compile: the agent config's `jit_compile`.
+
+  Raises:
+    ValueError: `jit_compile` with a MirroredStrategy or
+      MultiWorkerMirroredStrategy, or with a multi-replica strategy other
+      than TPUStrategy.
+  """
+  if not jit_compile or isinstance(strategy, TPU_STRATEGIES):
+    return
+  if (isinstance(strategy, _MIRRORED_STRATEGIES)
+      or strategy.num_replicas_in_sync > 1):
+    raise ValueError(
+        f"jit_compile=True compiles the per-replica learner step, which "
+        f"{type(strategy).__name__} cannot run under XLA in TF 2.15 (its "
+        f"all-reduces and variable updates need merge_call); use "
+        f"jit_compile=False with it, or the default or TPU strategy.")
+
+
+def _stack_rows(stacked, row, index):
+  """`stacked` (nest of [N, ...]) with `row` written at position `index`."""
+  return tf.nest.map_structure(
+      lambda acc, x: tf.tensor_scatter_nd_update(acc, [[index]], x[None]),
+      stacked, row)
+
+
 class Learner(tf.Module, metaclass=abc.ABCMeta):
   """Base learner; see the module docstring.
 
@@ -92,9 +149,16 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
                                        name="learner_steps")
       self.skipped_updates = tf.Variable(0, dtype=tf.int64, trainable=False,
                                          name="skipped_updates")
-    self._step_fn = tf.function(self._cross_replica_step,
-                                jit_compile=config.jit_compile)
+    check_jit_compile(self.strategy, config.jit_compile)
+    # TPUStrategy compiles the replica function itself; elsewhere only a
+    # compiled function is wrapped, the plain one is traced inline.
+    if config.jit_compile and not isinstance(self.strategy, TPU_STRATEGIES):
+      self._replica_fn = tf.function(self._replica_step, jit_compile=True)
+    else:
+      self._replica_fn = self._replica_step
+    self._step_fn = tf.function(self._cross_replica_step)
     self._iterator_step_fn = tf.function(self._iterator_step)
+    self._iterator_steps_fn = tf.function(self._iterator_steps)
 
   # ------------------------------------------------------------ agent hooks
   def _num_inner_steps(self) -> int:
@@ -183,6 +247,45 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
     """
     return self._iterator_step_fn(iterator)
 
+  def steps_from_iterator(
+      self, iterator, num_steps: int,
+      env_steps: Optional[tf.Variable] = None,
+      frames_per_step: int = 0) -> Tuple[Dict[str, tf.Tensor], Any]:
+    """`num_steps` learner steps on the next `num_steps` elements of a
+    (distributed) iterator, in one `tf.function` call.
+
+    The steps are those `step` would take on the same elements in turn: a
+    non-finite batch is skipped, the learning-rate schedule reads the step
+    counter each step. `num_steps` enters the graph as a tensor, so calls
+    with different counts share one trace.
+
+    Args:
+      iterator: yields `(batch, extras)` like `step_from_iterator`'s.
+      num_steps: N >= 1.
+      env_steps: optional int64 variable (made under the strategy's scope)
+        advanced by `frames_per_step` in the graph after each step's update.
+      frames_per_step: environment frames one element holds.
+
+    Returns:
+      (metrics, extras): the metrics of the last of the N steps, not means
+      (counters such as `skipped_updates` and the metaparameters then
+      describe the state after the call, as after N calls of `step`);
+      `extras` stacked over the steps, each leaf `[N, ...]` (per replica).
+
+    Raises:
+      ValueError: num_steps < 1.
+      tf.errors.OutOfRangeError / DeadlineExceededError: when the iterator
+        fails at step k; the k - 1 steps before it are made and counted
+        (learner steps and env_steps), their metrics and extras are lost.
+    """
+    if num_steps < 1:
+      raise ValueError(f"num_steps must be >= 1, got {num_steps}.")
+    if env_steps is None:
+      env_steps, frames_per_step = (), 0
+    return self._iterator_steps_fn(
+        iterator, tf.constant(num_steps, tf.int32), env_steps,
+        frames_per_step)
+
   def metagradient(self, inner_batch, outer_batch) -> Dict[str, tf.Tensor]:
     """d L_out / d eta keyed by metaparameter name; changes no state."""
     result = self._metagradient(self._meta_variables(), inner_batch,
@@ -221,7 +324,7 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
         self.learning_rate())
 
   def _cross_replica_step(self, batch):
-    per_replica = self.strategy.run(self._replica_step, args=(batch,))
+    per_replica = self.strategy.run(self._replica_fn, args=(batch,))
     # Losses are sums over each replica's shard, so their global value is the
     # sum; everything else (norms of all-reduced gradients, metaparameters,
     # counters) is identical on every replica.
@@ -234,6 +337,38 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
   def _iterator_step(self, iterator):
     batch, extras = next(iterator)
     return self._step_fn(batch), extras
+
+  def _counted_step(self, iterator, env_steps, frames_per_step):
+    batch, extras = next(iterator)
+    metrics = self._cross_replica_step(batch)
+    if frames_per_step:
+      # The metrics are read after the update, so the frames are counted
+      # only for a step that was made.
+      with tf.control_dependencies(tf.nest.flatten(metrics)):
+        env_steps.assign_add(tf.constant(frames_per_step, env_steps.dtype))
+    return metrics, extras
+
+  def _iterator_steps(self, iterator, num_steps, env_steps, frames_per_step):
+    # The first step is taken before the loop: its outputs give the loop
+    # variables their structure, shapes and dtypes.
+    metrics, extras = self._counted_step(iterator, env_steps, frames_per_step)
+    stacked = self.strategy.run(
+        lambda row: _stack_rows(tf.nest.map_structure(
+            lambda x: tf.zeros(tf.concat([[num_steps], tf.shape(x)], 0),
+                               x.dtype), row), row, 0),
+        args=(extras,))
+
+    def body(index, metrics, stacked):
+      del metrics
+      metrics, extras = self._counted_step(iterator, env_steps,
+                                           frames_per_step)
+      stacked = self.strategy.run(_stack_rows, args=(stacked, extras, index))
+      return index + 1, metrics, stacked
+
+    _, metrics, stacked = tf.while_loop(
+        lambda index, *_: index < num_steps, body,
+        (tf.constant(1), metrics, stacked))
+    return metrics, stacked
 
   def _replica_step(self, batch):
     inner_batch, outer_batch = self._split(batch)

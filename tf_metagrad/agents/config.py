@@ -12,6 +12,15 @@ the learning rate constant; a linear decay (STAC Table 3) needs both
 `end_learning_rate` and `decay_steps > 0`, because the length of the decay
 depends on the run (the trainers derive it from the total environment
 steps). An `end_learning_rate` that would be ignored is an error.
+
+`dtype` is the dtype of every variable (network weights, optimizer and
+meta-optimizer state, metaparameters) and of the losses, returns and
+meta-gradient. `compute_dtype="bfloat16"` follows Keras' mixed-precision
+convention (policy "mixed_bfloat16"): the torso, core and heads compute in
+bfloat16 from float32 weights, and the network's outputs (logits, values,
+quantiles, Gaussian mean and std, core state) are cast back to float32
+before anything else sees them. TPUs have no float64 arithmetic, so a TPU
+run needs `dtype="float32"` (`check_tpu_dtype`).
 """
 
 import dataclasses
@@ -20,6 +29,7 @@ import typing
 from typing import Optional, Tuple
 
 _DTYPES = ("float32", "float64")
+_COMPUTE_DTYPES = ("float32", "float64", "bfloat16")
 _TORSOS = ("auto", "mlp", "resnet", "conv")
 
 
@@ -81,6 +91,9 @@ class AgentConfig:
 
   # Numerics and compilation.
   dtype: str = "float32"
+  # None: compute in `dtype`. "bfloat16" (with dtype float32 only): see the
+  # module docstring.
+  compute_dtype: Optional[str] = None
   jit_compile: bool = False
   seed: int = 0
   # Network.
@@ -134,12 +147,26 @@ class AgentConfig:
                                         hints[field.name]))
     _check(self.dtype in _DTYPES,
            f"dtype must be one of {_DTYPES}, got {self.dtype!r}.")
+    _check(self.compute_dtype is None
+           or self.compute_dtype in _COMPUTE_DTYPES,
+           f"compute_dtype must be None or one of {_COMPUTE_DTYPES}, got "
+           f"{self.compute_dtype!r}.")
+    # Mixed precision only lowers the compute precision below the weights'.
+    _check(self.compute_dtype in (None, self.dtype)
+           or (self.compute_dtype == "bfloat16" and self.dtype == "float32"),
+           f"compute_dtype={self.compute_dtype!r} needs dtype='float32' "
+           f"(bfloat16 compute keeps float32 weights) or compute_dtype equal "
+           f"to dtype, got dtype={self.dtype!r}.")
     _check(self.torso in _TORSOS,
            f"torso must be one of {_TORSOS}, got {self.torso!r}.")
-    for name in ("mlp_hidden_sizes", "resnet_channels", "head_hidden_sizes"):
+    for name in ("mlp_hidden_sizes", "resnet_channels"):
       sizes = getattr(self, name)
       _check(len(sizes) > 0 and all(s > 0 for s in sizes),
              f"{name} must be a non-empty tuple of positive ints, got {sizes}.")
+    # () is allowed: linear heads on the torso's features, as in IMPALA.
+    _check(all(s > 0 for s in self.head_hidden_sizes),
+           f"head_hidden_sizes must be a tuple of positive ints (empty for "
+           f"linear heads), got {self.head_hidden_sizes}.")
     _check(self.core_units >= 0,
            f"core_units must be >= 0, got {self.core_units}.")
     _check(self.learning_rate > 0,
@@ -189,6 +216,31 @@ class AgentConfig:
            f"outer_batch must be 'same' or 'split', got {self.outer_batch!r}.")
     _check(self.num_quantiles >= 1,
            f"num_quantiles must be >= 1, got {self.num_quantiles}.")
+
+
+def dtype_policy(config) -> str:
+  """The Keras dtype policy of the agent network for `config`: "float32",
+  "float64", or "mixed_bfloat16" (float32 variables, bfloat16 compute)."""
+  if config.compute_dtype == "bfloat16":
+    return "mixed_bfloat16"
+  return config.dtype
+
+
+def check_tpu_dtype(dtype: str) -> None:
+  """Raises unless a learner of variable dtype `dtype` can run on a TPU.
+
+  Args:
+    dtype: the config's `dtype`.
+
+  Raises:
+    ValueError: `dtype` is not float32 (TPU cores have no float64 units, and
+      XLA's TPU backend rejects float64 programs).
+  """
+  if dtype != "float32":
+    raise ValueError(
+        f"dtype={dtype!r} cannot run on a TPU (no float64 arithmetic there); "
+        f"expected dtype='float32', optionally with "
+        f"compute_dtype='bfloat16'.")
 
 
 def control_defaults(decay_steps: int) -> dict:

@@ -17,6 +17,14 @@ network on a time-major unroll `[T+1, B, ...]` with the acting policy's state
 before x_0 and the episode-start mask; the actor advances the core one step
 at a time with `acting_step`. Both read the same weights, so the learner
 reproduces the actor's outputs exactly.
+
+Under a mixed dtype policy ("mixed_bfloat16", config `compute_dtype`) every
+layer computes in bfloat16 from float32 weights, and what leaves the network
+(head outputs, the core state handed to actors, Reverb and exports) is cast
+back to the variable dtype: the losses, returns and meta-gradient then stay
+float32, as Keras' mixed-precision guide asks of a model's outputs. A core
+state passed back in is cast to bfloat16 again, which is exact, so the
+learner still reproduces the actor.
 """
 
 from typing import Optional
@@ -25,6 +33,7 @@ import gymnasium
 import numpy as np
 import tensorflow as tf
 
+from tf_metagrad.agents import config as config_lib
 from tf_metagrad.agents import distributions
 from tf_metagrad.networks import heads as heads_lib
 from tf_metagrad.networks import multi_head
@@ -256,13 +265,20 @@ class AgentNetwork(params.ParamLayer):
     for a feed-forward network."""
     if self.core is None:
       return ()
-    return tuple(self.core.initial_state(batch_size))
+    return self._outward(tuple(self.core.initial_state(batch_size)))
+
+  def _outward(self, nest):
+    """`nest`'s floating tensors in the variable dtype (see the module
+    docstring); the identity when it equals the compute dtype."""
+    def cast(x):
+      return tf.cast(x, self.dtype) if x.dtype.is_floating else x
+    return tf.nest.map_structure(cast, nest)
 
   def core_state_spec(self):
     """Per-example specs of `initial_state` (no batch dimension)."""
     if self.core is None:
       return ()
-    spec = tf.TensorSpec([self.core_units], self.compute_dtype)
+    spec = tf.TensorSpec([self.core_units], self.dtype)
     return (spec, spec)
 
   def _check_state(self, core_state, batch_size=None):
@@ -311,7 +327,7 @@ class AgentNetwork(params.ParamLayer):
       self._check_state(core_state)
       if reset is not None:
         raise ValueError("reset was given to a feed-forward network.")
-    return self.heads(self._condition(features, gamma))
+    return self._outward(self.heads(self._condition(features, gamma)))
 
   def state_after(self, observation, core_state=None, reset=None):
     """The core state after a time-major unroll `[T, B, ...]` of a recurrent
@@ -324,7 +340,7 @@ class AgentNetwork(params.ParamLayer):
     if core_state is not None:
       state = self._check_state(core_state, features.shape[1])
     _, final = self.core.unroll(features, state, reset)
-    return tuple(final)
+    return self._outward(tuple(final))
 
   def acting_step(self, observation, core_state=(), gamma=None):
     """One acting step of head 0's policy, computing only what acting needs
@@ -344,9 +360,9 @@ class AgentNetwork(params.ParamLayer):
     new_state = ()
     if self.core is not None:
       features, new_state = self.core.step(features, state)
-      new_state = tuple(new_state)
+      new_state = self._outward(tuple(new_state))
     features = self._condition(features, gamma)
-    outputs = self.heads.heads[0].policy(features)
+    outputs = self._outward(self.heads.heads[0].policy(features))
     if self.num_actions is not None:
       return distributions.Categorical(outputs), new_state
     return distributions.SquashedGaussian(*outputs), new_state
@@ -455,6 +471,6 @@ def make_network(config, observation_spec,
       reference_gamma=config.gamma,
       core_units=getattr(config, "core_units", 0),
       observation_leaves=observation_leaves,
-      dtype=config.dtype, name="agent_network", **kwargs)
+      dtype=config_lib.dtype_policy(config), name="agent_network", **kwargs)
   network.build(tf.TensorShape([None]).concatenate(observation_spec.shape))
   return network

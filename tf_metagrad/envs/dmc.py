@@ -10,7 +10,9 @@ Actions are `Box(-1, 1)` and are mapped affinely onto the task's bounds. With
 `action_repeat` R the action is applied for R physics control steps and
 their rewards are summed, so episode returns stay on the suite's [0, 1000]
 scale (1000 control steps of reward in [0, 1]). The suite's time limit
-truncates (discount 1); a discount-0 last step terminates.
+truncates (discount 1); a discount-0 last step terminates. These
+conventions are `dm_env_adapter.DmEnvAdapter`'s, shared with the user's own
+`dm_env:<module>:<callable>` environments.
 
 Rendering backend. dm_control reads MUJOCO_GL once, when first imported. If
 the variable is unset when a DMC environment is first built, each of "egl"
@@ -29,8 +31,7 @@ import gymnasium
 import numpy as np
 import tensorflow as tf
 
-from tf_metagrad.envs import seeding
-from tf_metagrad.envs import spaces
+from tf_metagrad.envs import dm_env_adapter
 
 _PROBE = """
 import os, sys
@@ -99,7 +100,7 @@ def _renderer_error(cause: BaseException) -> RuntimeError:
       "the first dm_control import, or use dmc:<domain>-<task> (features).")
 
 
-class DMCEnv(gymnasium.Env):
+class DMCEnv(dm_env_adapter.DmEnvAdapter):
   """One DM Control task with features or pixel observations.
 
   Attributes:
@@ -109,8 +110,6 @@ class DMCEnv(gymnasium.Env):
     action_space: `Box(-1, 1, [A], float32)`.
     env: the underlying `dm_control.rl.control.Environment`.
   """
-
-  metadata = {"render_modes": []}
 
   def __init__(self, domain: str, task: str, seed: Optional[int] = None,
                pixels: bool = False, action_repeat: int = 1,
@@ -138,42 +137,25 @@ class DMCEnv(gymnasium.Env):
       raise ValueError(
           f"Unknown DM Control task {domain}-{task}; valid tasks: "
           f"{', '.join(all_tasks())}.")
-    if isinstance(action_repeat, bool) or not isinstance(
-        action_repeat, (int, np.integer)) or action_repeat < 1:
-      raise ValueError(f"action_repeat must be an int >= 1, got "
-                       f"{action_repeat!r}.")
     self.domain, self.task = domain, task
     self.pixels = bool(pixels)
-    self.action_repeat = int(action_repeat)
     self.image_size = int(image_size)
     self.camera_id = (2 if domain == "quadruped" else 0) if (
         camera_id is None) else int(camera_id)
     self._environment_kwargs = dict(environment_kwargs or {})
-    self._initial_seed = (seeding.fresh_seed() if seed is None else
-                          seeding.check_seed(seed))
-    self._load(self._initial_seed)
-    spec = self.env.action_spec()
-    self._low = np.asarray(spec.minimum, np.float64) * np.ones(spec.shape)
-    self._high = np.asarray(spec.maximum, np.float64) * np.ones(spec.shape)
-    self.action_space = spaces.unit_box(spec.shape)
+    family = "dmc_pixels" if self.pixels else "dmc"
+    super().__init__(f"{family}:{domain}-{task}", seed=seed,
+                     action_repeat=action_repeat)
     if self.pixels:
       shape = (self.image_size, self.image_size, 3)
       self.observation_spec = tf.TensorSpec(shape, tf.uint8, "observation")
       self.observation_space = gymnasium.spaces.Box(0, 255, shape, np.uint8)
       self._render()  # Fails early, with the renderer message, if needed.
-    else:
-      size = sum(int(np.prod(s.shape))
-                 for s in self.env.observation_spec().values())
-      self.observation_spec = tf.TensorSpec((size,), tf.float32,
-                                            "observation")
-      self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (size,),
-                                                    np.float32)
-    self._needs_reset = True
 
-  def _load(self, seed: int):
-    self.env = _suite().load(self.domain, self.task,
-                             task_kwargs={"random": seed},
-                             environment_kwargs=self._environment_kwargs)
+  def _build(self, seed: int):
+    return _suite().load(self.domain, self.task,
+                         task_kwargs={"random": seed},
+                         environment_kwargs=self._environment_kwargs)
 
   def _render(self) -> np.ndarray:
     try:
@@ -188,39 +170,4 @@ class DMCEnv(gymnasium.Env):
   def _observe(self, time_step) -> np.ndarray:
     if self.pixels:
       return self._render()
-    return np.concatenate([
-        np.asarray(v, np.float32).reshape(-1)
-        for v in time_step.observation.values()
-    ])
-
-  def reset(self, *, seed: Optional[int] = None,
-            options: Optional[Dict[str, Any]] = None):
-    """Starts an episode; a `seed` rebuilds the task with that seed."""
-    del options  # No reset options.
-    if seed is not None:
-      self._load(seeding.check_seed(seed))
-    super().reset(seed=seed)
-    time_step = self.env.reset()
-    self._needs_reset = False
-    return self._observe(time_step), {}
-
-  def step(self, action):
-    """Applies the rescaled action for `action_repeat` control steps."""
-    if self._needs_reset:
-      raise RuntimeError("DMCEnv.step called before reset() or after the "
-                         "episode ended; call reset() first.")
-    scaled = spaces.rescale_action(action, self._low, self._high)
-    reward = 0.0
-    for _ in range(self.action_repeat):
-      time_step = self.env.step(scaled)
-      reward += time_step.reward or 0.0
-      if time_step.last():
-        break
-    terminated = bool(time_step.last() and time_step.discount == 0.0)
-    truncated = bool(time_step.last() and not terminated)
-    self._needs_reset = terminated or truncated
-    return (self._observe(time_step), float(reward), terminated, truncated,
-            {})
-
-  def close(self):
-    self.env.close()
+    return super()._observe(time_step)

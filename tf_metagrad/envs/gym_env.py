@@ -1,4 +1,8 @@
-"""Any installed Gymnasium id (`gym:<id>`) in the agents' conventions.
+"""Any registered Gymnasium id (`gym:<id>`) in the agents' conventions.
+
+`gym:<module>:<id>` first imports `<module>`, which is expected to register
+`<id>` (Gymnasium's own `gymnasium.make("<module>:<id>")` convention), so an
+environment defined in the user's code needs no change to this library.
 
 Observations: a float `Box` is cast to float32, an integer `Box` keeps its
 dtype (e.g. uint8 images), a `Discrete(n)` observation becomes a float32
@@ -6,6 +10,7 @@ one-hot `[n]`. Actions: `Discrete` passes through; a bounded `Box` is
 exposed as `Box(-1, 1)` and mapped affinely onto its bounds.
 """
 
+import difflib
 from typing import Any, Dict, Optional
 
 import gymnasium
@@ -14,6 +19,43 @@ import tensorflow as tf
 
 from tf_metagrad.envs import seeding
 from tf_metagrad.envs import spaces
+from tf_metagrad.envs import user_modules
+
+
+def registered_id(env_id: str) -> str:
+  """The registered id named by `env_id` ("<id>" or "<module>:<id>").
+
+  Args:
+    env_id: as for `GymEnv`.
+
+  Returns:
+    `<id>`, after importing `<module>` if one is named.
+
+  Raises:
+    ValueError: if the module cannot be imported or, after the import, the
+      id is not registered.
+  """
+  module, colon, plain_id = env_id.partition(":")
+  if not colon:
+    if env_id not in gymnasium.registry:
+      raise ValueError(
+          f"Unknown Gymnasium id {env_id!r}; if a module of yours registers "
+          f"it, name that module: gym:<module>:{env_id} (imported first, as "
+          f"gymnasium.make('<module>:{env_id}') does); registered ids: "
+          f"{', '.join(sorted(gymnasium.registry))}.")
+    return env_id
+  if not plain_id:
+    raise ValueError(f"{env_id!r} names no id after the module; use "
+                     "<module>:<id>, e.g. my_pkg.envs:Corridor-v0.")
+  user_modules.import_module(module, f"Gymnasium id {plain_id!r}")
+  if plain_id not in gymnasium.registry:
+    close = difflib.get_close_matches(plain_id, list(gymnasium.registry), 3)
+    hint = f" (close: {', '.join(close)})" if close else ""
+    raise ValueError(
+        f"Module {module!r} was imported but Gymnasium id {plain_id!r} is "
+        f"still not registered{hint}; the module must call "
+        f"gymnasium.register(id={plain_id!r}, ...) when imported.")
+  return plain_id
 
 
 class GymEnv(gymnasium.Wrapper):
@@ -29,19 +71,18 @@ class GymEnv(gymnasium.Wrapper):
     """Builds the environment.
 
     Args:
-      env_id: a registered Gymnasium id, e.g. "CartPole-v1".
+      env_id: a registered Gymnasium id, e.g. "CartPole-v1", or
+        "<module>:<id>" to import the module that registers it first.
       seed: seed of the first `reset()`; None draws one from OS entropy.
       **kwargs: passed to `gymnasium.make`.
 
     Raises:
-      ValueError: if the id is not registered.
+      ValueError: if the module cannot be imported or the id is not
+        registered.
       TypeError: if its spaces are not Box / Discrete, or a Box action space
         is unbounded.
     """
-    if env_id not in gymnasium.registry:
-      raise ValueError(f"Unknown Gymnasium id {env_id!r}; registered ids: "
-                       f"{', '.join(sorted(gymnasium.registry))}.")
-    super().__init__(gymnasium.make(env_id, **kwargs))
+    super().__init__(gymnasium.make(registered_id(env_id), **kwargs))
     self._initial_seed = (seeding.fresh_seed() if seed is None else
                           seeding.check_seed(seed))
     self._seeded = False

@@ -23,7 +23,10 @@ VALID_NAMES: Tuple[str, ...] = (
     "atari:<Game> (e.g. atari:Pong, atari:SpaceInvaders)",
     "dmc:<domain>-<task> (features, e.g. dmc:cartpole-swingup)",
     "dmc_pixels:<domain>-<task> (84x84 RGB, e.g. dmc_pixels:walker-walk)",
-    "gym:<id> (any installed Gymnasium id, e.g. gym:CartPole-v1)",
+    "gym:<id> (any registered Gymnasium id, e.g. gym:CartPole-v1; "
+    "gym:<module>:<id> imports <module>, which registers <id>, first)",
+    "dm_env:<module>:<callable> (a callable returning a dm_env.Environment, "
+    "e.g. dm_env:my_pkg.envs:make_env; --env_kwargs go to the callable)",
 )
 
 
@@ -64,6 +67,10 @@ def _single_factory(name: str, kwargs) -> Callable[[Optional[int]],
   if family == "gym":
     from tf_metagrad.envs import gym_env  # pylint: disable=g-import-not-at-top
     return lambda seed: gym_env.GymEnv(rest, seed=seed, **kwargs)
+  if family == "dm_env":
+    # pylint: disable-next=g-import-not-at-top
+    from tf_metagrad.envs import dm_env_adapter
+    return lambda seed: dm_env_adapter.UserDmEnv(rest, seed=seed, **kwargs)
   raise _unknown(name)
 
 
@@ -74,15 +81,18 @@ def make(name: str, seed: Optional[int] = None, **kwargs) -> gymnasium.Env:
     name: one of `VALID_NAMES`.
     seed: seed of the first `reset()` (None draws one from OS entropy).
     **kwargs: the family's options, e.g. `rows=6` for catch, `noop_max=0`
-      for atari, `action_repeat=2` for dmc.
+      for atari, `action_repeat=2` for dmc and dm_env; for gym and dm_env
+      the rest go to `gymnasium.make` / the user's callable.
 
   Returns:
     A `gymnasium.Env` with `observation_spec` (`tf.TensorSpec`, no batch
     dimension) and `action_space` (`Discrete` or `Box(-1, 1)`).
 
   Raises:
-    ValueError: for an unknown name (the message lists the valid ones) or a
-      bad option; TypeError for a non-string name.
+    ValueError: for an unknown name (the message lists the valid ones), a
+      bad option, or a user module that cannot be imported or does not
+      provide what the name says; TypeError for a non-string name or a user
+      environment whose spaces/specs the agents cannot use.
   """
   return _single_factory(name, kwargs)(seed)
 

@@ -119,10 +119,14 @@ class SquashedGaussianPolicyHead(_MLPHeads):
     self.policy = self._mlp(2 * self.action_dim, 'policy')
 
   def call(self, inputs):
-    raw_mean, raw_std = tf.split(self.policy(inputs), 2, axis=-1)
+    # One tanh before the split, not one on each half: with a tanh on both
+    # outputs of a Split, TF 2.15's grappler (arithmetic optimizer, unary-chain
+    # hoisting) miscompiles STACX's stacked heads once log(std) is taken
+    # downstream, and the traced mean differs from the eager one by ~0.2.
+    mean, squashed_std = tf.split(tf.tanh(self.policy(inputs)), 2, axis=-1)
     log_std = self.sigma_min + 0.5 * (self.sigma_max - self.sigma_min) * (
-        tf.tanh(raw_std) + 1.0)
-    return tf.tanh(raw_mean), tf.exp(log_std)
+        squashed_std + 1.0)
+    return mean, tf.exp(log_std)
 
   def get_config(self):
     config = super().get_config()

@@ -1,0 +1,161 @@
+"""Command-line conventions of the repository's binaries (trainers.train,
+trainers.actor, export.export_policy, export.evaluate).
+
+A rejected command line ends with one line on stderr that names the flag,
+its value and what is expected, exit code 1, and nothing written. Range
+checks are absl validators (`register`), so they run while the flags are
+parsed, before a binary imports TensorFlow; `run` replaces `absl.app.run`
+to print parse and usage errors as that one line.
+
+This module defines no flags. It lives here, not in trainers/, because
+trainers/ already depends on export/ (the trainer exports its policy).
+"""
+
+import math
+import os
+import sys
+import tempfile
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+
+from absl import app
+from absl import flags
+
+HELP_HINT = "(--helpfull lists every flag)"
+SEED_MAX = 2**63 - 1  # Seeds end up in int64 stateless-random seeds.
+
+
+class FlagError(ValueError):
+  """A flag value the program cannot run with; the message names the flag."""
+
+
+Rule = Tuple[Callable[[Any], bool], str]
+
+
+def integer(minimum: int, maximum: Optional[int] = None,
+            unset: Optional[str] = None) -> Rule:
+  """A rule: an integer in [minimum, maximum]; None passes (flag not given).
+
+  Args:
+    minimum: least value.
+    maximum: largest value (None: no bound).
+    unset: what leaving the flag out means, added to the message.
+  """
+  expected = (f"an integer >= {minimum}" if maximum is None else
+              f"an integer in [{minimum}, {maximum}]")
+  if unset:
+    expected += f" (leave it unset for {unset})"
+  return (lambda v: v is None or (v >= minimum and
+                                  (maximum is None or v <= maximum)),
+          f"expected {expected}")
+
+
+def number(minimum: float, inclusive: bool = True, allow_inf: bool = False,
+           unset: Optional[str] = None) -> Rule:
+  """A rule: a float >= (or >) minimum, never NaN; None passes."""
+  expected = f"a number {'>=' if inclusive else '>'} {minimum:g}"
+  expected += " (inf: never)" if allow_inf else ", finite"
+  if unset:
+    expected += f" (leave it unset for {unset})"
+
+  def check(value):
+    if value is None:
+      return True
+    # NaN fails every comparison, so an unchecked NaN interval would mean
+    # "never" without anyone asking for it.
+    if math.isnan(value) or (math.isinf(value) and not allow_inf):
+      return False
+    return value >= minimum if inclusive else value > minimum
+
+  return check, f"expected {expected}"
+
+
+def register(rules: Dict[str, Rule],
+             flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """Registers each rule as the absl validator of the flag it is keyed by."""
+  for name, (check, message) in rules.items():
+    flags.register_validator(name, check, message, flag_values=flag_values)
+
+
+def one_line(error: BaseException) -> str:
+  """The error's message on one line (absl's can span several)."""
+  # absl writes "flag --name=value: ..."; the other errors start at "--".
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  lines = [line[len("flag "):] if line.startswith("flag --") else line
+           for line in lines]
+  return "; ".join(lines) or type(error).__name__
+
+
+def naming(shown: str, error: BaseException) -> str:
+  """`error`'s line, prefixed by the flags `shown` unless it names one."""
+  text = one_line(error)
+  return text if text.startswith("--") else f"{shown}: {text}"
+
+
+def writable_dir(flag: str, path: str) -> None:
+  """Checks that `path` is a directory, or can be created as one, and that
+  files can be written in it.
+
+  Args:
+    flag: the flag's name (for the message).
+    path: the directory.
+
+  Raises:
+    FlagError: if `path` is a file or a broken symlink, lies under a
+      file, or the nearest existing directory refuses new files.
+  """
+  target = os.path.abspath(path)
+  existing = target
+  while not os.path.exists(existing):
+    if os.path.lexists(existing):
+      raise FlagError(f"--{flag}={path}: {existing} is a broken symlink; "
+                      "expected a directory or a path that can become one")
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    if existing == target:
+      raise FlagError(f"--{flag}={path}: names an existing file; expected a "
+                      "directory")
+    raise FlagError(f"--{flag}={path}: {existing} is a file, so no "
+                    "directory can be created under it")
+  # os.access says yes to root on any directory, so try a file, one that
+  # has no name (O_TMPFILE) and so cannot be left behind.
+  try:
+    with tempfile.TemporaryFile(dir=existing):
+      pass
+  except OSError as e:
+    raise FlagError(f"--{flag}={path}: cannot write in {existing} "
+                    f"({e.strerror or type(e).__name__}); expected a "
+                    "writable directory") from None
+
+
+def run(main: Callable[[Sequence[str]], int], prefix: str = "error: ") -> None:
+  """`app.run(main)`, with usage errors as one line on stderr and exit 1.
+
+  absl would print its whole flag help (about 100 lines) above the one line
+  that says what is wrong; here the line stands alone, with a pointer to
+  --helpfull. Parse errors (a validator, a malformed or unknown flag) and
+  `app.UsageError` / `FlagError` raised by `main` are handled alike.
+
+  Args:
+    main: the program's main(argv), returning its exit code.
+    prefix: starts the error line, e.g. "error: ".
+  """
+
+  def fail(error):
+    print(f"{prefix}{one_line(error)} {HELP_HINT}", file=sys.stderr,
+          flush=True)
+
+  def parse(argv):
+    try:
+      return flags.FLAGS(argv)
+    except flags.Error as e:
+      fail(e)
+      sys.exit(1)
+
+  def checked_main(argv):
+    try:
+      return main(argv)
+    except (app.UsageError, FlagError) as e:
+      fail(e)
+      return 1
+
+  app.run(checked_main, flags_parser=parse)

@@ -1,0 +1,39 @@
+"""The trainer binary restarts an actor process that died and keeps training.
+
+A file of its own: this run takes up to a minute on a loaded 2-core machine,
+and `--dist loadfile` hands out the files with the fewest tests last, where
+one long file would leave the other worker idle.
+"""
+
+import os
+import re
+import signal
+
+from tests.trainers import procs
+
+
+def _env_steps(line):
+  return int(re.search(r"env_steps=(\d+)", line).group(1))
+
+
+def test_actor_processes_feed_the_learner_and_are_replaced(tmp_path):
+  logdir = str(tmp_path / "run")
+  lines = []
+  proc = procs.start("trainers.train", [
+      f"--logdir={logdir}", "--agent=stac", "--env=catch",
+      "--num_actors=0", "--num_actor_processes=1",
+      "--total_env_steps=100000000", *procs.TINY_FLAGS])
+  started = procs.read_until(proc, lambda l: "started actor process 0" in l,
+                             lines)
+  pid = int(re.search(r"pid=(\d+)", started).group(1))
+  first = procs.read_until(proc, lambda l: l.startswith("env_steps="), lines)
+  os.kill(pid, signal.SIGKILL)
+  procs.read_until(proc, lambda l: f"(pid {pid}) exited" in l, lines)
+  procs.read_until(proc, lambda l: "started actor process 0" in l, lines)
+  later = procs.read_until(
+      proc, lambda l: l.startswith("env_steps=") and
+      _env_steps(l) > _env_steps(first) + 64, lines)
+  proc.send_signal(signal.SIGTERM)
+  output = procs.finish(proc, lines, timeout=120)
+  assert proc.returncode == 0, output[-3000:]
+  assert _env_steps(later) > _env_steps(first)

@@ -1,0 +1,125 @@
+"""The trainer with several learner steps per call: with XLA per replica,
+and under MirroredStrategy on two logical CPUs (smoke, tiny settings).
+
+Each run is stopped by SIGTERM after its first progress line, resumed to a
+fixed length, and its exported policy is played.
+"""
+
+import os
+import re
+import signal
+
+import numpy as np
+import pytest
+
+from export import evaluate
+from tests.trainers import procs
+
+FRAMES = 4 * 4  # unroll_length x batch_size of procs.TINY_FLAGS.
+STEPS_PER_CALL = 4
+
+
+def _counters(pattern, output):
+  match = re.search(pattern + r"env_steps=(\d+) learner_steps=(\d+)", output)
+  assert match, output[-3000:]
+  return int(match.group(1)), int(match.group(2))
+
+
+CONFIGS = {
+    "xla": ["--config=jit_compile=true"],
+    "mirrored": ["--strategy=mirrored", "--logical_cpus=2"],
+}
+
+
+def _common(logdir, flags):
+  return [f"--logdir={logdir}", "--agent=stac", "--env=catch",
+          f"--steps_per_call={STEPS_PER_CALL}", *flags, *procs.TINY_FLAGS]
+
+
+@pytest.fixture(name="runs", scope="module")
+def runs_fixture(tmp_path_factory):
+  """name -> (logdir, output of the SIGTERM'd session, of the resumed one).
+
+  The two configurations run side by side: each session spends most of its
+  time tracing and compiling on one core.
+  """
+  logdirs = {name: str(tmp_path_factory.mktemp(name) / "run")
+             for name in CONFIGS}
+  first = {name: procs.start("trainers.train", _common(
+      logdirs[name], flags) + ["--total_env_steps=100000000"])
+           for name, flags in CONFIGS.items()}
+  stopped, outputs, second = {}, {}, {}
+  try:
+    for name, proc in first.items():
+      lines = []
+      procs.read_until(proc, lambda l: l.startswith("env_steps="), lines)
+      proc.send_signal(signal.SIGTERM)
+      outputs[name] = lines
+    for name, proc in first.items():
+      outputs[name] = procs.finish(proc, outputs[name], timeout=300)
+      assert proc.returncode == 0, outputs[name][-3000:]
+      stopped[name] = _counters("training stopped by SIGTERM: ",
+                                outputs[name])
+    # Six more steps: a call of 4, then one cut to 2 at the run's length.
+    for name, flags in CONFIGS.items():
+      second[name] = procs.start("trainers.train", _common(
+          logdirs[name], flags) + [
+              f"--total_env_steps={stopped[name][0] + 6 * FRAMES}"])
+    results = {}
+    for name, proc in second.items():
+      output = procs.finish(proc, [], timeout=300)
+      assert proc.returncode == 0, output[-3000:]
+      results[name] = (logdirs[name], outputs[name], output)
+  finally:
+    for proc in list(first.values()) + list(second.values()):
+      if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+  return results
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_stops_resumes_and_exports_a_policy_that_plays(runs, name):
+  logdir, output, resumed = runs[name]
+  assert "training stopped by SIGTERM" in output
+  progress = [tuple(int(x) for x in re.match(
+      r"env_steps=(\d+) .* learner_steps=(\d+)", l).groups())
+              for l in output.splitlines() if l.startswith("env_steps=")]
+  # Every call made 4 steps, and the host's counters are the graph's.
+  assert progress and all(s % STEPS_PER_CALL == 0 and e == s * FRAMES
+                          for e, s in progress), progress
+  stopped = _counters("training stopped by SIGTERM: ", output)
+  assert stopped[0] > 0 and stopped[0] == stopped[1] * FRAMES, stopped
+  assert _counters(r"resumed from \S+: ", resumed) == stopped
+  assert _counters("training completed: ", resumed) == (
+      stopped[0] + 6 * FRAMES, stopped[1] + 6)
+  assert "final_eval_mean_return=" in resumed
+  replicas = 2 if name == "mirrored" else 1
+  assert re.search(rf"reverb server on port \d+ .* replicas={replicas}\n",
+                   resumed)
+  path = os.path.join(logdir, "saved_model")
+  assert f"exported policy to {path}" in resumed
+  returns = evaluate.evaluate(path, episodes=2, seed=5)
+  # Catch pays +1 or -1 once per episode.
+  assert returns.shape == (2,) and np.all(np.abs(returns) == 1.0), returns
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--strategy=mirrored", "--logical_cpus=2",
+      "--config=jit_compile=true"],
+     "--config=jit_compile=true with --strategy=mirrored: jit_compile=True "
+     "compiles the per-replica learner step, which MirroredStrategy cannot "
+     "run under XLA"),
+    (["--steps_per_call=0"], "--steps_per_call"),
+])
+def test_unsupported_settings_are_one_line_errors(tmp_path, flags, message):
+  lines = []
+  proc = procs.start("trainers.train", [
+      f"--logdir={tmp_path / 'run'}", "--agent=impala", "--env=catch",
+      *flags, *procs.TINY_FLAGS])
+  output = procs.finish(proc, lines, timeout=120)
+  assert proc.returncode == 1, output[-3000:]
+  errors = [l for l in output.splitlines() if l.startswith("error: ")]
+  assert len(errors) == 1 and message in errors[0], output[-3000:]
+  assert "Traceback" not in output
+  assert not os.path.exists(tmp_path / "run" / "checkpoints")
