@@ -46,7 +46,7 @@ case "$cmd" in
     ;;
   test)
     ensure_venv
-    exec .venv/bin/python -m pytest -n 2 --dist loadfile -q "$@"
+    exec .venv/bin/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -q "$@"
     ;;
   *)
     die "usage: ./run.sh train [flags] | ./run.sh test [pytest args]"

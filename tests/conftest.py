@@ -28,10 +28,21 @@ def pytest_configure(config):
       "markers", "fd: a finite-difference check (takes the fd_seed fixture)")
 
 
+# Files that start processes or compile with XLA, each a minute or more on a
+# loaded 2-core machine. run.sh hands files to the two xdist workers in
+# collection order (--dist loadfile --no-loadscope-reorder); these go first,
+# so that no long file starts last and leaves the other worker idle.
+_LONG_FIRST = ("tests/trainers/", "tests/benchmarks/",
+               "tests/meta/test_mirrored.py", "tests/agents/test_xla_step.py",
+               "tests/system/test_recurrent_actor.py", "tests/export/")
+
+
 def pytest_collection_modifyitems(items):
   for item in items:
     if "fd_seed" in getattr(item, "fixturenames", ()):
       item.add_marker(pytest.mark.fd)
+  # A stable sort on a per-file key keeps each file's tests together.
+  items.sort(key=lambda item: not item.nodeid.startswith(_LONG_FIRST))
 
 
 @pytest.fixture(name="fd_seed")

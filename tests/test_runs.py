@@ -1,5 +1,6 @@
 """Run directories: spec round trip, checkpoint errors that name the file."""
 
+import dataclasses
 import os
 
 import numpy as np
@@ -105,3 +106,51 @@ def test_missing_files_are_clear_errors(tmp_path):
   (tmp_path / runs.SPEC_FILE).write_text("{not json")
   with pytest.raises(runs.RunError, match="is not valid JSON"):
     runs.load_spec(str(tmp_path))
+
+
+def test_spec_without_the_new_fields_still_loads_and_resumes(tmp_path):
+  # A run_spec.json as written before unroll_length, batch_size and
+  # run_options were recorded.
+  (tmp_path / runs.SPEC_FILE).write_text(
+      '{"agent": "stac", "env": "catch", "seed": 2, '
+      '"config_overrides": {"mlp_hidden_sizes": [8]}, "env_kwargs": {}, '
+      '"derived_config": {}}')
+  old = runs.load_spec(str(tmp_path))
+  assert (old.unroll_length, old.batch_size, old.run_options) == (
+      None, None, {})
+  assert old.config_overrides == {"mlp_hidden_sizes": (8,)}
+  request = runs.RunSpec(agent="stac", env="catch", seed=2,
+                         config_overrides={"mlp_hidden_sizes": (8,)},
+                         unroll_length=4, batch_size=6,
+                         run_options={"total_env_steps": 100})
+  resumed = runs.check_or_save_spec(str(tmp_path), request)
+  assert resumed == request
+  assert runs.load_spec(str(tmp_path)) == request
+
+
+def test_run_options_are_recorded_not_compared(tmp_path):
+  spec = runs.RunSpec(agent="stac", env="catch", config_overrides=TINY,
+                      unroll_length=4, batch_size=6,
+                      run_options={"total_env_steps": 100, "num_actors": 2})
+  runs.check_or_save_spec(str(tmp_path), spec)
+  longer = runs.RunSpec(agent="stac", env="catch", config_overrides=TINY,
+                        unroll_length=4, batch_size=6,
+                        run_options={"total_env_steps": 500, "num_actors": 1})
+  assert runs.check_or_save_spec(str(tmp_path), longer) == longer
+  assert runs.load_spec(str(tmp_path)).run_options == longer.run_options
+  # Tools that only rebuild the learner leave the sizes unset.
+  assert runs.resolve_spec(str(tmp_path), runs.RunSpec(
+      agent="stac", env="catch", config_overrides=TINY)) == (
+          dataclasses.replace(longer, run_options={}))
+  for name, value in [("batch_size", 8), ("unroll_length", 5)]:
+    other = dataclasses.replace(longer, **{name: value})
+    with pytest.raises(runs.RunError, match=f"{name}: stored"):
+      runs.resolve_spec(str(tmp_path), other)
+
+
+def test_provenance_never_fails():
+  found = runs.provenance()
+  assert set(found) == {"package_version", "git_commit"}
+  commit = found["git_commit"]
+  assert commit is None or (len(commit) == 40 and
+                            int(commit, 16) >= 0)

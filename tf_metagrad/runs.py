@@ -3,7 +3,9 @@
 Layout of a run directory (written by `trainers.train`, read by the export
 tools and by a resumed trainer):
 
-  DIR/run_spec.json        what was trained (agent, env, overrides, seed)
+  DIR/run_spec.json        what was trained (agent, env, overrides, seed,
+                           unroll length, batch size) and how (run options,
+                           package version, git commit)
   DIR/checkpoints/         `tf.train.CheckpointManager` checkpoints of the
                            learner (network, optimizer and meta-optimizer
                            state, metaparameters, step counters) and the
@@ -16,8 +18,10 @@ leaves the previous checkpoint as the latest valid one.
 """
 
 import dataclasses
+import importlib.metadata
 import json
 import os
+import subprocess
 from typing import Any, Dict, Optional
 
 import tensorflow as tf
@@ -42,6 +46,13 @@ class RunSpec:
   are not part of what identifies a run: a resume may ask for more steps,
   and then reuses the stored values so that the schedule it resumes in the
   middle of does not change (see `check_or_save_spec`).
+
+  `unroll_length` and `batch_size` change the learning problem, so they are
+  part of the identity; None means "not recorded" (specs written before
+  they were stored, and specs built by tools that only rebuild the learner).
+  `run_options` describes how the run was carried out (its length, actors,
+  strategy, package version, git commit...): recorded, never compared, and
+  updated by each resumed session.
   """
 
   agent: str
@@ -50,6 +61,9 @@ class RunSpec:
   env_kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)
   seed: int = 0
   derived_config: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  unroll_length: Optional[int] = None
+  batch_size: Optional[int] = None
+  run_options: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
   def config(self) -> Dict[str, Any]:
     """The agent config fields: overrides plus derived values."""
@@ -98,34 +112,92 @@ def load_spec(logdir: str) -> RunSpec:
     return RunSpec.from_json(f.read(), source=path)
 
 
-def check_or_save_spec(logdir: str, spec: RunSpec) -> RunSpec:
-  """Saves `spec`, or checks it equals the one a previous run saved there.
+# Recorded but not compared on resume (see RunSpec).
+_DESCRIPTIVE = ("derived_config", "run_options")
+# Identity fields that specs written before they existed leave as None.
+_OPTIONAL_IDENTITY = ("unroll_length", "batch_size")
 
-  `derived_config` is left out of the comparison.
+
+def resolve_spec(logdir: str, spec: RunSpec) -> RunSpec:
+  """The spec to train in `logdir`, checked against a stored one; no writes.
+
+  Fields in `_DESCRIPTIVE` are left out of the comparison, and so are
+  `unroll_length` / `batch_size` where either side did not record them.
 
   Returns:
-    The spec to train: `spec` for a new run, the stored one (with its
-    stored `derived_config`) for a resumed run.
+    `spec` for a new run; for a resumed run the stored identity and
+    `derived_config`, with `spec`'s `run_options` and any identity field
+    the stored spec had not recorded.
 
   Raises:
     RunError: naming the fields that differ, so a resumed run cannot
       silently continue with another agent, environment or config.
   """
-  path = os.path.join(logdir, SPEC_FILE)
-  if not tf.io.gfile.exists(path):
-    save_spec(logdir, spec)
+  if not tf.io.gfile.exists(os.path.join(logdir, SPEC_FILE)):
     return spec
   stored = load_spec(logdir)
-  diffs = [f"{f.name}: stored {getattr(stored, f.name)!r}, requested "
-           f"{getattr(spec, f.name)!r}"
-           for f in dataclasses.fields(RunSpec)
-           if f.name != "derived_config" and
-           getattr(stored, f.name) != getattr(spec, f.name)]
+  diffs = []
+  for f in dataclasses.fields(RunSpec):
+    old, new = getattr(stored, f.name), getattr(spec, f.name)
+    if f.name in _DESCRIPTIVE or old == new or (
+        f.name in _OPTIONAL_IDENTITY and None in (old, new)):
+      continue
+    diffs.append(f"{f.name}: stored {old!r}, requested {new!r}")
   if diffs:
     raise RunError(
         f"{logdir} already holds a different run ({'; '.join(diffs)}); "
         f"resume it with the same flags or use another --logdir.")
-  return stored
+  filled = {name: getattr(spec, name) for name in _OPTIONAL_IDENTITY
+            if getattr(stored, name) is None}
+  return dataclasses.replace(stored, run_options=dict(spec.run_options),
+                             **filled)
+
+
+def check_or_save_spec(logdir: str, spec: RunSpec) -> RunSpec:
+  """`resolve_spec`, then saves the result when it differs from the file
+  (a new run, or a resume that updated the descriptive fields)."""
+  resolved = resolve_spec(logdir, spec)
+  path = os.path.join(logdir, SPEC_FILE)
+  if not tf.io.gfile.exists(path) or load_spec(logdir) != resolved:
+    save_spec(logdir, resolved)
+  return resolved
+
+
+def provenance() -> Dict[str, Optional[str]]:
+  """The installed package version and the git commit of the source tree
+  this module was imported from; None for what cannot be told."""
+  try:
+    version = importlib.metadata.version("tf_metagrad")
+  except importlib.metadata.PackageNotFoundError:
+    version = None
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  commit = None
+  try:
+    # Only the checkout whose top level holds this package: an installed
+    # copy inside some other repository must not report that one's commit.
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel", "HEAD"],
+                         cwd=root, capture_output=True, text=True,
+                         timeout=10, check=False)
+    lines = top.stdout.split()
+    if (top.returncode == 0 and len(lines) == 2 and
+        os.path.realpath(lines[0]) == os.path.realpath(root)):
+      commit = lines[1]
+  except (OSError, subprocess.SubprocessError):
+    pass
+  return {"package_version": version, "git_commit": commit}
+
+
+def checkpoint_env_steps(path: str) -> Optional[int]:
+  """The trainer's env-step counter stored in checkpoint `path`, read
+  without building a learner (None: the checkpoint has no such counter)."""
+  try:
+    return int(tf.train.load_variable(
+        path, "env_steps/.ATTRIBUTES/VARIABLE_VALUE"))
+  except (tf.errors.OpError, ValueError) as e:
+    if "not found" in str(e).lower():
+      return None
+    raise RunError(f"Checkpoint {path} is corrupt or unreadable: "
+                   f"{type(e).__name__}: {str(e).splitlines()[0]}") from None
 
 
 def agent_config(spec: RunSpec):

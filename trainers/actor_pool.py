@@ -8,6 +8,7 @@ import time
 from typing import Dict, List, Optional
 
 import reverb
+import tensorflow as tf
 
 from tf_metagrad import runs
 from tf_metagrad.agents import networks as networks_lib
@@ -78,7 +79,7 @@ class ActorPool:
     spec, options = self._spec, self._options
     self._generation += 1
     log_dir = os.path.join(options.logdir, "actor_logs")
-    os.makedirs(log_dir, exist_ok=True)
+    tf.io.gfile.makedirs(log_dir)
     cmd = [sys.executable, "-m", "trainers.actor",
            f"--reverb_address={self._address}", f"--agent={spec.agent}",
            f"--env={spec.env}", f"--num_envs={options.envs_per_actor}",
@@ -91,12 +92,14 @@ class ActorPool:
       cmd.append(f"--config={name}={value}")
     for name, value in spec.env_kwargs.items():
       cmd.append(f"--env_kwargs={name}={value!r}")
-    log_file = open(os.path.join(log_dir, f"actor_{index}.log"), "ab")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-    proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT,
-                            cwd=root, env=env)
+    # The one write that bypasses tf.io.gfile: a child's output needs an OS
+    # file descriptor. The child holds its own copy once started.
+    with open(os.path.join(log_dir, f"actor_{index}.log"), "ab") as log_file:
+      proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT,
+                              cwd=root, env=env)
     proc.started = time.monotonic()
     self._log(f"started actor process {index} pid={proc.pid}")
     return proc

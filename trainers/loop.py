@@ -25,7 +25,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import reverb
@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from tf_metagrad import runs
 from tf_metagrad.agents import actor as actor_lib
+from tf_metagrad.agents import networks as networks_lib
 from tf_metagrad.system import dataset as dataset_lib
 from tf_metagrad.system import items
 from tf_metagrad.system import server as server_lib
@@ -68,6 +69,8 @@ class Options:
   eval_episodes: int = 20
   export: bool = True
   steps_per_call: int = 1  # Learner steps per tf.function call.
+  eval_every_env_steps: int = 0  # Periodic greedy evaluation (0: none).
+  preset: Optional[str] = None  # Recorded in run_spec.json only.
 
 
 class StopFlag:
@@ -99,11 +102,17 @@ def item_unroll_length(spec: runs.RunSpec, unroll_length: int) -> int:
 
 
 
+# Greedy evaluations (final and periodic) share their seeds, so their
+# returns are comparable across the run.
+_EVAL_SEED_OFFSET = 1_000_003
+
+
 def evaluate(learner, spec: runs.RunSpec, episodes: int, seed: int,
-             max_steps: int = 100_000) -> List[float]:
-  """Raw returns of `episodes` greedy episodes (one env, fresh seed)."""
+             max_steps: int = 100_000, network=None) -> List[float]:
+  """Raw returns of `episodes` greedy episodes (one env, fresh seed) of
+  `network` (default: the learner's)."""
   env = runs.make_env(spec, seed=seed)
-  policy = actor_lib.Policy(learner.network)
+  policy = actor_lib.Policy(learner.network if network is None else network)
   obs_spec = env.observation_spec
   state_specs = tf.nest.map_structure(
       lambda s: tf.TensorSpec([None] + s.shape.as_list(), s.dtype),
@@ -130,6 +139,142 @@ def evaluate(learner, spec: runs.RunSpec, episodes: int, seed: int,
   return returns
 
 
+class PeriodicEvaluator(threading.Thread):
+  """Greedy evaluations of weight snapshots, in a background thread.
+
+  The learner only pays for the snapshot (one `tf.function` call copying
+  the variables, as the weights publisher does); the episodes run here, on
+  a network of this thread's own. A threshold crossed while an evaluation
+  is still running is skipped rather than queued, so evaluations never pile
+  up behind a slow environment.
+
+  Args:
+    spec: the run.
+    variables: the learner network's variables (snapshotted by `offer`).
+    every_env_steps: evaluate each time the env-step count crosses a
+      multiple of this.
+    episodes: greedy episodes per evaluation.
+    start_env_steps: the counter when the session started (a resumed
+      session does not re-evaluate the multiples already passed).
+  """
+
+  def __init__(self, spec: runs.RunSpec, variables, every_env_steps: int,
+               episodes: int, start_env_steps: int):
+    super().__init__(name="periodic-eval", daemon=True)
+    self._spec = spec
+    self._every = every_env_steps
+    self._episodes = episodes
+    self._next = (start_env_steps // every_env_steps + 1) * every_env_steps
+    self._snapshot = tf.function(lambda: [tf.identity(v) for v in variables])
+    config = runs.agent_config(spec)
+    env = runs.make_env(spec)
+    try:
+      self._network = networks_lib.make_network(
+          config, env.observation_spec, env.action_space)
+    finally:
+      env.close()
+    self._cond = threading.Condition()
+    self._pending = None
+    self._busy = False
+    self._closed = False
+    self._results: List[Tuple[int, int, float]] = []
+    self.skipped = 0
+    self.error: Optional[BaseException] = None
+
+  def offer(self, env_steps: int, learner_steps: int) -> None:
+    """Snapshots the weights if `env_steps` crossed the next threshold."""
+    if self.error is not None:
+      raise RuntimeError("periodic evaluation failed") from self.error
+    if env_steps < self._next:
+      return
+    self._next = (env_steps // self._every + 1) * self._every
+    with self._cond:
+      if self._busy:
+        self.skipped += 1
+        return
+      self._busy = True
+      self._pending = (env_steps, learner_steps, self._snapshot())
+      self._cond.notify()
+
+  def results(self) -> List[Tuple[int, int, float]]:
+    """(env_steps, learner_steps, mean return) of the evaluations finished
+    since the last call."""
+    with self._cond:
+      done, self._results = self._results, []
+    return done
+
+  def run(self):
+    while True:
+      with self._cond:
+        while self._pending is None and not self._closed:
+          self._cond.wait()
+        if self._closed:
+          return
+        env_steps, learner_steps, tensors = self._pending
+        self._pending = None
+      try:
+        for var, value in zip(self._network.variables, tensors):
+          var.assign(value)
+        returns = evaluate(None, self._spec, self._episodes,
+                           seed=self._spec.seed + _EVAL_SEED_OFFSET,
+                           network=self._network)
+      except BaseException as e:  # pylint: disable=broad-except
+        self.error = e
+        return
+      with self._cond:
+        self._results.append((env_steps, learner_steps,
+                              float(np.mean(returns))))
+        self._busy = False
+
+  def close(self, timeout_s: float) -> bool:
+    """Lets a running evaluation finish within `timeout_s`, abandons a
+    pending one; returns False if the thread is still running (a daemon,
+    it does not keep the process alive)."""
+    with self._cond:
+      self._closed = True
+      self._cond.notify()
+    self.join(timeout_s)
+    return not self.is_alive()
+
+
+def _already_complete(spec: runs.RunSpec, options: Options, latest: str,
+                      env_steps: int, strategy, log) -> Dict[str, Any]:
+  """A finished run asked to train again: says so and writes nothing but a
+  missing exported policy (the previous session may have been started with
+  --noexport, or stopped while exporting)."""
+  csv_path = os.path.join(options.logdir, "metrics.csv")
+  summary = {"status": "already complete", "env_steps": env_steps,
+             "episode_return": outputs.last_value(csv_path, "episode_return")}
+  line = (f"run in {options.logdir} already complete at {env_steps} env "
+          f"steps (--total_env_steps={options.total_env_steps})")
+  path = os.path.join(options.logdir, "saved_model")
+  if options.export and not tf.io.gfile.exists(
+      os.path.join(path, "saved_model.pb")):
+    from export import export_policy  # pylint: disable=g-import-not-at-top
+    learner = runs.build_learner(spec, strategy=strategy)
+    with strategy.scope():
+      counter = tf.Variable(0, dtype=tf.int64, trainable=False,
+                            name="env_steps")
+    runs.restore(runs.make_checkpoint(learner, env_steps=counter), latest)
+    export_policy.export(learner, spec, env_steps, path)
+    summary["saved_model"] = path
+    line += f"; exported its missing policy to {path}"
+  log(line)
+  return summary
+
+
+def _run_options(options: Options, strategy) -> Dict[str, Any]:
+  """run_spec.json's descriptive record of how this session runs."""
+  # Non-finite intervals ("never") as text: JSON has no infinity.
+  recorded = {k: str(v) if isinstance(v, float) and not np.isfinite(v)
+              else v for k, v in dataclasses.asdict(options).items()
+              if k != "logdir"}
+  recorded.update(strategy=type(strategy).__name__,
+                  replicas=strategy.num_replicas_in_sync)
+  recorded.update(runs.provenance())
+  return recorded
+
+
 def train(spec: runs.RunSpec, options: Options,
           strategy: Optional[tf.distribute.Strategy] = None,
           stop: Optional[StopFlag] = None, log=print) -> Dict[str, Any]:
@@ -139,7 +284,29 @@ def train(spec: runs.RunSpec, options: Options,
   if options.steps_per_call < 1:
     raise ValueError(
         f"steps_per_call must be >= 1, got {options.steps_per_call}.")
-  os.makedirs(options.logdir, exist_ok=True)
+  if options.eval_every_env_steps < 0 or (
+      options.eval_every_env_steps and options.eval_episodes < 1):
+    raise ValueError(
+        f"eval_every_env_steps={options.eval_every_env_steps} needs "
+        f"eval_every_env_steps >= 0 and, when > 0, eval_episodes >= 1 (got "
+        f"{options.eval_episodes}).")
+  for name in ("unroll_length", "batch_size"):
+    if getattr(spec, name) not in (None, getattr(options, name)):
+      raise ValueError(f"spec.{name}={getattr(spec, name)} differs from "
+                       f"options.{name}={getattr(options, name)}.")
+  spec = dataclasses.replace(spec, unroll_length=options.unroll_length,
+                             batch_size=options.batch_size,
+                             run_options=_run_options(options, strategy))
+  # Checked before anything is written, so that a finished run is left
+  # untouched and a mismatched one is refused.
+  spec = runs.resolve_spec(options.logdir, spec)
+  latest = runs.latest_checkpoint(options.logdir)
+  runs.check_checkpoint_index(options.logdir, latest)
+  if latest:
+    done = runs.checkpoint_env_steps(latest)
+    if done is not None and done >= options.total_env_steps:
+      return _already_complete(spec, options, latest, done, strategy, log)
+  tf.io.gfile.makedirs(options.logdir)
   spec = runs.check_or_save_spec(options.logdir, spec)
 
   learner = runs.build_learner(spec, strategy=strategy)
@@ -197,6 +364,17 @@ def train(spec: runs.RunSpec, options: Options,
   frames_per_step = unroll * options.batch_size
   reporter = outputs.Reporter(options.logdir, strategy,
                               options.total_env_steps, counts["env"])
+  resolved = dataclasses.asdict(runs.agent_config(spec))
+  resolved.update(agent=spec.agent, env=spec.env, seed=spec.seed,
+                  env_kwargs=spec.env_kwargs)
+  resolved.update(spec.run_options)
+  reporter.write_config(resolved, counts["env"], log)
+  evaluator = None
+  if options.eval_every_env_steps:
+    evaluator = PeriodicEvaluator(spec, variables,
+                                  options.eval_every_env_steps,
+                                  options.eval_episodes, counts["env"])
+    evaluator.start()
   status = "completed"
 
   def save():
@@ -206,6 +384,12 @@ def train(spec: runs.RunSpec, options: Options,
 
   def report():
     return reporter.row(counts["env"], counts["learner"], pool.restarts)
+
+  def write_evaluations():
+    for env_count, learner_count, mean in evaluator.results():
+      reporter.write_eval(env_count, learner_count, mean)
+      log(f"eval/mean_return={mean:.4f} at env_steps={env_count} "
+          f"({options.eval_episodes} greedy episodes)")
 
   # Everything built so far lives as long as the run; moving it out of the
   # collector's generations keeps full collections (up to 0.18 s each on
@@ -249,10 +433,13 @@ def train(spec: runs.RunSpec, options: Options,
       if counts["learner"] // options.weights_every > (
           previous // options.weights_every):
         publisher.offer(counts["learner"])
-      reporter.add(metrics, extras)
+      reporter.add(metrics, extras, counts["env"])
+      if evaluator is not None:
+        evaluator.offer(counts["env"], counts["learner"])
+        write_evaluations()
 
       if reporter.due("summary", options.summary_every_s):
-        reporter.write(report())
+        reporter.write(report(), learner.meta_values())
       if reporter.due("log", options.log_every_s):
         log(reporter.progress_line(report()))
       if reporter.due("checkpoint", options.checkpoint_every_s):
@@ -263,8 +450,22 @@ def train(spec: runs.RunSpec, options: Options,
     publisher.close()
     save()
     row = report()
-    reporter.write(row)
+    reporter.write(row, learner.meta_values())
     server.stop()
+    if evaluator is not None:
+      # Bounded: an evaluation of a policy that never ends its episodes
+      # must not hold up the checkpointed run's exit, and a stopped run
+      # (SIGTERM) should exit promptly.
+      wait_s = 60.0 if counts["env"] >= options.total_env_steps else 5.0
+      if not evaluator.close(timeout_s=wait_s):
+        log(f"periodic evaluation still running after {wait_s:.0f}s; "
+            f"abandoned")
+      write_evaluations()
+      if evaluator.error is not None:
+        log(f"periodic evaluation failed: {evaluator.error!r}")
+      if evaluator.skipped:
+        log(f"{evaluator.skipped} periodic evaluation(s) skipped while the "
+            f"previous one was running")
 
   summary = {"status": status, "env_steps": counts["env"],
              "learner_steps": counts["learner"],
@@ -282,8 +483,10 @@ def train(spec: runs.RunSpec, options: Options,
     log(f"exported policy to {path}")
   if options.eval_episodes > 0:
     returns = evaluate(learner, spec, options.eval_episodes,
-                       seed=spec.seed + 1_000_003)
+                       seed=spec.seed + _EVAL_SEED_OFFSET)
     summary["final_eval_mean_return"] = float(np.mean(returns))
+    reporter.write_eval(counts["env"], counts["learner"],
+                        summary["final_eval_mean_return"])
     log(f"final_eval_mean_return={summary['final_eval_mean_return']:.4f} "
         f"(std {np.std(returns):.4f} over {len(returns)} greedy episodes)")
   return summary

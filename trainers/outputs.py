@@ -3,13 +3,18 @@
 The loop (`trainers.loop`) only moves data and counts; everything it shows
 or stores goes through a `Reporter`, which is also the only place where the
 learner's outputs are read back to the host, and only when a report is due.
+Files go through `tf.io.gfile`, so a run directory may live on any
+filesystem TensorFlow supports.
 """
 
+import collections
 import csv
+import io
+import json
 import math
 import os
 import time
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -26,29 +31,83 @@ class CsvLog:
   def __init__(self, path: str):
     self._path = path
     self._columns = None
-    if os.path.exists(path) and os.path.getsize(path) > 0:
-      with open(path, newline="") as f:
-        self._columns = next(csv.reader(f), None)
+    if tf.io.gfile.exists(path) and tf.io.gfile.stat(path).length > 0:
+      with tf.io.gfile.GFile(path) as f:
+        self._columns = next(csv.reader(io.StringIO(f.read())), None)
 
   def write(self, row: Dict[str, float]):
     new = sorted(k for k in row if k not in (self._columns or ()) and
                  k not in ("env_steps", "learner_steps"))
     if self._columns is None:
       self._columns = ["env_steps", "learner_steps"] + new
-      with open(self._path, "w", newline="") as f:
-        csv.writer(f).writerow(self._columns)
+      with tf.io.gfile.GFile(self._path, "w") as f:
+        f.write(_csv_line(self._columns))
     elif new:
-      with open(self._path, newline="") as f:
-        old_rows = list(csv.DictReader(f))
+      with tf.io.gfile.GFile(self._path) as f:
+        old_rows = list(csv.DictReader(io.StringIO(f.read())))
       self._columns = self._columns + new
+      text = io.StringIO()
+      writer = csv.DictWriter(text, self._columns, restval="")
+      writer.writeheader()
+      writer.writerows(old_rows)
       tmp = self._path + ".tmp"
-      with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, self._columns, restval="")
-        writer.writeheader()
-        writer.writerows(old_rows)
-      os.replace(tmp, self._path)
-    with open(self._path, "a", newline="") as f:
-      csv.writer(f).writerow([row.get(c, "") for c in self._columns])
+      with tf.io.gfile.GFile(tmp, "w") as f:
+        f.write(text.getvalue())
+      tf.io.gfile.rename(tmp, self._path, overwrite=True)
+    with tf.io.gfile.GFile(self._path, "a") as f:
+      f.write(_csv_line([row.get(c, "") for c in self._columns]))
+
+
+def last_value(path: str, column: str) -> float:
+  """The last non-empty value of `column` in the CSV file `path` (NaN when
+  there is none)."""
+  if not tf.io.gfile.exists(path):
+    return float("nan")
+  with tf.io.gfile.GFile(path) as f:
+    values = [row.get(column) for row in csv.DictReader(io.StringIO(f.read()))]
+  values = [v for v in values if v]
+  return float(values[-1]) if values else float("nan")
+
+
+def _csv_line(values) -> str:
+  text = io.StringIO()
+  csv.writer(text).writerow(values)
+  return text.getvalue()
+
+
+class RecentRate:
+  """Steps per second over roughly the last `window_s` seconds.
+
+  An average since start-up carries the first call's tracing and the
+  actors' start into every later rate: the first ETA of a 20 s run read 7
+  minutes. The rate here spans from the newest sample at least `window_s`
+  old (or the oldest kept) to now.
+
+  Args:
+    window_s: the window's length.
+    max_samples: bound on the kept samples (reports may come after every
+      learner call); the window shortens when it is reached.
+  """
+
+  def __init__(self, window_s: float = 30.0, max_samples: int = 1024):
+    self._window_s = window_s
+    self._samples = collections.deque(maxlen=max_samples)
+
+  @property
+  def started(self) -> bool:
+    return bool(self._samples)
+
+  def update(self, now: float, count: int) -> float:
+    """Adds the sample (now, count); returns the rate (NaN until two samples
+    with distinct times exist)."""
+    self._samples.append((now, count))
+    while (len(self._samples) > 2 and
+           self._samples[1][0] <= now - self._window_s):
+      self._samples.popleft()
+    then, before = self._samples[0]
+    if now <= then:
+      return float("nan")
+    return (count - before) / (now - then)
 
 
 def format_eta(seconds: float) -> str:
@@ -72,13 +131,16 @@ class Reporter:
   """
 
   def __init__(self, logdir: str, strategy: tf.distribute.Strategy,
-               total_env_steps: int, start_env_steps: int):
+               total_env_steps: int, start_env_steps: int,
+               clock: Callable[[], float] = time.monotonic):
     self._strategy = strategy
     self._total = total_env_steps
     self._writer = tf.summary.create_file_writer(logdir)
     self._csv = CsvLog(os.path.join(logdir, "metrics.csv"))
-    self._start_time = time.monotonic()
+    self._clock = clock
+    self._start_time = clock()
     self._start_steps = start_env_steps
+    self._rate = RecentRate()
     self._last: Dict[str, float] = {}
     self._metrics: Dict[str, tf.Tensor] = {}
     self._pending: List[Any] = []
@@ -88,15 +150,21 @@ class Reporter:
   def due(self, what: str, every_s: float) -> bool:
     """True at most every `every_s` seconds per `what` (first: after one
     period from the start)."""
-    now = time.monotonic()
+    now = self._clock()
     if now - self._last.get(what, self._start_time) < every_s:
       return False
     self._last[what] = now
     return True
 
-  def add(self, metrics: Dict[str, tf.Tensor], extras: Dict[str, Any]):
+  def add(self, metrics: Dict[str, tf.Tensor], extras: Dict[str, Any],
+          env_steps: int):
     """Takes one learner call's outputs (last-step metrics, extras with
-    per-replica `episode_return` leaves, NaN where no episode ended)."""
+    per-replica `episode_return` leaves, NaN where no episode ended) and
+    the env-step count after it."""
+    if not self._rate.started:
+      # The rate starts after the first call, whose tracing is no
+      # indication of the speed to come.
+      self._rate.update(self._clock(), env_steps)
     self._metrics = metrics
     self._pending.append(extras["episode_return"])
     if len(self._pending) >= 256:  # Bounded whatever the report period.
@@ -117,11 +185,15 @@ class Reporter:
           actor_restarts: int) -> Dict[str, float]:
     """The current report: learner metrics, counters, rates, returns."""
     self._drain()
-    elapsed = max(time.monotonic() - self._start_time, 1e-9)
+    now = self._clock()
+    elapsed = max(now - self._start_time, 1e-9)
+    fps = self._rate.update(now, env_steps) if self._rate.started else (
+        float("nan"))
+    if math.isnan(fps):
+      fps = (env_steps - self._start_steps) / elapsed
     row = {k: float(v) for k, v in self._metrics.items()}
     row.update(env_steps=env_steps, learner_steps=learner_steps,
-               wall_time_s=elapsed,
-               fps=(env_steps - self._start_steps) / elapsed,
+               wall_time_s=elapsed, fps=fps,
                episodes=self.episodes, actor_restarts=actor_restarts)
     # Always present (NaN before the first episode ends) so that metrics.csv,
     # whose columns are fixed by its first row, keeps the column.
@@ -129,13 +201,58 @@ class Reporter:
                              if self._returns else float("nan"))
     return row
 
-  def write(self, row: Dict[str, float]):
-    """Appends `row` to metrics.csv and the TensorBoard events."""
+  def write(self, row: Dict[str, float],
+            meta_values: Optional[Mapping[str, Any]] = None):
+    """Appends `row` to metrics.csv and the TensorBoard events.
+
+    Args:
+      row: a `row()`.
+      meta_values: the learner's current metaparameter values by name
+        (`Learner.meta_values()`); vector ones (DrMG's per-quantile
+        discounts and the like) go to TensorBoard element by element as
+        meta/NAME/qI. Only there: `row` already has their mean/min/max, and
+        one CSV column per quantile would drown metrics.csv.
+    """
     self._csv.write(row)
     with self._writer.as_default(step=row["env_steps"]):
       for k, v in row.items():
         tf.summary.scalar(k, v)
+      for name, value in (meta_values or {}).items():
+        value = np.asarray(value)
+        if value.ndim:
+          for i, x in enumerate(value.reshape([-1])):
+            tf.summary.scalar(f"meta/{name}/q{i}", float(x))
     self._writer.flush()
+
+  def write_eval(self, env_steps: int, learner_steps: int,
+                 mean_return: float):
+    """One greedy evaluation's mean return, at the env-step count of the
+    weights it evaluated, as the eval/mean_return column and scalar."""
+    self._csv.write({"env_steps": env_steps, "learner_steps": learner_steps,
+                     "eval/mean_return": mean_return})
+    with self._writer.as_default(step=env_steps):
+      tf.summary.scalar("eval/mean_return", mean_return)
+    self._writer.flush()
+
+  def write_config(self, config: Mapping[str, Any], step: int, log=print):
+    """The run's resolved configuration, as a text summary ("config") and,
+    where the installed TensorBoard has the hparams plugin, as hparams."""
+    flat = {k: _hparam_value(v) for k, v in sorted(config.items())}
+    table = "\n".join(["| name | value |", "|---|---|"] + [
+        f"| {k} | {json.dumps(v) if isinstance(v, str) else v} |"
+        for k, v in flat.items()])
+    try:
+      from tensorboard.plugins.hparams import api as hparams_api  # pylint: disable=g-import-not-at-top
+    except ImportError:
+      hparams_api = None
+    with self._writer.as_default(step=step):
+      tf.summary.text("config", table)
+      if hparams_api is not None:
+        hparams_api.hparams(flat)
+    self._writer.flush()
+    if hparams_api is None:
+      log("note: tensorboard.plugins.hparams is not installed; the run's "
+          "configuration is in TensorBoard's text tab only")
 
   def progress_line(self, row: Dict[str, float]) -> str:
     remaining = self._total - row["env_steps"]
@@ -149,3 +266,12 @@ class Reporter:
             f"fps={row['fps']:.0f} learner_steps={row['learner_steps']} "
             f"return={ret:.3f} {metas} "
             f"eta={format_eta(remaining / max(row['fps'], 1e-9))}")
+
+
+def _hparam_value(value):
+  """`value` as an hparams value (bool, int, float or str)."""
+  if isinstance(value, (bool, int, float, str)):
+    return value
+  if value is None:
+    return "None"
+  return json.dumps(value, default=str, sort_keys=True)

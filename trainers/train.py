@@ -74,6 +74,10 @@ flags.DEFINE_float("max_data_wait_secs", 600.0, "Fail when no data arrives "
 flags.DEFINE_integer("eval_episodes", 20, "Greedy evaluation episodes at the "
                      "end (0: none).")
 flags.DEFINE_bool("export", True, "Export DIR/saved_model at the end.")
+flags.DEFINE_integer("eval_every_env_steps", 0, "Greedy evaluation "
+                     "(--eval_episodes episodes) of a weight snapshot each "
+                     "time this many env steps pass, in a background thread "
+                     "(0: only at the end).")
 flags.DEFINE_integer("steps_per_call", 1, "Learner steps per tf.function "
                      "call (one host round trip per call).")
 
@@ -102,41 +106,8 @@ cli.register({
     "max_data_wait_secs": cli.number(0, inclusive=False, allow_inf=True),
     "eval_episodes": cli.integer(0),
     "steps_per_call": cli.integer(1),
+    "eval_every_env_steps": cli.integer(0),
 })
-
-
-def _strategy():
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  if FLAGS.logical_cpus:
-    cpus = tf.config.list_physical_devices("CPU")
-    tf.config.set_logical_device_configuration(
-        cpus[0], [tf.config.LogicalDeviceConfiguration()] * FLAGS.logical_cpus)
-  if FLAGS.strategy == "default":
-    return tf.distribute.get_strategy()
-  if FLAGS.strategy == "mirrored":
-    devices = None
-    if FLAGS.logical_cpus:
-      devices = [f"/cpu:{i}" for i in range(FLAGS.logical_cpus)]
-    return tf.distribute.MirroredStrategy(devices)
-  return tpu_strategy(FLAGS.tpu)
-
-
-def tpu_strategy(tpu: str):
-  """A `TPUStrategy` over the TPU `tpu` (see --tpu), initialised.
-
-  Args:
-    tpu: a TPU node's name or grpc:// address, whose TensorFlow server the
-      process connects to as a remote cluster; or "local", the chips of the
-      TPU VM this process runs on, which are its own devices: the resolver
-      then reports no master and no cluster, and TF's
-      `experimental_connect_to_cluster` would return without doing anything.
-  """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
-  if tpu != "local":
-    tf.config.experimental_connect_to_cluster(resolver)
-  tf.tpu.experimental.initialize_tpu_system(resolver)
-  return tf.distribute.TPUStrategy(resolver)
 
 
 def _check_before_tensorflow() -> str:
@@ -147,6 +118,10 @@ def _check_before_tensorflow() -> str:
   if FLAGS.tpu and FLAGS.strategy != "tpu":
     raise cli.FlagError(f"--tpu={FLAGS.tpu}: expected only with "
                         f"--strategy=tpu, got --strategy={FLAGS.strategy}")
+  if FLAGS.eval_every_env_steps and not FLAGS.eval_episodes:
+    raise cli.FlagError(f"--eval_every_env_steps="
+                        f"{FLAGS.eval_every_env_steps}: expected "
+                        f"--eval_episodes >= 1 too, got 0")
   if FLAGS.logdir == "":  # pylint: disable=g-explicit-bool-comparison
     raise cli.FlagError("--logdir='': expected a directory path")
   logdir = FLAGS.logdir or os.path.join(
@@ -215,7 +190,10 @@ def _options_and_spec():
       summary_every_s=FLAGS.summary_every_secs,
       checkpoint_every_s=FLAGS.checkpoint_every_secs,
       eval_episodes=FLAGS.eval_episodes, export=FLAGS.export,
-      steps_per_call=FLAGS.steps_per_call)
+      steps_per_call=FLAGS.steps_per_call,
+      eval_every_env_steps=FLAGS.eval_every_env_steps,
+      preset=FLAGS.preset if FLAGS.preset != "auto" else
+      f"auto ({presets.family(FLAGS.env)})")
   return spec, options
 
 
@@ -225,7 +203,8 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # TF's INFO lines drown progress.
   spec, options = _options_and_spec()
   from trainers import loop  # pylint: disable=g-import-not-at-top
-  strategy = _strategy()
+  from trainers import strategies  # pylint: disable=g-import-not-at-top
+  strategy = strategies.make(FLAGS.strategy, FLAGS.tpu, FLAGS.logical_cpus)
   replicas = strategy.num_replicas_in_sync
   if options.batch_size % replicas:
     # Checked here, before loop.train creates the run directory; the

@@ -84,3 +84,20 @@ def test_metagradient_changes_no_state():
   learner.outer_loss_after_inner_update(batch, batch)
   for b, v in zip(before, learner.variables):
     np.testing.assert_array_equal(b, v.numpy())
+
+
+@pytest.mark.parametrize("agent", ["stac", "drmg"])
+def test_finite_differences_reject_the_constant_statistics_metagradient(
+    agent, fd_seed):
+  """The agent-level check catches a meta-gradient that treats RMSProp's
+  statistics as constants (the same outer loss, a term dropped)."""
+  rng = np.random.default_rng(fd.shaken(4, fd_seed))
+  spec, space = helpers.spaces()
+  overrides = {"num_quantiles": 3} if agent == "drmg" else {}
+  learner = agents.make_learner(agent, spec, space, **TINY, **overrides,
+                                differentiate_optimizer_state=False)
+  _spread_logits(learner)
+  inner = helpers.random_trajectory(rng, 4, 3)
+  outer = helpers.random_trajectory(rng, 4, 3)
+  with pytest.raises(AssertionError, match="disagree"):
+    helpers.fd_check(learner, inner, outer, rng)

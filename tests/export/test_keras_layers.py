@@ -1,6 +1,16 @@
-"""Our torso and head inside someone else's functional Keras model."""
+"""Our torso and head inside someone else's functional Keras model.
+
+The model round-trips through every format Keras 2.15 writes: `.keras`,
+SavedModel and H5 (which needs weight names unique within the model). A
+`.keras` file names our classes by their registered names, which Keras 2.15
+resolves only through its registry: `tf_metagrad` must be imported before
+`load_model` (checked in a fresh process).
+"""
 
 import os
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -28,8 +38,7 @@ def _model():
   return tf.keras.Model(inputs, {"logits": logits, "value": value})
 
 
-@pytest.mark.parametrize("suffix", [".keras", "_savedmodel"])
-def test_fit_save_load_predict(tmp_path, suffix):
+def _fitted_model():
   tf.keras.utils.set_random_seed(3)
   model = _model()
   model.compile(
@@ -47,7 +56,19 @@ def test_fit_save_load_predict(tmp_path, suffix):
           if not v.name.startswith("adapter")]
   assert len(ours) == 4 + 4 + 4  # torso 2 layers, policy/value MLPs 2 each.
   assert all(not np.array_equal(b, a) for b, a in zip(before, after))
+  return model
 
+
+def test_weight_names_are_unique():
+  names = [v.name for v in _model().weights]
+  assert len(set(names)) == len(names), names
+  assert "torso/mlp/linear_1/kernel:0" in names
+  assert "head/value/linear_0/bias:0" in names
+
+
+@pytest.mark.parametrize("suffix", [".keras", "_savedmodel", ".h5"])
+def test_fit_save_load_predict(tmp_path, suffix):
+  model = _fitted_model()
   path = os.path.join(tmp_path, "model" + suffix)
   model.save(path)
   loaded = tf.keras.models.load_model(path)
@@ -62,3 +83,45 @@ def test_fit_save_load_predict(tmp_path, suffix):
     np.testing.assert_array_equal(got[key], expected[key])
   for a, b in zip(model.variables, loaded.variables):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+_LOAD_IN_FRESH_PROCESS = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import tensorflow as tf
+    path, inputs_path = sys.argv[1:]
+    try:
+      tf.keras.models.load_model(path)
+      print("without import: loaded")
+    except TypeError as e:
+      print(f"without import: {type(e).__name__}: {e}")
+    import tf_metagrad.networks  # registers our layers with Keras
+    model = tf.keras.models.load_model(path)
+    got = model.predict(np.load(inputs_path)["x"], verbose=0)
+    np.savez(inputs_path.replace("inputs", "outputs"), **got)
+    print("with import: loaded", type(model.get_layer("torso")).__name__)
+""")
+
+
+def test_keras_file_loads_in_a_fresh_process_after_import(tmp_path):
+  model = _fitted_model()
+  path = os.path.join(tmp_path, "model.keras")
+  model.save(path)
+  test_x = _data(seed=1, size=10)[0]
+  inputs_path = os.path.join(tmp_path, "inputs.npz")
+  np.savez(inputs_path, x=test_x)
+  expected = model.predict(test_x, verbose=0)
+  result = subprocess.run(
+      [sys.executable, "-c", _LOAD_IN_FRESH_PROCESS, path, inputs_path],
+      capture_output=True, text=True, timeout=300, check=False,
+      cwd=tmp_path)
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = result.stdout.splitlines()
+  # Keras 2.15 looks layer classes up only in its registry; before the
+  # import it hands the class name on as if it were the layer.
+  assert ("without import: TypeError: 'str' object is not callable"
+          in lines), result.stdout
+  assert "with import: loaded MLPTorso" in lines, result.stdout
+  got = np.load(os.path.join(tmp_path, "outputs.npz"))
+  for key in expected:
+    np.testing.assert_array_equal(got[key], expected[key])

@@ -17,9 +17,14 @@ TINY_FLAGS = [
 ]
 
 
+def environment():
+  """The environment of a subprocess that imports this checkout."""
+  return dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3",
+              PYTHONUNBUFFERED="1")
+
+
 def start(module, flags):
-  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3",
-             PYTHONUNBUFFERED="1")
+  env = environment()
   return subprocess.Popen(
       [sys.executable, "-m", module, *flags], cwd=ROOT, env=env,
       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -2,17 +2,18 @@
 
 The strategy construction runs with TF's TPU entry points replaced by
 recorders; the flag checks run `trainers.train`'s own check functions on
-parsed command lines.
+parsed command lines, in a subprocess: the trainer's absl flags would clash
+with the benchmark flags other test files import into this process.
 """
 
-from absl import flags
-import pytest
+import json
+import subprocess
+import sys
+
 import tensorflow as tf
 
-from export import cli
-from trainers import train
-
-FLAGS = flags.FLAGS
+from tests.trainers import procs
+from trainers import strategies
 
 
 class _Recorder:
@@ -40,13 +41,13 @@ class _Recorder:
 
 def test_local_tpu_is_initialised_without_connecting(monkeypatch):
   recorder = _Recorder(monkeypatch)
-  assert train.tpu_strategy("local") == ("strategy", "local")
+  assert strategies.tpu_strategy("local") == ("strategy", "local")
   assert recorder.calls == [("resolver", "local"), ("initialize", "local")]
 
 
 def test_named_tpu_is_connected_first(monkeypatch):
   recorder = _Recorder(monkeypatch)
-  assert train.tpu_strategy("node-1") == ("strategy", "node-1")
+  assert strategies.tpu_strategy("node-1") == ("strategy", "node-1")
   assert recorder.calls == [("resolver", "node-1"), ("connect", "node-1"),
                             ("initialize", "node-1")]
 
@@ -60,40 +61,46 @@ def test_local_resolver_has_no_cluster_to_connect_to():
   assert not resolver.cluster_spec().as_dict()
 
 
-@pytest.fixture
-def parsed(tmp_path):
-  """Parses a trainer command line (with a fresh --logdir) into FLAGS."""
+# Parses each command line into the trainer's flags and runs its checks;
+# prints one JSON object per line: the error, or what the checks returned.
+_CHECKS = """
+import json, sys
+from absl import flags
+from export import cli
+from trainers import train
+for argv in json.loads(sys.argv[1]):
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS(["trainers.train"] + argv)
+  try:
+    spec, options = train._options_and_spec()
+    print(json.dumps({"compute_dtype": spec.config_overrides.get(
+        "compute_dtype"), "steps_per_call": options.steps_per_call}))
+  except cli.FlagError as e:
+    print(json.dumps({"error": str(e)}))
+"""
 
-  def parse(*argv):
-    FLAGS.unparse_flags()
-    FLAGS(["trainers.train", f"--logdir={tmp_path / 'run'}"] + list(argv))
 
-  yield parse
-  FLAGS.unparse_flags()
-
-
-def test_tpu_strategy_without_tpu_is_one_line(parsed):
-  parsed("--strategy=tpu")
-  with pytest.raises(cli.FlagError) as error:
-    train._options_and_spec()  # pylint: disable=protected-access
-  assert str(error.value) == ("--strategy=tpu: expected --tpu=NAME too "
-                              "(--tpu=local on a Cloud TPU VM)")
+def _check(tmp_path, *command_lines):
+  argvs = [[f"--logdir={tmp_path / 'run'}", *argv] for argv in command_lines]
+  result = subprocess.run(
+      [sys.executable, "-c", _CHECKS, json.dumps(argvs)], cwd=procs.ROOT,
+      env=dict(procs.environment(), TF_CPP_MIN_LOG_LEVEL="3"),
+      capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return [json.loads(line) for line in result.stdout.splitlines()]
 
 
-def test_float64_with_tpu_strategy_is_one_line(parsed, tmp_path):
-  parsed("--strategy=tpu", "--tpu=local", "--config=dtype=float64")
-  with pytest.raises(cli.FlagError) as error:
-    train._options_and_spec()  # pylint: disable=protected-access
-  line = str(error.value)
-  assert "\n" not in line
-  assert line.startswith("--config=dtype=float64 with --strategy=tpu: "
-                         "dtype='float64' cannot run on a TPU"), line
+def test_tpu_flag_checks_are_one_line_errors_or_pass(tmp_path):
+  no_tpu, float64, bfloat16 = _check(
+      tmp_path, ["--strategy=tpu"],
+      ["--strategy=tpu", "--tpu=local", "--config=dtype=float64"],
+      ["--strategy=tpu", "--tpu=local", "--config=compute_dtype=bfloat16",
+       "--steps_per_call=8"])
+  assert no_tpu == {"error": "--strategy=tpu: expected --tpu=NAME too "
+                             "(--tpu=local on a Cloud TPU VM)"}
+  assert "\n" not in float64["error"]
+  assert float64["error"].startswith(
+      "--config=dtype=float64 with --strategy=tpu: dtype='float64' cannot "
+      "run on a TPU"), float64
+  assert bfloat16 == {"compute_dtype": "bfloat16", "steps_per_call": 8}
   assert not (tmp_path / "run").exists()
-
-
-def test_bfloat16_with_local_tpu_passes_the_checks(parsed):
-  parsed("--strategy=tpu", "--tpu=local", "--config=compute_dtype=bfloat16",
-         "--steps_per_call=8")
-  spec, options = train._options_and_spec()  # pylint: disable=protected-access
-  assert spec.config_overrides["compute_dtype"] == "bfloat16"
-  assert options.steps_per_call == 8

@@ -1,9 +1,12 @@
-"""Agents: `make_learner(agent, observation_spec, action_spec, **overrides)`."""
+"""Agents: `make_learner(agent, observation_spec, action_spec, **overrides)`,
+and `TrajectoryCollector`, which turns a batched environment into batches
+for `Learner.step`."""
 
 import dataclasses
 
 import tensorflow as tf
 
+from tf_metagrad.agents.collect import TrajectoryCollector
 from tf_metagrad.agents.drmg import DrmgConfig, DrmgLearner
 from tf_metagrad.agents.drmg import networks as drmg_networks
 from tf_metagrad.agents.frodo import FrodoConfig, FrodoLearner

@@ -42,6 +42,7 @@ import tensorflow as tf
 
 from tf_metagrad import optim
 from tf_metagrad import types
+from tf_metagrad.agents import trajectory_checks
 from tf_metagrad.meta import engine as engine_lib
 from tf_metagrad.meta import replicas
 
@@ -226,7 +227,14 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
 
   def step(self, batch) -> Dict[str, tf.Tensor]:
     """One learner update on a batch (a per-replica dataset element when
-    called with a distributed batch); returns the metrics dict."""
+    called with a distributed batch); returns the metrics dict.
+
+    Raises:
+      TypeError, ValueError: `batch` is not a trajectory this learner can
+        use (see `trajectory_checks`; value ranges only for eager values).
+    """
+    for local in trajectory_checks.local_batches(self.strategy, batch):
+      trajectory_checks.check_trajectory(local, self.network, "batch")
     return self._step_fn(batch)
 
   def step_from_iterator(self, iterator) -> Tuple[Dict[str, tf.Tensor], Any]:
@@ -287,7 +295,13 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
         frames_per_step)
 
   def metagradient(self, inner_batch, outer_batch) -> Dict[str, tf.Tensor]:
-    """d L_out / d eta keyed by metaparameter name; changes no state."""
+    """d L_out / d eta keyed by metaparameter name; changes no state.
+
+    Raises:
+      TypeError, ValueError: a batch is not a trajectory this learner can
+        use (see `trajectory_checks`).
+    """
+    self._check_inner_outer(inner_batch, outer_batch)
     result = self._metagradient(self._meta_variables(), inner_batch,
                                 outer_batch)
     return dict(result.meta_grads)
@@ -300,7 +314,12 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
       inner_batch: a trajectory, or a list of M trajectories when M > 1.
       outer_batch: the outer-loss trajectory.
       meta_params: dict name -> tensor (default: the current ones).
+
+    Raises:
+      TypeError, ValueError: a batch is not a trajectory this learner can
+        use (see `trajectory_checks`).
     """
+    self._check_inner_outer(inner_batch, outer_batch)
     current = self.meta_params()
     meta = current if meta_params is None else meta_params
     params = [tf.convert_to_tensor(p)
@@ -311,6 +330,11 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
         self.learning_rate())
 
   # -------------------------------------------------------------- internals
+  def _check_inner_outer(self, inner_batch, outer_batch):
+    trajectory_checks.check_batches(inner_batch, self.network, "inner_batch")
+    trajectory_checks.check_trajectory(outer_batch, self.network,
+                                       "outer_batch")
+
   def _outer_loss_fn(self, params, inner_batch):
     return lambda new, batch, reference: self._outer_loss(
         new, params, batch, inner_batch, reference)

@@ -60,8 +60,8 @@ class GaussianQuantileHead(params.ParamLayer):
         name="value")
 
   def build(self, input_shape):
-    self.policy.build(input_shape)
-    self.value.build(input_shape)
+    params.build_sublayer(self.policy, input_shape)
+    params.build_sublayer(self.value, input_shape)
     super().build(input_shape)
 
   def call(self, inputs):
@@ -236,15 +236,16 @@ class AgentNetwork(params.ParamLayer):
   def build(self, input_shape):
     features_shape = tf.TensorShape(self.torso.compute_output_shape(
         self._torso_input_shape(input_shape)))
-    self.torso.build(self._torso_input_shape(input_shape))
+    params.build_sublayer(self.torso, self._torso_input_shape(input_shape))
     if self.core is not None:
-      self.core.build(features_shape)
+      params.build_sublayer(self.core, features_shape)
       features_shape = features_shape[:-1].concatenate([self.core_units])
     if self.gamma_embedding is not None:
-      self.gamma_embedding.build(features_shape[:-1].concatenate([1]))
+      params.build_sublayer(self.gamma_embedding,
+                            features_shape[:-1].concatenate([1]))
       features_shape = features_shape[:-1].concatenate(
           [features_shape[-1] + self.gamma_embedding_size])
-    self.heads.build(features_shape)
+    params.build_sublayer(self.heads, features_shape)
     super().build(input_shape)
 
   def _torso_input_shape(self, input_shape):

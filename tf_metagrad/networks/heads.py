@@ -36,7 +36,7 @@ class _MLPHeads(params.ParamLayer):
 
   def build(self, input_shape):
     for name in self._PARTS:
-      getattr(self, name).build(input_shape)
+      params.build_sublayer(getattr(self, name), input_shape)
     super().build(input_shape)
 
   def get_config(self):

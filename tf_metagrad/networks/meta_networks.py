@@ -195,8 +195,8 @@ class FrodoTargetNetwork(params.ParamLayer):
     """
     if not self.use_observation_embedding or self.embedding_size is not None:
       features = self._feature_size(self.embedding_size)
-      self.lstm.build([None, None, features])
-    self.linear.build([None, None, self.units])
+      params.build_sublayer(self.lstm, [None, None, features])
+    params.build_sublayer(self.linear, [None, None, self.units])
     super().build(input_shape)
 
   def call(self, rewards, discounts, next_values, observation_embedding=None):
@@ -241,7 +241,7 @@ class FrodoTargetNetwork(params.ParamLayer):
       raise ValueError('`observation_embedding` was given but the network was '
                        'built with use_observation_embedding=False.')
     if not self.lstm.built:
-      self.lstm.build(features.shape)
+      params.build_sublayer(self.lstm, features.shape)
     outputs, _ = self.lstm(features)
     targets = self.linear(outputs)
     if self.output_size == 1:

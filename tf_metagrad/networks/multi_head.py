@@ -56,7 +56,7 @@ class MultiHead(params.ParamLayer):
 
   def build(self, input_shape):
     for head in self.heads:
-      head.build(input_shape)
+      params.build_sublayer(head, input_shape)
     super().build(input_shape)
 
   def call(self, inputs):

@@ -192,6 +192,23 @@ def call_with_weights(model: tf.keras.layers.Layer,
   return outputs
 
 
+def build_sublayer(layer: tf.keras.layers.Layer, input_shape) -> None:
+  """Builds `layer` (a sublayer, from its parent's `build`) under its name.
+
+  Keras 2 enters a layer's name scope only when the layer builds itself on
+  its first call; a parent that builds its sublayers directly would give
+  every sublayer's weights the same bare names (`kernel:0`), and H5 files
+  need names unique within a model. Inside the parent's scope this gives
+  e.g. `torso/mlp/linear_0/kernel:0`.
+
+  Args:
+    layer: the sublayer.
+    input_shape: the shape to build it for.
+  """
+  with tf.name_scope(layer.name):
+    layer.build(input_shape)
+
+
 class ParamLayer(tf.keras.layers.Layer):
   """Base class of layers whose weights can be substituted.
 

@@ -330,7 +330,7 @@ class StaticLSTM(params.ParamLayer):
     if shape.rank != 3:
       raise ValueError(
           f'StaticLSTM expects time-major inputs [T, B, F], got shape {shape}.')
-    self.cell.build(shape[1:])
+    params.build_sublayer(self.cell, shape[1:])
     super().build(input_shape)
 
   def initial_state(self, batch_size) -> LSTMState:
@@ -435,7 +435,7 @@ class MLP(params.ParamLayer):
     shape = tf.TensorShape(input_shape)
     _last_dim(shape, 'MLP')
     for linear in self.linears:
-      linear.build(shape)
+      params.build_sublayer(linear, shape)
       shape = linear.compute_output_shape(shape)
     super().build(input_shape)
 

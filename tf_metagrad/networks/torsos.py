@@ -34,7 +34,7 @@ class MLPTorso(params.ParamLayer):
                               dtype=self.dtype_policy, name='mlp')
 
   def build(self, input_shape):
-    self.mlp.build(input_shape)
+    params.build_sublayer(self.mlp, input_shape)
     super().build(input_shape)
 
   def call(self, inputs):
@@ -110,16 +110,17 @@ class _ResidualTorso(params.ParamLayer):
     self._check_shape(shape)
     shape = tf.TensorShape([None]).concatenate(shape[-3:])
     for conv, blocks in self._sections():
-      conv.build(shape)
+      params.build_sublayer(conv, shape)
       shape = conv.compute_output_shape(shape)
       if self._MAX_POOL:
         shape = tf.TensorShape([None] + [
             primitives.conv_output_size(d, 3, 2, 'SAME') for d in shape[1:3]
         ] + [shape[3]])
       for conv_a, conv_b in blocks:
-        conv_a.build(shape)
-        conv_b.build(shape)
-    self.linear.build([None, shape[1] * shape[2] * shape[3]])
+        params.build_sublayer(conv_a, shape)
+        params.build_sublayer(conv_b, shape)
+    params.build_sublayer(self.linear,
+                          [None, shape[1] * shape[2] * shape[3]])
     super().build(input_shape)
 
   def call(self, inputs):
@@ -226,7 +227,7 @@ class RecurrentCore(params.ParamLayer):
     if shape.rank is None or shape.rank < 2:
       raise ValueError(
           f'RecurrentCore expects inputs [..., F], got shape {shape}.')
-    self.lstm.build([None, None, shape[-1]])
+    params.build_sublayer(self.lstm, [None, None, shape[-1]])
     super().build(input_shape)
 
   def _ensure_built(self, inputs):

@@ -38,12 +38,16 @@ def make_meta_network(config, network) -> meta_networks.FrodoTargetNetwork:
   return meta_network
 
 
+def _weight_name(weight) -> str:
+  return weight.name.split(":")[0].rsplit("/", 1)[-1]
+
+
 def weight_names(layer: tf.keras.layers.Layer) -> Dict[Any, str]:
-  """variable ref -> "<owning layer>/<weight>" (Keras 2 variable names such
-  as "kernel:0" are not unique across layers)."""
+  """variable ref -> "<owning layer>/<weight>", e.g. "cell/kernel" (short
+  names that do not depend on the name scope the weight was created in)."""
   names = {}
   for sub in layer._flatten_layers():  # pylint: disable=protected-access
     for weight in sub._trainable_weights:  # pylint: disable=protected-access
       names.setdefault(weight.ref(),
-                       f"{sub.name}/{weight.name.split(':')[0]}")
+                       f"{sub.name}/{_weight_name(weight)}")
   return names
