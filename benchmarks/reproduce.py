@@ -20,16 +20,19 @@ Reverb, actor threads and the learner, except random_walk; see below):
   the reward switches. This one uses a synchronous loop (one environment,
   on-policy, like seed 001) because it needs the true values at every step.
 
-Outputs under docs/results/<experiment>/: curves.csv (mean and 95% band over
+Outputs under --outdir/<experiment>/: curves.csv (mean and 95% band over
 seeds on a common env-step grid), curves.png, results.md (final values per
-arm). Raw run directories go to --workdir (not committed).
+arm). --outdir defaults to a new runs/reproduce-<date>-<time>/ (not
+committed); --outdir=docs/results replaces the committed results. Raw run
+directories go to --workdir (not committed); `python -m trainers.plot`
+draws them with the same bands.
 """
 
 import csv
 import json
 import os
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 from absl import app
 from absl import flags
@@ -38,6 +41,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
+from trainers import plotting
+
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("experiment", "catch",
                   ["catch", "two_colors", "stac_ablation", "meta_trajectories",
@@ -45,7 +50,10 @@ flags.DEFINE_enum("experiment", "catch",
 flags.DEFINE_integer("seeds", 5, "Seeds per arm.")
 flags.DEFINE_float("scale", 1.0, "Multiplies every run's env-step budget.")
 flags.DEFINE_string("workdir", "/tmp/tf_metagrad_repro", "Raw run dirs.")
-flags.DEFINE_string("outdir", "docs/results", "Where results are written.")
+flags.DEFINE_string("outdir", None, "Where results are written (relative "
+                    "to the repository root). Default: a new "
+                    "runs/reproduce-<date>-<time>/; --outdir=docs/results "
+                    "updates the committed results.")
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -144,70 +152,6 @@ def _run(experiment: str, arm: str, agent: str, overrides: Dict,
   return os.path.join(logdir, "metrics.csv")
 
 
-def _read(path: str) -> Dict[str, np.ndarray]:
-  with open(path, newline="") as f:
-    rows = list(csv.DictReader(f))
-  out = {}
-  for key in rows[0]:
-    values = []
-    for r in rows:
-      try:
-        values.append(float(r[key]))
-      except (TypeError, ValueError):
-        values.append(np.nan)
-    out[key] = np.asarray(values)
-  if "episode_return" not in out:
-    out.update(_episode_returns_from_events(os.path.dirname(path),
-                                            out["env_steps"]))
-  return out
-
-
-def _episode_returns_from_events(logdir: str, env_steps: np.ndarray):
-  """episode_return on the CSV's env-step rows, from TensorBoard events.
-
-  Runs written before metrics.csv always carried the column lack it when no
-  episode had ended by the first CSV row; the summaries have it.
-  """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  points = {}
-  for name in os.listdir(logdir):
-    if not name.startswith("events.out.tfevents"):
-      continue
-    for event in tf.compat.v1.train.summary_iterator(
-        os.path.join(logdir, name)):
-      for value in event.summary.value:
-        if value.tag == "episode_return":
-          points[event.step] = float(tf.make_ndarray(value.tensor))
-  if not points:
-    return {}
-  steps = np.array(sorted(points), dtype=float)
-  values = np.array([points[s] for s in sorted(points)])
-  return {"episode_return": np.interp(env_steps, steps, values,
-                                      left=np.nan)}
-
-
-def _band(curves: List[np.ndarray]):
-  """Mean and 95% normal-approximation band over seeds."""
-  stack = np.stack(curves)
-  mean = np.nanmean(stack, axis=0)
-  n = np.sum(~np.isnan(stack), axis=0)
-  sem = np.nanstd(stack, axis=0, ddof=1) / np.sqrt(np.maximum(n, 1))
-  sem = np.where(n > 1, sem, 0.0)
-  return mean, mean - 1.96 * sem, mean + 1.96 * sem
-
-
-def _on_grid(data, key, grid):
-  x, y = data["env_steps"], data.get(key)
-  if y is None:
-    return np.full_like(grid, np.nan, dtype=float)
-  ok = ~np.isnan(y)
-  if ok.sum() < 2:
-    return np.full_like(grid, np.nan, dtype=float)
-  out = np.interp(grid, x[ok], y[ok])
-  out[grid < x[ok][0]] = np.nan
-  return out
-
-
 def _write(outdir: str, name: str, grid, arms_curves: Dict, ylabel: str,
            title: str, notes: str, vlines=()):
   os.makedirs(outdir, exist_ok=True)
@@ -217,16 +161,15 @@ def _write(outdir: str, name: str, grid, arms_curves: Dict, ylabel: str,
     for arm in arms_curves:
       header += [f"{arm} mean", f"{arm} lo95", f"{arm} hi95"]
     writer.writerow(header)
-    bands = {arm: _band(c) for arm, c in arms_curves.items()}
+    bands = {arm: plotting.band(c) for arm, c in arms_curves.items()}
     for i, x in enumerate(grid):
       row = [int(x)]
       for arm in arms_curves:
         row += [f"{v[i]:.5g}" for v in bands[arm]]
       writer.writerow(row)
   fig, ax = plt.subplots(figsize=(7, 4.2))
-  for arm, (mean, lo, hi) in bands.items():
-    ax.plot(grid, mean, label=arm)
-    ax.fill_between(grid, lo, hi, alpha=0.2)
+  for arm, curve in bands.items():
+    plotting.plot_band(ax, grid, curve, arm)
   for v in vlines:
     ax.axvline(v, color="gray", lw=0.6, ls=":")
   ax.set_xlabel("env steps")
@@ -251,7 +194,7 @@ def _write(outdir: str, name: str, grid, arms_curves: Dict, ylabel: str,
   print("\n".join(lines), flush=True)
 
 
-def _trainer_experiment(name: str):
+def _trainer_experiment(name: str, outdir: str):
   exp = EXPERIMENTS[name]
   steps = int(exp["steps"] * FLAGS.scale)
   grid = np.linspace(0, steps, exp.get("grid_points", 40) + 1)[1:]
@@ -259,11 +202,12 @@ def _trainer_experiment(name: str):
   for arm, (agent, overrides, run_overrides) in exp["arms"].items():
     arms_curves[arm] = []
     for seed in range(FLAGS.seeds):
-      data = _read(_run(name, arm, agent, overrides, run_overrides,
-                        exp["env"], steps, seed))
-      arms_curves[arm].append(_on_grid(data, "episode_return", grid))
+      data = plotting.read_metrics(_run(name, arm, agent, overrides,
+                                        run_overrides, exp["env"], steps,
+                                        seed))
+      arms_curves[arm].append(plotting.on_grid(data, "episode_return", grid))
       metas.setdefault(arm, []).append(data)
-  outdir = os.path.join(FLAGS.outdir, name)
+  outdir = os.path.join(outdir, name)
   notes = (f"{FLAGS.seeds} seeds per arm, {steps} env steps per run on "
            f"`{exp['env']}`; band = mean +- 1.96 standard errors over "
            f"seeds; returns are the mean of the last 100 training episodes.")
@@ -288,7 +232,7 @@ def _write_meta(outdir: str, grid, metas: Dict, steps: int):
     data = runs_data[0]  # One seed, like STAC fig. 5a.
     for key in sorted(k for k in data if k.startswith("meta/")
                       and not k.endswith(("/min", "/max"))):
-      y = _on_grid(data, key, grid)
+      y = plotting.on_grid(data, key, grid)
       name = key[5:]
       if any(name.startswith(w) for w in ("g_v", "g_p", "g_e")):
         # Shown without the outer scaling, as in STAC fig. 5a.
@@ -312,7 +256,8 @@ def _write_meta(outdir: str, grid, metas: Dict, steps: int):
     writer.writerow(["env_steps"] + [f"{a} {k}" for a, k in keys])
     for i, x in enumerate(grid):
       writer.writerow([int(x)] + [
-          f"{_on_grid(metas[a][0], k, grid)[i]:.5g}" for a, k in keys])
+          f"{plotting.on_grid(metas[a][0], k, grid)[i]:.5g}"
+          for a, k in keys])
   lines = ["# Metaparameters during training (Catch, seed 0)", "",
            f"{steps} env steps; loss weights divided by their outer value.",
            "", "| agent | metaparameter | final value |", "|---|---|---|"]
@@ -322,7 +267,7 @@ def _write_meta(outdir: str, grid, metas: Dict, steps: int):
   print("\n".join(lines), flush=True)
 
 
-def _random_walk():
+def _random_walk(outdir: str):
   """FRODO vs a fixed n-step target: value RMSE across reward switches."""
   # pylint: disable=g-import-not-at-top
   import tensorflow as tf
@@ -384,7 +329,7 @@ def _random_walk():
       print(f"random_walk/{arm}/seed{seed}: final rmse={rmse[-1]:.4f} "
             f"mean rmse={np.mean(rmse):.4f}", flush=True)
   switch = envs.make_batched("random_walk", 1, seed=0).core.switch_every
-  _write(os.path.join(FLAGS.outdir, "random_walk"), "random_walk", grid,
+  _write(os.path.join(outdir, "random_walk"), "random_walk", grid,
          curves, "value RMSE",
          "random_walk: value RMSE vs env steps",
          f"{FLAGS.seeds} seeds, {steps} env steps, one environment, "
@@ -398,14 +343,19 @@ def _random_walk():
 def main(argv):
   del argv
   os.chdir(_ROOT)
+  # A new folder by default: the committed docs/results are only replaced
+  # when asked for by name.
+  outdir = FLAGS.outdir or os.path.join(
+      "runs", time.strftime("reproduce-%Y%m%d-%H%M%S"))
   if FLAGS.experiment == "random_walk":
-    _random_walk()
+    _random_walk(outdir)
   else:
-    _trainer_experiment(FLAGS.experiment)
-  with open(os.path.join(FLAGS.outdir, FLAGS.experiment, "command.json"),
+    _trainer_experiment(FLAGS.experiment, outdir)
+  with open(os.path.join(outdir, FLAGS.experiment, "command.json"),
             "w") as f:
     json.dump({"experiment": FLAGS.experiment, "seeds": FLAGS.seeds,
                "scale": FLAGS.scale}, f)
+  print(f"wrote {os.path.join(_ROOT, outdir, FLAGS.experiment)}", flush=True)
 
 
 if __name__ == "__main__":

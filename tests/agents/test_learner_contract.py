@@ -100,22 +100,6 @@ def test_non_finite_loss_skips_the_update():
   assert all(np.all(np.isfinite(v.numpy())) for v in learner.variables)
 
 
-@pytest.mark.parametrize("agent", ["impala", "stac", "frodo"])
-def test_jit_compiled_step_matches_default_kernels(agent):
-  extra = {"num_inner_steps": 1} if agent == "frodo" else {}
-  plain = _make(agent, dtype="float32", **extra)
-  jitted = _make(agent, dtype="float32", jit_compile=True, **extra)
-  for a, b in zip(plain.variables, jitted.variables):
-    b.assign(a)
-  batch = helpers.random_trajectory(np.random.default_rng(0), 4, 3,
-                                    dtype=np.float32)
-  m1 = plain.step(batch)
-  m2 = jitted.step(batch)
-  np.testing.assert_allclose(m1["inner_loss"], m2["inner_loss"], rtol=1e-4)
-  for a, b in zip(_params(plain), _params(jitted)):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-
-
 def test_bad_names_and_values_are_clear_errors():
   spec, space = helpers.spaces()
   with pytest.raises(ValueError, match=r"Unknown agent 'stacks'; allowed: "

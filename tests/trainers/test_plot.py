@@ -1,0 +1,216 @@
+"""trainers.plot on hand-written run directories (no training): the table's
+numbers against means and bands worked out from the fake data, grouping,
+PNG output, one-line errors, a ram:// (in-memory, remote-like) file system
+and the command line."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from export import cli
+from tf_metagrad import runs
+from trainers import plot
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+PNG = b"\x89PNG\r\n\x1a\n"
+
+# STAC seed 0 runs to 400 env steps, seed 1 only to 300: the table compares
+# them at 300. The last row of each is an evaluation (other columns empty),
+# as trainers.outputs writes it.
+STAC_CSV = {
+    0: ("env_steps,learner_steps,episode_return,meta/gamma,meta/lambda_/max,"
+        "meta/lambda_/mean,meta/lambda_/min,eval/mean_return\n"
+        "100,1,,0.99,0.92,0.9,0.88,\n"
+        "200,2,0.0,0.98,0.91,0.89,0.87,\n"
+        "300,3,0.5,0.97,0.9,0.88,0.86,\n"
+        "400,4,1.0,0.96,0.89,0.87,0.85,\n"
+        "400,4,,,,,,0.8\n"),
+    1: ("env_steps,learner_steps,episode_return,meta/gamma,meta/lambda_/max,"
+        "meta/lambda_/mean,meta/lambda_/min,eval/mean_return\n"
+        "100,1,,0.99,0.92,0.9,0.88,\n"
+        "200,2,0.2,0.97,0.91,0.89,0.87,\n"
+        "300,3,0.3,0.95,0.9,0.86,0.86,\n"
+        "300,3,,,,,,0.6\n"),
+}
+IMPALA_CSV = ("env_steps,learner_steps,episode_return\n"
+              "100,1,0.1\n200,2,0.2\n300,3,0.3\n400,4,0.4\n500,5,0.5\n")
+
+
+def _write_run(directory, csv_text, agent, seed, config=None):
+  tf.io.gfile.makedirs(directory)
+  with tf.io.gfile.GFile(os.path.join(directory, "metrics.csv"), "w") as f:
+    f.write(csv_text)
+  runs.save_spec(directory, runs.RunSpec(
+      agent=agent, env="catch", config_overrides=dict(config or {}),
+      seed=seed, unroll_length=20, batch_size=32))
+
+
+def _make_runs(root):
+  """Three run directories under `root` (a local path or a ram:// URL)."""
+  dirs = []
+  for seed in (0, 1):
+    dirs.append(os.path.join(root, f"stac-seed{seed}"))
+    _write_run(dirs[-1], STAC_CSV[seed], "stac", seed,
+               {"meta_learned": ("gamma", "lambda_")})
+  dirs.append(os.path.join(root, "impala-seed0"))
+  _write_run(dirs[-1], IMPALA_CSV, "impala", 0)
+  return dirs
+
+
+def _rows(table):
+  """The markdown table as {group: {column: cell}}."""
+  lines = [l for l in table.splitlines() if l.startswith("| ")]
+  header = [c.strip() for c in lines[0].strip("|").split("|")]
+  return {cells[0]: dict(zip(header, cells)) for cells in (
+      [c.strip() for c in line.strip("|").split("|")] for line in lines[1:])}
+
+
+def _cell(values):
+  """Mean [95% band] of `values`, computed here from their definition."""
+  values = np.asarray(values, dtype=float)
+  mean = values.mean()
+  half = 1.96 * values.std(ddof=1) / np.sqrt(values.size) if (
+      values.size > 1) else 0.0
+  return f"{mean:.4g} [{mean - half:.4g}, {mean + half:.4g}]"
+
+
+@pytest.fixture(scope="module")
+def run_dirs(tmp_path_factory):
+  return _make_runs(str(tmp_path_factory.mktemp("runs")))
+
+
+def test_groups_seeds_of_one_setting_into_a_band(run_dirs, tmp_path):
+  out, md = tmp_path / "fig" / "runs.png", tmp_path / "runs.md"
+  text = plot.plot(run_dirs, str(out), str(md))
+  assert out.read_bytes()[:8] == PNG
+  assert md.read_text() == text
+  rows = _rows(text)
+  stac = rows["stac catch meta_learned=gamma,lambda_"]
+  impala = rows["impala catch"]
+  assert list(stac) == ["group", "seeds", "env steps", "episode_return",
+                        "meta/gamma", "meta/lambda_/mean",
+                        "last eval/mean_return"]
+  # Seeds at the 300 env steps both reached; seed 1's last evaluation
+  # counts although seed 0's is later.
+  assert stac["seeds"] == "2" and stac["env steps"] == "300"
+  assert stac["episode_return"] == _cell([0.5, 0.3]) == "0.4 [0.204, 0.596]"
+  assert stac["meta/gamma"] == _cell([0.97, 0.95]) == "0.96 [0.9404, 0.9796]"
+  assert stac["meta/lambda_/mean"] == _cell([0.88, 0.86])
+  assert stac["last eval/mean_return"] == _cell([0.8, 0.6])
+  assert impala["seeds"] == "1" and impala["env steps"] == "500"
+  assert impala["episode_return"] == "0.5"  # One seed: no band.
+  assert impala["meta/gamma"] == "n/a"
+  assert impala["last eval/mean_return"] == "n/a"
+  for d in run_dirs:
+    assert d in text  # Each group lists its run directories.
+
+
+def test_group_by_env_agent_and_none(run_dirs, tmp_path):
+  out = str(tmp_path / "x.png")
+  by_env = _rows(plot.plot(run_dirs, out, group_by="env",
+                           metrics=["episode_return"]))
+  # All three at the 300 steps the shortest reached (impala: 0.3 there).
+  assert list(by_env) == ["catch"]
+  assert by_env["catch"]["seeds"] == "3"
+  assert by_env["catch"]["episode_return"] == _cell([0.5, 0.3, 0.3])
+  by_agent = _rows(plot.plot(run_dirs, out, group_by="agent"))
+  assert {k: v["seeds"] for k, v in by_agent.items()} == {
+      "stac": "2", "impala": "1"}
+  alone = _rows(plot.plot(run_dirs, out, group_by="none",
+                          metrics=["meta/gamma", "eval/mean_return"]))
+  assert list(alone) == ["stac-seed0", "stac-seed1", "impala-seed0"]
+  assert alone["stac-seed0"]["env steps"] == "400"
+  assert alone["stac-seed0"]["meta/gamma"] == "0.96"
+  # The only evaluation, held from its step to the run's end.
+  assert alone["stac-seed1"]["eval/mean_return"] == "0.6"
+  assert alone["stac-seed0"]["last eval/mean_return"] == "0.8"
+  assert open(out, "rb").read(8) == PNG
+
+
+def test_metric_names_resolve_vector_means(run_dirs, tmp_path):
+  rows = _rows(plot.plot(run_dirs[:2], str(tmp_path / "x.png"),
+                         metrics=["meta/lambda_"]))
+  row = rows["stac catch"]
+  assert "meta/lambda_/mean" in row and "episode_return" not in row
+  assert row["meta/lambda_/mean"] == _cell([0.88, 0.86])
+
+
+def test_bad_inputs_are_one_line(run_dirs, tmp_path):
+  out = str(tmp_path / "x.png")
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  no_spec = tmp_path / "no_spec"
+  no_spec.mkdir()
+  (no_spec / "metrics.csv").write_text(IMPALA_CSV)
+  no_rows = tmp_path / "no_rows"
+  no_rows.mkdir()
+  (no_rows / "metrics.csv").write_text("env_steps,episode_return\n")
+  cases = [
+      ([str(tmp_path / "nope")], {}, f"{tmp_path / 'nope'}: no such "
+       "directory"),
+      ([str(no_spec / "metrics.csv")], {}, "is a file; expected a run "
+       "directory"),
+      ([str(empty)], {}, f"{empty}: no metrics.csv; expected a run "
+       "directory written by trainers.train"),
+      ([str(no_rows)], {}, "metrics.csv has no rows yet"),
+      ([str(no_spec)], {}, "no run_spec.json, which grouping by setting, "
+       "agent or env needs; use --group_by=none"),
+      (run_dirs, {"metrics": ["meta/nope"]}, "--metrics: unknown metric "
+       "'meta/nope'; the runs' metrics.csv have learner_steps, "
+       "episode_return, meta/gamma"),
+      ([str(tmp_path / "zz*")], {}, "zz*: matches no directory"),
+      ([], {}, "expected at least one run directory"),
+  ]
+  for args, kwargs, message in cases:
+    with pytest.raises(cli.FlagError) as e:
+      plot.plot(args, out, **kwargs)
+    assert message in str(e.value) and "\n" not in str(e.value)
+  with pytest.raises(cli.FlagError, match=r"^--output=x.pdf: expected a "
+                     r"file name ending in \.png$"):
+    plot.plot(run_dirs, "x.pdf")
+  assert not os.path.exists(out)
+  # Without a spec, every directory is its own curve.
+  assert "| no_spec | 1 | 500 |" in plot.plot([str(no_spec)], out,
+                                               group_by="none")
+
+
+def test_reads_and_writes_an_in_memory_file_system(tmp_path):
+  _make_runs("ram://runs/test_plot")
+  text = plot.plot(["ram://runs/test_plot/stac-seed*"],
+                   "ram://plots/runs.png", "ram://plots/runs.md")
+  with tf.io.gfile.GFile("ram://plots/runs.png", "rb") as f:
+    assert f.read()[:8] == PNG
+  with tf.io.gfile.GFile("ram://plots/runs.md") as f:
+    assert f.read() == text
+  assert _rows(text)["stac catch"]["episode_return"] == _cell([0.5, 0.3])
+
+
+def test_command_line(run_dirs, tmp_path):
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+  out, md = tmp_path / "cli.png", tmp_path / "cli.md"
+  # Directories before and after the flags, as a shell glob would put them.
+  proc = subprocess.run(
+      [sys.executable, "-m", "trainers.plot", run_dirs[0],
+       f"--output={out}", f"--table={md}", "--metrics=episode_return",
+       *run_dirs[1:]],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+      check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert out.read_bytes()[:8] == PNG
+  assert proc.stdout == md.read_text()
+  assert _rows(proc.stdout)["stac catch meta_learned=gamma,lambda_"][
+      "episode_return"] == _cell([0.5, 0.3])
+  bad = subprocess.run(
+      [sys.executable, "-m", "trainers.plot", run_dirs[0],
+       f"--output={tmp_path / 'x.pdf'}"],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+      check=False)
+  assert bad.returncode == 1
+  assert bad.stderr.splitlines() == [
+      f"error: --output={tmp_path / 'x.pdf'}: expected a file name ending "
+      f"in .png {cli.HELP_HINT}"]
