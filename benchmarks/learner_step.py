@@ -10,7 +10,9 @@ the tf.function), then `--repeats` timed steps of each, taking turns. A step
 is timed from the call to the moment one of its metrics is read on the host.
 Networks:
   resnet: 84x84x4 uint8 frames, 18 actions, the IMPALA deep ResNet torso;
-  mlp: 64-dim float32 features, 6 actions, a (256, 256) MLP torso.
+  mlp: 64-dim float32 features, 6 actions, a (256, 256) MLP torso;
+  conv: 84x84x3 uint8 pixels, 6 actions, the DM Control pixel torso (STAC
+    Table 2's residual conv torso, `ConvTorso`).
 
 The last line printed is machine-readable:
   agent=A network=N step_ms=<median> impala_step_ms=<median> ratio=<A/IMPALA>
@@ -34,9 +36,10 @@ NETWORKS = {
     # name: (observation shape, observation dtype, number of actions, torso)
     "resnet": ((84, 84, 4), "uint8", 18, "resnet"),
     "mlp": ((64,), "float32", 6, "mlp"),
+    "conv": ((84, 84, 3), "uint8", 6, "conv"),
 }
-_DEFAULT_BATCH_SIZE = {"mlp": 32, "resnet": 8}
-_DEFAULT_REPEATS = {"mlp": 10, "resnet": 3}
+_DEFAULT_BATCH_SIZE = {"mlp": 32, "resnet": 8, "conv": 8}
+_DEFAULT_REPEATS = {"mlp": 10, "resnet": 3, "conv": 3}
 
 _AGENT = flags.DEFINE_enum("agent", "stac", sorted(agents.AGENTS),
                            "Agent whose learner step is measured.")
@@ -95,6 +98,18 @@ def build_learner(agent: str, network: str, jit_compile: bool, seed: int,
                              **overrides)
 
 
+def head_hidden_sizes():
+  """`--head_hidden_sizes` as a tuple of ints (() linear), None if unset."""
+  if _HEAD_HIDDEN_SIZES.value is None:
+    return None
+  try:
+    return tuple(int(h) for h in _HEAD_HIDDEN_SIZES.value)
+  except ValueError:
+    raise app.UsageError(
+        f"--head_hidden_sizes={','.join(_HEAD_HIDDEN_SIZES.value)}: "
+        f"expected comma-separated positive ints or nothing.") from None
+
+
 def _step_call(learner, batch):
   return lambda: learner.step(batch)["inner_loss"]
 
@@ -116,14 +131,7 @@ def main(argv):
   batch = common.random_trajectory(np.random.default_rng(_SEED.value),
                                    unroll, batch_size, shape, dtype,
                                    num_actions)
-  heads = None
-  if _HEAD_HIDDEN_SIZES.value is not None:
-    try:
-      heads = tuple(int(h) for h in _HEAD_HIDDEN_SIZES.value)
-    except ValueError:
-      raise app.UsageError(
-          f"--head_hidden_sizes={','.join(_HEAD_HIDDEN_SIZES.value)}: "
-          f"expected comma-separated positive ints or nothing.") from None
+  heads = head_hidden_sizes()
   names = ["impala"] if agent == "impala" else [agent, "impala"]
   learners = {
       name: build_learner(name, network, _JIT_COMPILE.value, _SEED.value,

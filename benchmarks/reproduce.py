@@ -41,7 +41,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from trainers import plotting
+from tf_metagrad.trainers import plotting
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("experiment", "catch",
@@ -112,8 +112,8 @@ def _run(experiment: str, arm: str, agent: str, overrides: Dict,
   """Trains one arm/seed (resuming if it already ran) -> its metrics.csv."""
   # pylint: disable=g-import-not-at-top
   from tf_metagrad import runs
-  from trainers import loop
-  from trainers import presets
+  from tf_metagrad.trainers import loop
+  from tf_metagrad.trainers import presets
   # pylint: enable=g-import-not-at-top
   preset = presets.PRESETS[presets.family(env)]
   config = dict(preset.config)

@@ -27,8 +27,8 @@ import numpy as np
 
 from benchmarks import common
 from tf_metagrad import runs
-from trainers import loop
-from trainers import presets
+from tf_metagrad.trainers import loop
+from tf_metagrad.trainers import presets
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("agent", "stac", "Agent.")

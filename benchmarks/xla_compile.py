@@ -26,8 +26,8 @@ from tf_metagrad import agents
 
 _AGENTS = flags.DEFINE_list("agents", sorted(agents.AGENTS),
                             "Agents to measure.")
-# --network, --batch_size, --unroll_length, --repeats, --frodo_inner_steps
-# and --tiny are benchmarks.learner_step's flags (defined when it is
+# --network, --batch_size, --unroll_length, --repeats, --frodo_inner_steps,
+# --head_hidden_sizes and --tiny are benchmarks.learner_step's flags (defined when it is
 # imported), with the same meaning.
 FLAGS = flags.FLAGS
 
@@ -53,12 +53,14 @@ def main(argv):
                                    num_actions)
   print(f"network={network} batch_size={batch_size} "
         f"unroll_length={unroll} frodo_inner_steps={inner_steps} "
-        f"repeats={repeats} tiny={FLAGS.tiny}", flush=True)
+        f"repeats={repeats} head_hidden_sizes={FLAGS.head_hidden_sizes} "
+        f"tiny={FLAGS.tiny}", flush=True)
   for agent in _AGENTS.value:
     learners = {
         name: learner_step.build_learner(
             agent, network, jit, seed=0, tiny=FLAGS.tiny,
-            frodo_inner_steps=inner_steps)
+            frodo_inner_steps=inner_steps,
+            head_hidden_sizes=learner_step.head_hidden_sizes())
         for name, jit in (("plain", False), ("xla", True))}
     calls = {name: lambda l=l: l.step(batch)["inner_loss"]
              for name, l in learners.items()}

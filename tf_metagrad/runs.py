@@ -15,19 +15,30 @@ tools and by a resumed trainer):
 Checkpoints are written by TensorFlow to temporary files and only then
 registered in the `checkpoint` index file, so a process killed mid-write
 leaves the previous checkpoint as the latest valid one.
+
+DIR may be any `tf.io.gfile` path (a local folder, gs://, ram://...): its
+files are read and written through `tf.io.gfile` or TensorFlow's own file
+system layer (checkpoints, summaries, SavedModels). Where local and other
+file systems differ (the export's atomic replace, the actor processes' logs)
+the code asks `is_local`.
 """
 
 import dataclasses
 import importlib.metadata
 import json
 import os
+import re
 import subprocess
 from typing import Any, Dict, Optional
 
+import gymnasium
 import tensorflow as tf
 
 from tf_metagrad import agents
 from tf_metagrad import envs
+from tf_metagrad.agents import actor_critic
+from tf_metagrad.agents import base as agents_base
+from tf_metagrad.agents import config as config_lib
 
 SPEC_FILE = "run_spec.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -35,6 +46,18 @@ CHECKPOINT_DIR = "checkpoints"
 
 class RunError(RuntimeError):
   """A run directory is missing, incomplete or incompatible."""
+
+
+def is_local(path: str) -> bool:
+  """True for a plain local path, False for a URL (gs://, ram://, file://).
+
+  Only for plain paths does the code rely on an atomic directory rename
+  (object stores rename a directory object by object, ram:// moves only
+  the directory's own entry) or hand a child process a file of the run
+  directory as its output. file:// URLs take the other way too: `open`
+  cannot open them.
+  """
+  return re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", path) is None
 
 
 @dataclasses.dataclass
@@ -190,27 +213,32 @@ def provenance() -> Dict[str, Optional[str]]:
 def checkpoint_env_steps(path: str) -> Optional[int]:
   """The trainer's env-step counter stored in checkpoint `path`, read
   without building a learner (None: the checkpoint has no such counter)."""
+  key = "env_steps/.ATTRIBUTES/VARIABLE_VALUE"
   try:
-    return int(tf.train.load_variable(
-        path, "env_steps/.ATTRIBUTES/VARIABLE_VALUE"))
+    # Not tf.train.load_variable: it first asks whether `path` is a
+    # directory, which ram:// answers yes for any prefix of a file name
+    # (ckpt-1 of ckpt-1.index), and then looks for checkpoints inside it.
+    reader = tf.compat.v1.train.NewCheckpointReader(path)
+    return int(reader.get_tensor(key)) if reader.has_tensor(key) else None
   except (tf.errors.OpError, ValueError) as e:
-    if "not found" in str(e).lower():
-      return None
     raise RunError(f"Checkpoint {path} is corrupt or unreadable: "
                    f"{type(e).__name__}: {str(e).splitlines()[0]}") from None
 
 
-def agent_config(spec: RunSpec):
+def agent_config(spec: RunSpec) -> config_lib.AgentConfig:
   """The validated agent config of a run."""
   return agents.make_config(spec.agent, **dict(spec.config(), seed=spec.seed))
 
 
-def make_env(spec: RunSpec, seed: Optional[int] = None, **extra):
+def make_env(spec: RunSpec, seed: Optional[int] = None,
+             **extra: Any) -> gymnasium.Env:
   return envs.make(spec.env, seed=spec.seed if seed is None else seed,
                    **dict(spec.env_kwargs, **extra))
 
 
-def build_learner(spec: RunSpec, strategy=None):
+def build_learner(spec: RunSpec,
+                  strategy: Optional[tf.distribute.Strategy] = None
+                  ) -> actor_critic.ActorCriticLearner:
   """The learner a run spec describes (fresh weights, nothing restored)."""
   env = make_env(spec)
   try:
@@ -222,7 +250,8 @@ def build_learner(spec: RunSpec, strategy=None):
                              **dict(spec.config(), seed=spec.seed))
 
 
-def make_checkpoint(learner, **counters) -> tf.train.Checkpoint:
+def make_checkpoint(learner: agents_base.Learner,
+                    **counters: tf.Variable) -> tf.train.Checkpoint:
   """The checkpoint object of a run: the learner plus trainer counters."""
   return tf.train.Checkpoint(learner=learner, **counters)
 

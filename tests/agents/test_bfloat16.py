@@ -182,7 +182,7 @@ def test_stac_with_bfloat16_compute_learns_catch():
 
 def test_bfloat16_policy_exports(tmp_path):
   # pylint: disable=g-import-not-at-top
-  from export import export_policy
+  from tf_metagrad.export import export_policy
   from tests.export import helpers as export_helpers
   spec, learner, _, _ = export_helpers.make_run(
       tmp_path / "run", core_units=4, **BF16)

@@ -140,8 +140,10 @@ def test_bad_names_and_values_are_clear_errors():
      r"gamma must be a float, got '0.9' \(str\)"),
     ("stac", {"meta_learned": "gamma"}, TypeError,
      r"meta_learned must be a tuple of str values, got 'gamma'"),
-    ("stac", {"jit_compile": "yes"}, TypeError,
-     r"jit_compile must be a bool, got 'yes'"),
+    ("stac", {"jit_compile": "yes"}, ValueError,
+     r"jit_compile must be True, False or 'auto', got 'yes'"),
+    ("stac", {"jit_compile": 1}, ValueError,
+     r"jit_compile must be True, False or 'auto', got 1"),
     ("stac", {"end_learning_rate": 1e-4}, ValueError,
      r"end_learning_rate=0.0001 differs from learning_rate=0.0006 but "
      r"decay_steps=0"),

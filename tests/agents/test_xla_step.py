@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from tf_metagrad import agents
 from tf_metagrad import types
+from tf_metagrad.agents import base
 
 U = 2.0 ** -24
 T, B = 12, 3  # FRODO (M = 5) cuts T into M + 1 = 6 trajectories of 2 steps.
@@ -163,3 +164,27 @@ def test_mirrored_strategy_refuses_jit_compile_when_built():
                      r"per-replica learner step, which MirroredStrategy "
                      r"cannot run under XLA"):
     _make("impala", jit_compile=True, strategy=strategy)
+
+
+def test_auto_compiles_under_tpu_strategy_only():
+  # A TPUStrategy cannot be built without a TPU; resolve_jit_compile only
+  # asks what kind of strategy it is given.
+  tpu = object.__new__(tf.distribute.TPUStrategy)
+  mirrored = tf.distribute.MirroredStrategy(["/cpu:0"])
+  default = tf.distribute.get_strategy()
+  for torso in ("mlp", "resnet", "conv"):
+    assert base.resolve_jit_compile(tpu, "auto", torso) is True
+    assert base.resolve_jit_compile(default, "auto", torso) is False
+    # "auto" never asks Mirrored for what it cannot do.
+    assert base.resolve_jit_compile(mirrored, "auto", torso) is False
+    assert base.resolve_jit_compile(default, True, torso) is True
+    assert base.resolve_jit_compile(tpu, False, torso) is False
+
+
+def test_learner_reports_what_auto_resolved_to():
+  assert agents.make_config("impala").jit_compile == "auto"
+  assert _make("impala").jit_compile is False
+  assert _make("impala", jit_compile=True).jit_compile is True
+  learner = _make("impala", strategy=tf.distribute.MirroredStrategy(
+      ["/cpu:0"]))
+  assert learner.jit_compile is False

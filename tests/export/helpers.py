@@ -73,13 +73,33 @@ except ModuleNotFoundError:
 else:
   raise SystemExit("tf_metagrad is still importable")
 
+# tf_metagrad/export/serving.py needs nothing from the library, so a serving
+# project can vendor it: the client loads a copy by path (its last argument;
+# see `serving_copy`).
+import importlib.util
+_spec = importlib.util.spec_from_file_location("serving", sys.argv.pop())
+serving = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(serving)
 """
 
 
-def run_clean(args, cwd):
-  """Runs a command without PYTHONPATH or TensorFlow's C++ log lines."""
-  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-  env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+def serving_copy(directory) -> str:
+  """Copies tf_metagrad/export/serving.py into `directory`; returns the path
+  a HIDE_TF_METAGRAD client takes as its last argument."""
+  from tf_metagrad.export import serving  # pylint: disable=g-import-not-at-top
+  path = os.path.join(str(directory), "serving_copy.py")
+  with open(serving.__file__) as src, open(path, "w") as dst:
+    dst.write(src.read())
+  return path
+
+
+def run_clean(args, cwd, tf_log_level="3"):
+  """Runs a command without PYTHONPATH and, by default, without TensorFlow's
+  C++ log lines (`tf_log_level` None: TF_CPP_MIN_LOG_LEVEL unset)."""
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("PYTHONPATH", "TF_CPP_MIN_LOG_LEVEL")}
+  if tf_log_level is not None:
+    env["TF_CPP_MIN_LOG_LEVEL"] = tf_log_level
   return subprocess.run(args, cwd=cwd, env=env, capture_output=True,
                         text=True, timeout=120, check=False)
 

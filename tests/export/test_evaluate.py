@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export import evaluate
-from export import export_policy
-from export import gif
-from export import serving
+from tf_metagrad.export import evaluate
+from tf_metagrad.export import export_policy
+from tf_metagrad.export import gif
+from tf_metagrad.export import serving
 from tests.export import helpers
 from tf_metagrad import envs
 

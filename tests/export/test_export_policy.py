@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export import export_policy
-from export import serving
+from tf_metagrad.export import export_policy
+from tf_metagrad.export import serving
 from tests.export import helpers
 from tf_metagrad import runs
 from tf_metagrad.agents import actor

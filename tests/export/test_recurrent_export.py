@@ -4,6 +4,7 @@ The exported functions must reproduce `actor.Policy.greedy_step` /
 `sample_step` step by step, carrying the state, with the same weights.
 """
 
+import os
 import re
 import sys
 
@@ -11,9 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export import evaluate
-from export import export_policy
-from export import serving
+from tf_metagrad.export import evaluate
+from tf_metagrad.export import export_policy
+from tf_metagrad.export import serving
 from tests.export import helpers
 from tf_metagrad import envs
 from tf_metagrad.agents import actor
@@ -27,7 +28,6 @@ _NAMES = ["core_state_0", "core_state_1"]
 _CLIENT = helpers.HIDE_TF_METAGRAD + r"""
 import numpy as np
 import tensorflow as tf
-from export import serving
 
 path, obs_file, out_file = sys.argv[1:]
 obs = np.load(obs_file)
@@ -150,7 +150,8 @@ def test_loads_where_tf_metagrad_is_not_importable(run, tmp_path):
   np.save(tmp_path / "obs.npy", obs)
   result = helpers.run_clean(
       [sys.executable, "-c", _CLIENT, path, str(tmp_path / "obs.npy"),
-       str(tmp_path / "out.npz")], cwd=tmp_path)
+       str(tmp_path / "out.npz"), helpers.serving_copy(tmp_path)],
+      cwd=tmp_path)
   assert result.returncode == 0, result.stderr[-3000:]
   out = np.load(tmp_path / "out.npz")
   assert bool(out["recurrent"])
@@ -204,8 +205,8 @@ def test_evaluate_carries_and_resets_the_state(run, sample):
 def test_evaluate_binary_prints_mean_and_std(run, tmp_path):
   path = run[1]
   result = helpers.run_clean(
-      [sys.executable, "-m", "export.evaluate", f"--saved_model={path}",
-       "--episodes=5", "--seed=2"], cwd=tmp_path)
+      [os.path.join(os.path.dirname(sys.executable), "tf-metagrad-evaluate"),
+       f"--saved_model={path}", "--episodes=5", "--seed=2"], cwd=tmp_path)
   assert result.returncode == 0, result.stderr[-3000:]
   match = re.fullmatch(r"mean_return=(\S+) std_return=(\S+) episodes=5\n",
                        result.stdout)

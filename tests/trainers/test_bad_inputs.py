@@ -160,7 +160,7 @@ import sys
 from absl import app
 from absl import flags
 
-from export import cli
+from tf_metagrad.export import cli
 
 FLAGS = flags.FLAGS
 
@@ -182,22 +182,22 @@ def rejection(argv, check):
 
 cases = json.loads(sys.argv[1])
 out = {}
-from trainers import train
+from tf_metagrad.trainers import train
 out["trainers.train"] = [rejection(a, train._options_and_spec)
                          for a in cases["trainers.train"]]
-drop_flags("trainers.train")
-from export import export_policy
+drop_flags("tf_metagrad.trainers.train")
+from tf_metagrad.export import export_policy
 export_policy._define_flags()
 out["export.export_policy"] = [
     rejection(a, lambda: export_policy.main(["binary"]))
     for a in cases["export.export_policy"]]
-drop_flags("export.export_policy")
-from export import evaluate
+drop_flags("tf_metagrad.export.export_policy")
+from tf_metagrad.export import evaluate
 evaluate._define_flags()
 out["export.evaluate"] = [rejection(a, lambda: evaluate.main(["binary"]))
                           for a in cases["export.evaluate"]]
-drop_flags("export.evaluate")
-from trainers import actor
+drop_flags("tf_metagrad.export.evaluate")
+from tf_metagrad.trainers import actor
 out["trainers.actor"] = [rejection(a, actor._checked_flags)
                          for a in cases["trainers.actor"]]
 print(json.dumps(out))

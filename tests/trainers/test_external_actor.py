@@ -1,29 +1,18 @@
-"""An external actor process (`trainers.actor`) never outlives the trainer
-it feeds, and stops cleanly on SIGTERM (exit 0) while the trainer runs."""
+"""An external actor process (`trainers.actor`) given only the trainer's
+address feeds it, survives the trainer being killed and restarted on the
+same port, and stops cleanly on SIGTERM (exit 0) while the trainer runs.
+
+Its other rules (flags held to the learner's, giving up after
+--server_timeout_secs, signals while waiting) are tested against a bare
+server in test_remote_actor.py, which needs no trainer.
+"""
 
 import re
 import signal
+import socket
 import subprocess
 
 from tests.trainers import procs
-
-_ACTOR_FLAGS = ["--agent=stac", "--env=catch", "--num_envs=4",
-                "--unroll_length=4", "--config=mlp_hidden_sizes=16",
-                "--config=head_hidden_sizes=16"]
-
-
-def _trainer_and_actor(tmp_path, total_env_steps, actor_flags=()):
-  lines = []
-  trainer = procs.start("trainers.train", [
-      f"--logdir={tmp_path / 'run'}", "--agent=stac", "--env=catch",
-      "--num_actors=0", f"--total_env_steps={total_env_steps}",
-      *procs.TINY_FLAGS])
-  started = procs.read_until(trainer, lambda l: "reverb server on port" in l,
-                             lines)
-  port = int(re.search(r"port (\d+)", started).group(1))
-  actor = procs.start("trainers.actor", [
-      f"--reverb_address=127.0.0.1:{port}", *_ACTOR_FLAGS, *actor_flags])
-  return trainer, actor, lines
 
 
 def _wait_exit(proc, timeout_s):
@@ -38,42 +27,65 @@ def _wait_exit(proc, timeout_s):
   return out
 
 
-def test_external_actor_exits_after_the_trainer_finished(tmp_path):
-  trainer, actor, lines = _trainer_and_actor(
-      tmp_path, 64, ["--server_timeout_secs=3"])
-  try:
-    output = procs.finish(trainer, lines, timeout=300)
-    assert trainer.returncode == 0, output[-3000:]
-    assert "training completed: env_steps=64" in output
-    actor_output = _wait_exit(actor, 60)
-  finally:
-    if actor.poll() is None:
-      actor.kill()
-  assert actor.returncode == 1, actor_output[-3000:]
-  message = [l for l in actor_output.splitlines()
-             if l.startswith("actor error:")]
-  assert len(message) == 1, actor_output[-3000:]
-  assert "has not answered" in message[0]
-  assert "Traceback" not in actor_output
-  unrolls = int(re.search(r"actor done: unrolls=(\d+)",
-                          actor_output).group(1))
-  # The 4 learner steps of 4 items each: 4 unrolls of its 4 environments.
-  assert unrolls >= 4
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
 
 
-def test_sigterm_stops_a_running_external_actor(tmp_path):
-  trainer, actor, lines = _trainer_and_actor(tmp_path, 100_000_000)
+def _env_steps(line):
+  return int(re.search(r"env_steps=(\d+)", line).group(1))
+
+
+def test_external_actor_survives_a_learner_restart(tmp_path):
+  port = _free_port()
+  trainer_flags = [f"--logdir={tmp_path / 'run'}", "--agent=stac",
+                   "--env=catch", "--num_actors=0", f"--reverb_port={port}",
+                   "--noexport", *procs.TINY_FLAGS]
+  trainer_lines, actor_lines = [], []
+  trainer = procs.start("trainers.train", trainer_flags + [
+      "--total_env_steps=100000000", "--checkpoint_every_secs=0"])
+  actor = None
   try:
-    procs.read_until(trainer, lambda l: l.startswith("env_steps="), lines)
+    procs.read_until(trainer, lambda l: "reverb server on port" in l,
+                     trainer_lines)
+    actor = procs.start("trainers.actor",
+                        [f"--reverb_address=127.0.0.1:{port}"])
+    # Checkpoints with the actor's data in them (the only actor).
+    saved = procs.read_until(
+        trainer, lambda l: l.startswith("saved checkpoint") and
+        _env_steps(l) > 0, trainer_lines)
+    trainer.kill()  # SIGKILL: the server vanishes without a goodbye.
+    trainer.wait()
+    procs.read_until(actor, lambda l: "stopped answering" in l, actor_lines)
+    assert actor.poll() is None
+
+    # The same run, resumed on the same port, which only the surviving
+    # actor can feed.
+    trainer_lines = []
+    trainer = procs.start("trainers.train", trainer_flags + [
+        "--total_env_steps=100000000", "--max_data_wait_secs=300"])
+    resumed = procs.read_until(
+        trainer, lambda l: l.startswith("resumed from"), trainer_lines)
+    procs.read_until(
+        trainer, lambda l: l.startswith("env_steps=") and
+        _env_steps(l) >= _env_steps(resumed) + 10 * 4 * 4, trainer_lines)
+    assert _env_steps(resumed) >= _env_steps(saved), resumed
+    back = procs.read_until(actor, lambda l: "reconnected" in l, actor_lines)
+    assert "a restarted learner" in back
+    # SIGTERM while it acts (the learner still answers) ends it with 0.
     actor.send_signal(signal.SIGTERM)
-    # The trainer still answers, so only the signal can stop the actor. The
-    # bound is against a hang only: a stop takes a few seconds, more on a
-    # loaded 2-core machine, and speed is not what this test is about.
-    actor_output = _wait_exit(actor, 120)
-    assert actor.returncode == 0, actor_output[-3000:]
-    assert re.search(r"actor done: unrolls=[1-9]", actor_output)
-  finally:
-    if actor.poll() is None:
-      actor.kill()
+    actor_output = "".join(actor_lines) + _wait_exit(actor, 120)
     trainer.send_signal(signal.SIGTERM)
-    procs.finish(trainer, lines, timeout=120)
+    output = procs.finish(trainer, trainer_lines, timeout=120)
+    assert trainer.returncode == 0, output[-3000:]
+    assert "stopped by SIGTERM" in output, output[-3000:]
+  finally:
+    for proc in (trainer, actor):
+      if proc is not None and proc.poll() is None:
+        proc.kill()
+  assert actor.returncode == 0, actor_output[-3000:]
+  assert actor_output.count("actor: feeding run") == 1, actor_output
+  assert actor_output.count("reconnected") == 1, actor_output
+  assert "Traceback" not in actor_output
+  assert re.search(r"actor done: unrolls=[1-9]", actor_output)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export import cli
+from tf_metagrad.export import cli
 from tf_metagrad import runs
-from trainers import plot
+from tf_metagrad.trainers import plot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_metagrad import runs
-from trainers import loop
+from tf_metagrad.trainers import loop
 from tests.trainers import test_train_smoke as smoke
 
 

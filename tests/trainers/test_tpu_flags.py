@@ -9,17 +9,19 @@ with the benchmark flags other test files import into this process.
 import json
 import subprocess
 import sys
+import types
 
+import pytest
 import tensorflow as tf
 
 from tests.trainers import procs
-from trainers import strategies
+from tf_metagrad.trainers import strategies
 
 
 class _Recorder:
   """Stands in for TF's TPU calls and records what they were given."""
 
-  def __init__(self, monkeypatch):
+  def __init__(self, monkeypatch, num_hosts=1):
     self.calls = []
     recorder = self
 
@@ -35,21 +37,30 @@ class _Recorder:
                         lambda r: self.calls.append(("connect", r.tpu)))
     monkeypatch.setattr(tf.tpu.experimental, "initialize_tpu_system",
                         lambda r: self.calls.append(("initialize", r.tpu)))
-    monkeypatch.setattr(tf.distribute, "TPUStrategy",
-                        lambda r: ("strategy", r.tpu))
+    monkeypatch.setattr(
+        tf.distribute, "TPUStrategy",
+        lambda r: types.SimpleNamespace(
+            tpu=r.tpu, extended=types.SimpleNamespace(num_hosts=num_hosts)))
 
 
 def test_local_tpu_is_initialised_without_connecting(monkeypatch):
   recorder = _Recorder(monkeypatch)
-  assert strategies.tpu_strategy("local") == ("strategy", "local")
+  assert strategies.tpu_strategy("local").tpu == "local"
   assert recorder.calls == [("resolver", "local"), ("initialize", "local")]
 
 
 def test_named_tpu_is_connected_first(monkeypatch):
   recorder = _Recorder(monkeypatch)
-  assert strategies.tpu_strategy("node-1") == ("strategy", "node-1")
+  assert strategies.tpu_strategy("node-1").tpu == "node-1"
   assert recorder.calls == [("resolver", "node-1"), ("connect", "node-1"),
                             ("initialize", "node-1")]
+
+
+def test_a_pod_slice_is_refused_in_one_sentence(monkeypatch):
+  _Recorder(monkeypatch, num_hosts=4)
+  with pytest.raises(ValueError, match=r"^the TPU has 4 hosts \(a pod "
+                     r"slice\); .* TPU pods are not supported yet"):
+    strategies.tpu_strategy("pod-32")
 
 
 def test_local_resolver_has_no_cluster_to_connect_to():
@@ -66,8 +77,8 @@ def test_local_resolver_has_no_cluster_to_connect_to():
 _CHECKS = """
 import json, sys
 from absl import flags
-from export import cli
-from trainers import train
+from tf_metagrad.export import cli
+from tf_metagrad.trainers import train
 for argv in json.loads(sys.argv[1]):
   flags.FLAGS.unparse_flags()
   flags.FLAGS(["trainers.train"] + argv)

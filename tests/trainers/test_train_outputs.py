@@ -13,7 +13,7 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from tests.trainers import procs
-from trainers import outputs
+from tf_metagrad.trainers import outputs
 
 TOTAL = 160  # Ten learner steps of 4 unrolls of 4 frames.
 
@@ -200,3 +200,15 @@ def test_progress_line_eta_uses_the_recent_rate(tmp_path):
   assert row["fps"] == pytest.approx(50.0)
   # (10000 - 1100) / 50 = 178 s; the average since start-up said 323 s.
   assert reporter.progress_line(row).endswith("eta=0h02m58s")
+
+
+def test_first_report_of_a_resumed_run_has_no_eta(tmp_path):
+  # Resumed at 4000 steps, the first report has seen no new step: no rate,
+  # so "?" rather than an ETA from a near-zero rate (it read 544 million
+  # hours).
+  reporter = outputs.Reporter(str(tmp_path), tf.distribute.get_strategy(),
+                              total_env_steps=10_000, start_env_steps=4000,
+                              clock=lambda: 5.0)
+  row = reporter.row(4000, 100, 0)
+  assert row["fps"] == 0.0
+  assert reporter.progress_line(row).endswith("eta=?")

@@ -22,12 +22,14 @@ def test_kill_9_then_resume_continues_the_counters(tmp_path):
            "--total_env_steps=100000000", "--checkpoint_every_secs=0",
            *procs.TINY_FLAGS]
   lines = []
-  proc = procs.start("trainers.train", flags)
+  proc = procs.start("trainers.train", flags + ["--native_logs=all"])
   saved = []
   procs.read_until(proc, lambda l: l.startswith("saved checkpoint") and
                    saved.append(l) is None and len(saved) >= 3, lines)
   proc.kill()  # SIGKILL: no chance to checkpoint or clean up.
   proc.wait()
+  # --native_logs=all shows Reverb's start-up lines.
+  assert any("Started replay server on port" in l for l in lines), lines
   checkpointed = _env_steps(saved[-1])
   assert checkpointed > 0
   # Every checkpoint the index names is complete and restorable.
@@ -56,6 +58,8 @@ def test_kill_9_then_resume_continues_the_counters(tmp_path):
   assert int(done.group(1)) >= total
   assert int(done.group(2)) == int(done.group(1)) // 16
   assert "final_eval_mean_return=" in output
+  # The default --native_logs=quiet drops them (see test_native_logs.py).
+  assert "[reverb/cc/" not in output, output[-3000:]
 
 
 def test_sigterm_checkpoints_and_exits_zero(tmp_path):

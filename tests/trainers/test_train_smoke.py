@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tf_metagrad import runs
-from trainers import loop
+from tf_metagrad.trainers import loop
 
 TINY = {"mlp_hidden_sizes": (16,), "head_hidden_sizes": (16,)}
 

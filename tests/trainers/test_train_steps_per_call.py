@@ -12,7 +12,7 @@ import signal
 import numpy as np
 import pytest
 
-from export import evaluate
+from tf_metagrad.export import evaluate
 from tests.trainers import procs
 
 FRAMES = 4 * 4  # unroll_length x batch_size of procs.TINY_FLAGS.

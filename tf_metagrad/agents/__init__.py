@@ -3,9 +3,13 @@ and `TrajectoryCollector`, which turns a batched environment into batches
 for `Learner.step`."""
 
 import dataclasses
+from typing import Any, Optional
 
+import gymnasium
 import tensorflow as tf
 
+from tf_metagrad.agents import actor_critic
+from tf_metagrad.agents import config as config_lib
 from tf_metagrad.agents.collect import TrajectoryCollector
 from tf_metagrad.agents.drmg import DrmgConfig, DrmgLearner
 from tf_metagrad.agents.drmg import networks as drmg_networks
@@ -40,7 +44,7 @@ _NETWORKS = {
 }
 
 
-def make_config(agent: str, **overrides):
+def make_config(agent: str, **overrides: Any) -> config_lib.AgentConfig:
   """The validated config of `agent` with `overrides` applied."""
   if agent not in AGENTS:
     raise ValueError(
@@ -55,8 +59,10 @@ def make_config(agent: str, **overrides):
   return config_cls(**overrides)
 
 
-def make_learner(agent: str, observation_spec, action_spec, strategy=None,
-                 **config_overrides):
+def make_learner(agent: str, observation_spec: Any,
+                 action_spec: gymnasium.spaces.Space,
+                 strategy: Optional[tf.distribute.Strategy] = None,
+                 **config_overrides: Any) -> actor_critic.ActorCriticLearner:
   """Builds the learner of `agent` for the given specs.
 
   Args:

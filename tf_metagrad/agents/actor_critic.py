@@ -28,6 +28,7 @@ from tf_metagrad import types
 from tf_metagrad.agents import base
 from tf_metagrad.agents import config as config_lib
 from tf_metagrad.agents import losses
+from tf_metagrad.agents import networks as networks_lib
 from tf_metagrad.networks import params as params_lib
 from tf_metagrad.ops import distributional
 
@@ -61,8 +62,10 @@ class ActorCriticLearner(base.Learner):
     strategy: a `tf.distribute.Strategy`.
   """
 
-  def __init__(self, config, network, meta_specs: Sequence[MetaSpec],
-               strategy: Optional[tf.distribute.Strategy] = None):
+  def __init__(self, config: config_lib.AgentConfig,
+               network: networks_lib.AgentNetwork,
+               meta_specs: Sequence[MetaSpec],
+               strategy: Optional[tf.distribute.Strategy] = None) -> None:
     self._meta_specs = tuple(meta_specs)
     self._num_heads = getattr(config, "num_heads", 1)
     strategy = strategy or tf.distribute.get_strategy()

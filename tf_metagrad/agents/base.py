@@ -15,7 +15,8 @@ One learner step is one `tf.function`, run through `strategy.run`:
 A non-finite loss or gradient anywhere skips both updates (every variable
 keeps its value) and increments `skipped_updates`.
 
-XLA (`jit_compile=True`) compiles the replica function, the one given to
+XLA (`jit_compile=True`; "auto", the default, means on under TPUStrategy
+and off elsewhere, see `resolve_jit_compile`) compiles the replica function, the one given to
 `strategy.run` (all-reduces included), as TPUStrategy does: the batch comes
 in as an argument and the step loop, the iterator and the cross-replica
 reduction of the metrics stay outside the compiled region. TPUStrategy
@@ -36,12 +37,13 @@ an empty dict from `_meta_variables` and only run the inner loop.
 """
 
 import abc
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import tensorflow as tf
 
 from tf_metagrad import optim
 from tf_metagrad import types
+from tf_metagrad.agents import config as config_lib
 from tf_metagrad.agents import trajectory_checks
 from tf_metagrad.meta import engine as engine_lib
 from tf_metagrad.meta import replicas
@@ -84,27 +86,71 @@ TPU_STRATEGIES = (tf.distribute.TPUStrategy,
 
 
 def check_jit_compile(strategy: tf.distribute.Strategy,
-                      jit_compile: bool) -> None:
+                      jit_compile: Union[bool, str]) -> None:
   """Raises when `strategy` cannot run an XLA-compiled replica step.
 
   Args:
     strategy: the learner's strategy.
-    jit_compile: the agent config's `jit_compile`.
+    jit_compile: the agent config's `jit_compile`; only True can fail
+      ("auto" resolves to False where XLA cannot run).
 
   Raises:
-    ValueError: `jit_compile` with a MirroredStrategy or
+    ValueError: `jit_compile=True` with a MirroredStrategy or
       MultiWorkerMirroredStrategy, or with a multi-replica strategy other
       than TPUStrategy.
   """
-  if not jit_compile or isinstance(strategy, TPU_STRATEGIES):
+  if jit_compile is not True or isinstance(strategy, TPU_STRATEGIES):
     return
-  if (isinstance(strategy, _MIRRORED_STRATEGIES)
-      or strategy.num_replicas_in_sync > 1):
+  if not _can_compile_replica(strategy):
     raise ValueError(
         f"jit_compile=True compiles the per-replica learner step, which "
         f"{type(strategy).__name__} cannot run under XLA in TF 2.15 (its "
         f"all-reduces and variable updates need merge_call); use "
         f"jit_compile=False with it, or the default or TPU strategy.")
+
+
+def _can_compile_replica(strategy: tf.distribute.Strategy) -> bool:
+  return not (isinstance(strategy, _MIRRORED_STRATEGIES)
+              or strategy.num_replicas_in_sync > 1)
+
+
+def resolve_jit_compile(strategy: tf.distribute.Strategy,
+                        jit_compile: Union[bool, str], torso: str) -> bool:
+  """Whether the replica step is compiled with XLA.
+
+  True and False are taken as given (True where XLA cannot run raises, see
+  `check_jit_compile`). "auto" (the default) compiles under TPUStrategy,
+  which compiles the replica function in any case, and nowhere else.
+
+  Why not on CPU: measured on a quiet 2-core CPU with
+  `benchmarks.xla_compile` (median of interleaved steps, B=32 T=20 for the
+  MLP, B=8 T=20 for the conv torsos), the XLA replica step was slower for
+  every torso and agent: MLP torso with the default (256, 256) heads,
+  XLA/plain 1.07 (DrMG) to 1.44 (FRODO), STAC 36.7 vs 27.7 ms, IMPALA 16.5
+  vs 13.1 ms; MLP with linear heads, IMPALA 6.07 vs 5.43 ms and STAC 13.6
+  vs 11.2 ms; Atari ResNet, IMPALA 2028 vs 338 ms (6.0x) and STAC 4757 vs
+  1104 ms (4.3x); DM Control pixel torso, IMPALA 1897 vs 623 ms (3.0x) and
+  STAC 4290 vs 1487 ms (2.9x).
+  oneDNN's fused matmul and convolution kernels beat XLA's CPU code
+  generation on these shapes, and the per-op overhead XLA removes is small
+  next to them. `torso` ("mlp", "resnet" or "conv") is taken so that a
+  torso measured the other way round can opt in here.
+
+  Args:
+    strategy: the learner's strategy.
+    jit_compile: the agent config's `jit_compile`: True, False or "auto".
+    torso: the network's torso kind.
+
+  Returns:
+    True to compile the replica step with XLA.
+  """
+  check_jit_compile(strategy, jit_compile)
+  if jit_compile != "auto":
+    return bool(jit_compile)
+  if isinstance(strategy, TPU_STRATEGIES):
+    return True
+  del torso  # No CPU torso measured faster under XLA (see above).
+  return False
 
 
 def _stack_rows(stacked, row, index):
@@ -124,8 +170,8 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
       scope. Defaults to the current (default) strategy.
   """
 
-  def __init__(self, config, network: tf.keras.Model,
-               strategy: Optional[tf.distribute.Strategy] = None):
+  def __init__(self, config: config_lib.AgentConfig, network: tf.keras.Model,
+               strategy: Optional[tf.distribute.Strategy] = None) -> None:
     super().__init__(name=type(self).__name__)
     self.config = config
     self.strategy = strategy or tf.distribute.get_strategy()
@@ -150,10 +196,12 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
                                        name="learner_steps")
       self.skipped_updates = tf.Variable(0, dtype=tf.int64, trainable=False,
                                          name="skipped_updates")
-    check_jit_compile(self.strategy, config.jit_compile)
+    self.jit_compile = resolve_jit_compile(
+        self.strategy, config.jit_compile,
+        getattr(network, "torso_kind", "mlp"))
     # TPUStrategy compiles the replica function itself; elsewhere only a
     # compiled function is wrapped, the plain one is traced inline.
-    if config.jit_compile and not isinstance(self.strategy, TPU_STRATEGIES):
+    if self.jit_compile and not isinstance(self.strategy, TPU_STRATEGIES):
       self._replica_fn = tf.function(self._replica_step, jit_compile=True)
     else:
       self._replica_fn = self._replica_step
@@ -200,7 +248,9 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
     return batch, batch
 
   # ---------------------------------------------------------------- public
-  def learning_rate(self, step=None) -> tf.Tensor:
+  def learning_rate(
+      self, step: Optional[Union[int, tf.Tensor, tf.Variable]] = None
+  ) -> tf.Tensor:
     """The inner learning rate at `step` (default: the learner's step).
 
     Constant without `decay_steps`, else STAC Table 3's linear decay from
@@ -225,7 +275,7 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
     empty for agents whose metaparameters are network weights (FRODO)."""
     return self._meta_values(self._meta_variables())
 
-  def step(self, batch) -> Dict[str, tf.Tensor]:
+  def step(self, batch: types.Trajectory) -> Dict[str, tf.Tensor]:
     """One learner update on a batch (a per-replica dataset element when
     called with a distributed batch); returns the metrics dict.
 
@@ -237,7 +287,10 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
       trajectory_checks.check_trajectory(local, self.network, "batch")
     return self._step_fn(batch)
 
-  def step_from_iterator(self, iterator) -> Tuple[Dict[str, tf.Tensor], Any]:
+  def step_from_iterator(
+      self,
+      iterator: Union[tf.data.Iterator, tf.distribute.DistributedIterator]
+  ) -> Tuple[Dict[str, tf.Tensor], Any]:
     """`step` on the next element `(batch, extras)` of a (distributed)
     dataset iterator, drawn inside the same `tf.function` call.
 
@@ -256,7 +309,9 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
     return self._iterator_step_fn(iterator)
 
   def steps_from_iterator(
-      self, iterator, num_steps: int,
+      self,
+      iterator: Union[tf.data.Iterator, tf.distribute.DistributedIterator],
+      num_steps: int,
       env_steps: Optional[tf.Variable] = None,
       frames_per_step: int = 0) -> Tuple[Dict[str, tf.Tensor], Any]:
     """`num_steps` learner steps on the next `num_steps` elements of a
@@ -294,7 +349,9 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
         iterator, tf.constant(num_steps, tf.int32), env_steps,
         frames_per_step)
 
-  def metagradient(self, inner_batch, outer_batch) -> Dict[str, tf.Tensor]:
+  def metagradient(
+      self, inner_batch: Union[types.Trajectory, List[types.Trajectory]],
+      outer_batch: types.Trajectory) -> Dict[str, tf.Tensor]:
     """d L_out / d eta keyed by metaparameter name; changes no state.
 
     Raises:
@@ -306,8 +363,10 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
                                 outer_batch)
     return dict(result.meta_grads)
 
-  def outer_loss_after_inner_update(self, inner_batch, outer_batch,
-                                    meta_params=None) -> tf.Tensor:
+  def outer_loss_after_inner_update(
+      self, inner_batch: Union[types.Trajectory, List[types.Trajectory]],
+      outer_batch: types.Trajectory,
+      meta_params: Optional[Dict[str, tf.Tensor]] = None) -> tf.Tensor:
     """L_out after the M inner steps taken with `meta_params`; no state change.
 
     Args:

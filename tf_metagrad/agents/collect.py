@@ -18,6 +18,8 @@ import tensorflow as tf
 
 from tf_metagrad import types
 from tf_metagrad.agents import actor as actor_lib
+from tf_metagrad.agents import networks as networks_lib
+from tf_metagrad.envs import batched
 
 
 class TrajectoryCollector:
@@ -38,7 +40,9 @@ class TrajectoryCollector:
       far, in the order they ended.
   """
 
-  def __init__(self, env, network, unroll_length: int, seed: int = 0):
+  def __init__(self, env: batched.BatchedEnv,
+               network: networks_lib.AgentNetwork, unroll_length: int,
+               seed: int = 0) -> None:
     if isinstance(unroll_length, bool) or int(unroll_length) < 1:
       raise ValueError(f"unroll_length must be an int >= 1, got "
                        f"{unroll_length!r}.")

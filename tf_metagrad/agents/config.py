@@ -26,7 +26,7 @@ run needs `dtype="float32"` (`check_tpu_dtype`).
 import dataclasses
 import numbers
 import typing
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 _DTYPES = ("float32", "float64")
 _COMPUTE_DTYPES = ("float32", "float64", "bfloat16")
@@ -94,7 +94,9 @@ class AgentConfig:
   # None: compute in `dtype`. "bfloat16" (with dtype float32 only): see the
   # module docstring.
   compute_dtype: Optional[str] = None
-  jit_compile: bool = False
+  # True, False or "auto" (XLA where it was measured to pay off; see
+  # `tf_metagrad.agents.base.resolve_jit_compile`).
+  jit_compile: Union[bool, str] = "auto"
   seed: int = 0
   # Network.
   torso: str = "auto"
@@ -157,6 +159,9 @@ class AgentConfig:
            f"compute_dtype={self.compute_dtype!r} needs dtype='float32' "
            f"(bfloat16 compute keeps float32 weights) or compute_dtype equal "
            f"to dtype, got dtype={self.dtype!r}.")
+    _check(isinstance(self.jit_compile, bool) or self.jit_compile == "auto",
+           f"jit_compile must be True, False or 'auto', got "
+           f"{self.jit_compile!r}.")
     _check(self.torso in _TORSOS,
            f"torso must be one of {_TORSOS}, got {self.torso!r}.")
     for name in ("mlp_hidden_sizes", "resnet_channels"):
@@ -218,7 +223,7 @@ class AgentConfig:
            f"num_quantiles must be >= 1, got {self.num_quantiles}.")
 
 
-def dtype_policy(config) -> str:
+def dtype_policy(config: AgentConfig) -> str:
   """The Keras dtype policy of the agent network for `config`: "float32",
   "float64", or "mixed_bfloat16" (float32 variables, bfloat16 compute)."""
   if config.compute_dtype == "bfloat16":

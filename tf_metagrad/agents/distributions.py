@@ -13,9 +13,10 @@ Control) actions:
 - `mode()` / `sample(seed)` for acting.
 """
 
-from typing import NamedTuple
+from typing import NamedTuple, Tuple
 
 import tensorflow as tf
+from tensorflow.types.experimental import TensorLike
 
 from tf_metagrad.ops import policy as policy_ops
 
@@ -25,19 +26,19 @@ class Categorical(NamedTuple):
 
   logits: tf.Tensor
 
-  def log_prob(self, actions):
+  def log_prob(self, actions: TensorLike) -> tf.Tensor:
     return policy_ops.categorical_log_prob(self.logits, actions)
 
-  def regularizer(self):
+  def regularizer(self) -> tf.Tensor:
     return policy_ops.categorical_entropy(self.logits)
 
-  def kl(self, other: "Categorical"):
+  def kl(self, other: "Categorical") -> tf.Tensor:
     return policy_ops.categorical_kl(self.logits, other.logits)
 
-  def mode(self):
+  def mode(self) -> tf.Tensor:
     return tf.argmax(self.logits, axis=-1, output_type=tf.int32)
 
-  def sample(self, seed):
+  def sample(self, seed: TensorLike) -> Tuple[tf.Tensor, tf.Tensor]:
     """Samples actions; `seed` is a stateless-random seed of shape [2]."""
     flat = tf.reshape(self.logits, [-1, tf.shape(self.logits)[-1]])
     draws = tf.random.stateless_categorical(
@@ -45,7 +46,7 @@ class Categorical(NamedTuple):
     actions = tf.reshape(draws, tf.shape(self.logits)[:-1])
     return actions, self.log_prob(actions)
 
-  def stop_gradient(self):
+  def stop_gradient(self) -> "Categorical":
     return Categorical(tf.stop_gradient(self.logits))
 
 
@@ -55,23 +56,23 @@ class SquashedGaussian(NamedTuple):
   mean: tf.Tensor
   std: tf.Tensor
 
-  def log_prob(self, actions):
+  def log_prob(self, actions: TensorLike) -> tf.Tensor:
     return policy_ops.squashed_gaussian_log_prob(self.mean, self.std, actions)
 
-  def regularizer(self):
+  def regularizer(self) -> tf.Tensor:
     return -policy_ops.gaussian_kl_to_standard_normal(self.mean, self.std)
 
-  def kl(self, other: "SquashedGaussian"):
+  def kl(self, other: "SquashedGaussian") -> tf.Tensor:
     return policy_ops.gaussian_kl(self.mean, self.std, other.mean, other.std)
 
-  def mode(self):
+  def mode(self) -> tf.Tensor:
     return tf.tanh(self.mean)
 
-  def sample(self, seed):
+  def sample(self, seed: TensorLike) -> Tuple[tf.Tensor, tf.Tensor]:
     noise = tf.random.stateless_normal(
         tf.shape(self.mean), seed=seed, dtype=self.mean.dtype)
     return policy_ops.squashed_gaussian_sample(self.mean, self.std, noise=noise)
 
-  def stop_gradient(self):
+  def stop_gradient(self) -> "SquashedGaussian":
     return SquashedGaussian(
         tf.stop_gradient(self.mean), tf.stop_gradient(self.std))

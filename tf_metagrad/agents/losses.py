@@ -28,6 +28,7 @@ from typing import NamedTuple, Optional, Union
 
 import tensorflow as tf
 
+from tf_metagrad.agents import distributions
 from tf_metagrad.ops import distributional
 from tf_metagrad.ops import returns as returns_ops
 from tf_metagrad.ops import vtrace
@@ -85,9 +86,11 @@ def _n_step_targets(log_rhos, discounts, rewards, values, clip_pg_rho,
                                       - values[:-1]))
 
 
-def actor_critic_loss(policy,
+def actor_critic_loss(policy: Union[distributions.Categorical,
+                                    distributions.SquashedGaussian],
                       values: tf.Tensor,
-                      reference_policy,
+                      reference_policy: Union[distributions.Categorical,
+                                              distributions.SquashedGaussian],
                       reference_values: tf.Tensor,
                       actions: tf.Tensor,
                       rewards: tf.Tensor,

@@ -27,7 +27,7 @@ state passed back in is cast to bfloat16 again, which is exact, so the
 learner still reproduces the actor.
 """
 
-from typing import Optional
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import gymnasium
 import numpy as np
@@ -47,7 +47,8 @@ class GaussianQuantileHead(params.ParamLayer):
   """Squashed-Gaussian policy and N value quantiles (continuous DrMG)."""
 
   def __init__(self, action_dim: int, num_quantiles: int,
-               hidden_sizes=(256, 256), **kwargs):
+               hidden_sizes: Sequence[int] = (256, 256),
+               **kwargs: Any) -> None:
     super().__init__(**kwargs)
     self.action_dim = int(action_dim)
     self.num_quantiles = int(num_quantiles)
@@ -59,16 +60,17 @@ class GaussianQuantileHead(params.ParamLayer):
         self.num_quantiles, self.hidden_sizes, dtype=self.dtype_policy,
         name="value")
 
-  def build(self, input_shape):
+  def build(self, input_shape: Union[tf.TensorShape,
+                                     Sequence[Optional[int]]]) -> None:
     params.build_sublayer(self.policy, input_shape)
     params.build_sublayer(self.value, input_shape)
     super().build(input_shape)
 
-  def call(self, inputs):
+  def call(self, inputs: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     mean, std = self.policy(inputs)
     return mean, std, self.value(inputs)
 
-  def get_config(self):
+  def get_config(self) -> Dict[str, Any]:
     config = super().get_config()
     config.update(action_dim=self.action_dim,
                   num_quantiles=self.num_quantiles,
@@ -113,14 +115,18 @@ class AgentNetwork(params.ParamLayer):
       a single-tensor observation.
   """
 
-  def __init__(self, observation_shape, observation_dtype: str,
+  def __init__(self, observation_shape: Sequence[int], observation_dtype: str,
                num_actions: Optional[int] = None,
                action_dim: Optional[int] = None, torso: str = "mlp",
                num_heads: int = 1, num_quantiles: Optional[int] = None,
-               mlp_hidden_sizes=(256, 256), resnet_channels=(16, 32, 32),
-               head_hidden_sizes=(256, 256), gamma_embedding_size: int = 0,
+               mlp_hidden_sizes: Sequence[int] = (256, 256),
+               resnet_channels: Sequence[int] = (16, 32, 32),
+               head_hidden_sizes: Sequence[int] = (256, 256),
+               gamma_embedding_size: int = 0,
                reference_gamma: Optional[float] = None, core_units: int = 0,
-               observation_leaves=None, **kwargs):
+               observation_leaves: Optional[
+                   Sequence[Tuple[Sequence[int], str]]] = None,
+               **kwargs: Any) -> None:
     super().__init__(**kwargs)
     if (num_actions is None) == (action_dim is None):
       raise ValueError("Give exactly one of num_actions (discrete) and "
@@ -187,7 +193,7 @@ class AgentNetwork(params.ParamLayer):
     self.heads = multi_head.MultiHead(head, self.num_heads, dtype=dtype,
                                       name="heads")
 
-  def flatten_observation(self, observation):
+  def flatten_observation(self, observation: Any) -> tf.Tensor:
     """A nested observation as one `[..., D]` tensor of the compute dtype:
     its leaves (in `tf.nest.flatten` order) flattened and concatenated."""
     leaves = tf.nest.flatten(observation)
@@ -233,7 +239,8 @@ class AgentNetwork(params.ParamLayer):
           observation, observation.shape[:-1].concatenate([flat]))
     return self.torso(observation)
 
-  def build(self, input_shape):
+  def build(self, input_shape: Union[tf.TensorShape,
+                                     Sequence[Optional[int]]]) -> None:
     features_shape = tf.TensorShape(self.torso.compute_output_shape(
         self._torso_input_shape(input_shape)))
     params.build_sublayer(self.torso, self._torso_input_shape(input_shape))
@@ -260,7 +267,8 @@ class AgentNetwork(params.ParamLayer):
   def recurrent(self) -> bool:
     return self.core is not None
 
-  def initial_state(self, batch_size):
+  def initial_state(self,
+                    batch_size: Union[int, tf.Tensor]) -> Tuple[tf.Tensor, ...]:
     """The acting state before an episode's first observation: a tuple of
     all-zero `[batch_size, core_units]` tensors (LSTM hidden, cell), or `()`
     for a feed-forward network."""
@@ -275,7 +283,7 @@ class AgentNetwork(params.ParamLayer):
       return tf.cast(x, self.dtype) if x.dtype.is_floating else x
     return tf.nest.map_structure(cast, nest)
 
-  def core_state_spec(self):
+  def core_state_spec(self) -> Tuple[tf.TensorSpec, ...]:
     """Per-example specs of `initial_state` (no batch dimension)."""
     if self.core is None:
       return ()
@@ -302,7 +310,10 @@ class AgentNetwork(params.ParamLayer):
             f"{self.core_units}], got {s.shape}.")
     return state
 
-  def call(self, observation, gamma=None, core_state=None, reset=None):
+  def call(self, observation: Any,
+           gamma: Optional[Union[float, tf.Tensor]] = None,
+           core_state: Optional[Sequence[tf.Tensor]] = None,
+           reset: Optional[tf.Tensor] = None) -> Tuple[tf.Tensor, ...]:
     """Outputs of every head (see the module docstring).
 
     Args:
@@ -330,7 +341,9 @@ class AgentNetwork(params.ParamLayer):
         raise ValueError("reset was given to a feed-forward network.")
     return self._outward(self.heads(self._condition(features, gamma)))
 
-  def state_after(self, observation, core_state=None, reset=None):
+  def state_after(self, observation: Any,
+                  core_state: Optional[Sequence[tf.Tensor]] = None,
+                  reset: Optional[tf.Tensor] = None) -> Tuple[tf.Tensor, ...]:
     """The core state after a time-major unroll `[T, B, ...]` of a recurrent
     network (arguments as in `call`); the heads are not evaluated."""
     if self.core is None:
@@ -343,7 +356,12 @@ class AgentNetwork(params.ParamLayer):
     _, final = self.core.unroll(features, state, reset)
     return self._outward(tuple(final))
 
-  def acting_step(self, observation, core_state=(), gamma=None):
+  def acting_step(
+      self, observation: Any,
+      core_state: Optional[Sequence[tf.Tensor]] = (),
+      gamma: Optional[Union[float, tf.Tensor]] = None
+  ) -> Tuple[Union[distributions.Categorical, distributions.SquashedGaussian],
+             Tuple[tf.Tensor, ...]]:
     """One acting step of head 0's policy, computing only what acting needs
     (the torso, the core and head 0's policy MLP, not the value heads).
 
@@ -368,7 +386,10 @@ class AgentNetwork(params.ParamLayer):
       return distributions.Categorical(outputs), new_state
     return distributions.SquashedGaussian(*outputs), new_state
 
-  def acting_policy(self, observation, gamma=None):
+  def acting_policy(
+      self, observation: Any,
+      gamma: Optional[Union[float, tf.Tensor]] = None
+  ) -> Union[distributions.Categorical, distributions.SquashedGaussian]:
     """Head 0's policy for a feed-forward network (`acting_step` without
     state)."""
     if self.core is not None:
@@ -391,17 +412,20 @@ class AgentNetwork(params.ParamLayer):
     return features
 
   # ------------------------------------------------------ output accessors
-  def policy(self, outputs, head: int = 0, time_slice=slice(None)):
+  def policy(
+      self, outputs: Sequence[tf.Tensor], head: int = 0,
+      time_slice: slice = slice(None)
+  ) -> Union[distributions.Categorical, distributions.SquashedGaussian]:
     """The policy distribution of one head, optionally sliced in time."""
     if self.num_actions is not None:
       return distributions.Categorical(outputs[0][head][time_slice])
     return distributions.SquashedGaussian(outputs[0][head][time_slice],
                                           outputs[1][head][time_slice])
 
-  def values(self, outputs, head: int = 0):
+  def values(self, outputs: Sequence[tf.Tensor], head: int = 0) -> tf.Tensor:
     return outputs[-1][head]
 
-  def get_config(self):
+  def get_config(self) -> Dict[str, Any]:
     config = super().get_config()
     config.update(
         observation_shape=self.observation_shape,
@@ -421,7 +445,7 @@ class AgentNetwork(params.ParamLayer):
     return config
 
 
-def make_network(config, observation_spec,
+def make_network(config: config_lib.AgentConfig, observation_spec: Any,
                  action_space: gymnasium.spaces.Space) -> AgentNetwork:
   """Builds the (built) agent network for a spec, action space and config.
 

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_metagrad import types
+from tf_metagrad.agents import networks as networks_lib
 from tf_metagrad.ops import _checks
 
 # A log-probability computed as log(p) from a float32 probability may exceed
@@ -193,7 +194,8 @@ def _check_values(checker: _Checker, network, discount, action,
                      f'{_range_str(values)}.')
 
 
-def check_trajectory(trajectory: Any, network, name: str = 'batch') -> None:
+def check_trajectory(trajectory: Any, network: networks_lib.AgentNetwork,
+                     name: str = 'batch') -> None:
   """Raises unless `trajectory` is a batch `network` can learn from.
 
   See the module docstring for what is checked when.
@@ -241,7 +243,8 @@ def check_trajectory(trajectory: Any, network, name: str = 'batch') -> None:
   _check_values(checker, network, discount, action, behaviour_log_prob)
 
 
-def check_batches(batches: Any, network, name: str) -> None:
+def check_batches(batches: Any, network: networks_lib.AgentNetwork,
+                  name: str) -> None:
   """`check_trajectory` on a trajectory or on each of a list of them."""
   if isinstance(batches, (list, tuple)) and not isinstance(
       batches, types.Trajectory):

@@ -24,7 +24,7 @@ Protocol (seed 002 section 5.2, seed 004 section 4.1), all configurable:
 """
 
 import re
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, Union
 
 import gymnasium
 import numpy as np
@@ -84,7 +84,7 @@ class AtariEnv(gymnasium.Env):
                noop_max: int = 30, action_repeat: int = 4,
                frame_stack: int = 4, max_episode_frames: int = 108_000,
                full_action_space: bool = False, screen_size: int = 84,
-               repeat_action_probability: float = 0.0):
+               repeat_action_probability: float = 0.0) -> None:
     """Loads the ROM.
 
     Args:
@@ -167,7 +167,8 @@ class AtariEnv(gymnasium.Env):
     return float(self.ale.act(action))
 
   def reset(self, *, seed: Optional[int] = None,
-            options: Optional[Dict[str, Any]] = None):
+            options: Optional[Dict[str, Any]] = None
+            ) -> Tuple[np.ndarray, Dict[str, Any]]:
     """Resets the game, plays the no-op start and returns the first stack."""
     del options  # No reset options.
     if seed is not None:
@@ -190,7 +191,8 @@ class AtariEnv(gymnasium.Env):
     self._needs_reset = False
     return self._stack.copy(), self._info(noop_frames=noops)
 
-  def step(self, action):
+  def step(self, action: Union[int, np.integer]
+           ) -> Tuple[np.ndarray, float, bool, bool, Dict[str, Any]]:
     """Repeats `action` for up to `action_repeat` frames."""
     if self._needs_reset:
       raise RuntimeError("AtariEnv.step called before reset() or after the "

@@ -12,9 +12,10 @@ Games are keyed by ale-py ROM id ("space_invaders"); every function also
 accepts the CamelCase name ("SpaceInvaders").
 """
 
-from typing import Mapping, Tuple
+from typing import Mapping, Tuple, Union
 
 import numpy as np
+import numpy.typing as npt
 
 from tf_metagrad.envs import atari
 
@@ -92,7 +93,8 @@ def _game_key(game: str) -> str:
   return key
 
 
-def human_normalized_score(game: str, raw_score):
+def human_normalized_score(
+    game: str, raw_score: npt.ArrayLike) -> Union[float, np.ndarray]:
   """HNS = (R - R_random) / (R_human - R_random), seed 002 section 5.2.
 
   Args:

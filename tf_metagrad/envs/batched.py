@@ -9,10 +9,11 @@ the bootstrap is cut (truncated) and x_{t+1} starts the new episode.
 """
 
 import abc
-from typing import Callable, List, NamedTuple, Optional
+from typing import Callable, List, NamedTuple, Optional, Tuple, Union
 
 import gymnasium
 import numpy as np
+import numpy.typing as npt
 import tensorflow as tf
 
 from tf_metagrad.envs import seeding
@@ -44,15 +45,16 @@ class BatchStep(NamedTuple):
 class EpisodeTracker:
   """Accumulates per-copy returns and lengths and reports ended episodes."""
 
-  def __init__(self, num_envs: int):
+  def __init__(self, num_envs: int) -> None:
     self._returns = np.zeros(num_envs, np.float64)
     self._lengths = np.zeros(num_envs, np.int64)
 
-  def clear(self):
+  def clear(self) -> None:
     self._returns[:] = 0.0
     self._lengths[:] = 0
 
-  def update(self, reward: np.ndarray, done: np.ndarray):
+  def update(self, reward: np.ndarray,
+             done: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Adds one step; returns (episode_return, episode_length) of BatchStep."""
     self._returns += reward
     self._lengths += 1
@@ -63,7 +65,7 @@ class EpisodeTracker:
     return episode_return, episode_length
 
 
-def check_num_envs(num_envs) -> int:
+def check_num_envs(num_envs: Union[int, np.integer]) -> int:
   if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)):
     raise TypeError(f"num_envs must be a positive int, got "
                     f"{type(num_envs).__name__} {num_envs!r}.")
@@ -96,10 +98,10 @@ class BatchedEnv(abc.ABC):
     """
 
   @abc.abstractmethod
-  def step(self, actions) -> BatchStep:
+  def step(self, actions: npt.ArrayLike) -> BatchStep:
     """Steps every copy with `actions` (`[K]` ints or `[K, A]` floats)."""
 
-  def close(self):
+  def close(self) -> None:
     """Releases emulator / simulator resources (no-op by default)."""
 
 
@@ -111,7 +113,7 @@ class LoopBatchedEnv(BatchedEnv):
   """
 
   def __init__(self, make_single: Callable[[int], gymnasium.Env],
-               num_envs: int, seed: Optional[int] = None):
+               num_envs: int, seed: Optional[int] = None) -> None:
     """Builds the copies.
 
     Args:
@@ -147,7 +149,7 @@ class LoopBatchedEnv(BatchedEnv):
     self._started = True
     return np.stack(observations)
 
-  def step(self, actions) -> BatchStep:
+  def step(self, actions: npt.ArrayLike) -> BatchStep:
     if not self._started:
       raise RuntimeError("BatchedEnv.step called before reset().")
     actions = np.asarray(actions)
@@ -171,6 +173,6 @@ class LoopBatchedEnv(BatchedEnv):
     return BatchStep(np.stack(observations), reward, terminated, truncated,
                      episode_return, episode_length)
 
-  def close(self):
+  def close(self) -> None:
     for env in self._envs:
       env.close()

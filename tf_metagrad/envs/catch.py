@@ -38,7 +38,8 @@ class CatchCore(toy.ToyCore):
       is always in row rows - 1).
   """
 
-  def __init__(self, num_envs: int, rows: int = 10, columns: int = 5):
+  def __init__(self, num_envs: int, rows: int = 10,
+               columns: int = 5) -> None:
     """Builds the copies.
 
     Args:
@@ -87,5 +88,5 @@ class CatchEnv(toy.ToyEnv):
   core_class = CatchCore
 
   def __init__(self, seed: Optional[int] = None, rows: int = 10,
-               columns: int = 5):
+               columns: int = 5) -> None:
     super().__init__(seed=seed, rows=rows, columns=columns)

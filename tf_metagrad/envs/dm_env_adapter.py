@@ -27,12 +27,13 @@ one line naming the unsupported spec.
 
 import collections.abc
 import inspect
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import dm_env
 from dm_env import specs
 import gymnasium
 import numpy as np
+import numpy.typing as npt
 import tensorflow as tf
 
 from tf_metagrad.envs import seeding
@@ -55,7 +56,7 @@ def _describe(spec) -> str:
   return text + ")"
 
 
-def check_action_repeat(action_repeat) -> int:
+def check_action_repeat(action_repeat: Union[int, np.integer]) -> int:
   if isinstance(action_repeat, bool) or not isinstance(
       action_repeat, (int, np.integer)) or action_repeat < 1:
     raise ValueError(f"action_repeat must be an int >= 1, got "
@@ -118,7 +119,7 @@ class DmEnvAdapter(gymnasium.Env):
   reseedable = True
 
   def __init__(self, source: str, seed: Optional[int] = None,
-               action_repeat: int = 1):
+               action_repeat: int = 1) -> None:
     """Builds the environment and derives the spaces from its specs.
 
     Args:
@@ -256,7 +257,8 @@ class DmEnvAdapter(gymnasium.Env):
     return native[()] if native.shape == () else native
 
   def reset(self, *, seed: Optional[int] = None,
-            options: Optional[Dict[str, Any]] = None):
+            options: Optional[Dict[str, Any]] = None
+            ) -> Tuple[np.ndarray, Dict[str, Any]]:
     """Starts an episode; a new `seed` rebuilds the environment with it."""
     del options  # dm_env has no reset options.
     if seed is not None:
@@ -270,7 +272,8 @@ class DmEnvAdapter(gymnasium.Env):
     self._needs_reset = False
     return self._observe(time_step), {}
 
-  def step(self, action):
+  def step(self, action: npt.ArrayLike
+           ) -> Tuple[np.ndarray, float, bool, bool, Dict[str, Any]]:
     """Applies the converted action for `action_repeat` steps."""
     if self._needs_reset:
       raise RuntimeError(f"{type(self).__name__}.step called before reset() "
@@ -289,7 +292,7 @@ class DmEnvAdapter(gymnasium.Env):
     self._needs_reset = terminated or truncated
     return (self._observe(time_step), reward, terminated, truncated, {})
 
-  def close(self):
+  def close(self) -> None:
     self.env.close()
 
 
@@ -302,7 +305,7 @@ class UserDmEnv(DmEnvAdapter):
   """
 
   def __init__(self, env_id: str, seed: Optional[int] = None,
-               action_repeat: int = 1, **kwargs):
+               action_repeat: int = 1, **kwargs: Any) -> None:
     """Imports the callable and builds the environment.
 
     Args:

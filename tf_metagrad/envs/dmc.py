@@ -114,7 +114,7 @@ class DMCEnv(dm_env_adapter.DmEnvAdapter):
   def __init__(self, domain: str, task: str, seed: Optional[int] = None,
                pixels: bool = False, action_repeat: int = 1,
                image_size: int = 84, camera_id: Optional[int] = None,
-               environment_kwargs: Optional[Dict[str, Any]] = None):
+               environment_kwargs: Optional[Dict[str, Any]] = None) -> None:
     """Loads the task.
 
     Args:

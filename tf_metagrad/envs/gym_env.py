@@ -11,10 +11,11 @@ exposed as `Box(-1, 1)` and mapped affinely onto its bounds.
 """
 
 import difflib
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import gymnasium
 import numpy as np
+import numpy.typing as npt
 import tensorflow as tf
 
 from tf_metagrad.envs import seeding
@@ -67,7 +68,8 @@ class GymEnv(gymnasium.Wrapper):
     action_space: `Discrete` or `Box(-1, 1)`.
   """
 
-  def __init__(self, env_id: str, seed: Optional[int] = None, **kwargs):
+  def __init__(self, env_id: str, seed: Optional[int] = None,
+               **kwargs: Any) -> None:
     """Builds the environment.
 
     Args:
@@ -129,14 +131,16 @@ class GymEnv(gymnasium.Wrapper):
     return np.asarray(observation, self._dtype)
 
   def reset(self, *, seed: Optional[int] = None,
-            options: Optional[Dict[str, Any]] = None):
+            options: Optional[Dict[str, Any]] = None
+            ) -> Tuple[np.ndarray, Dict[str, Any]]:
     if seed is None and not self._seeded:
       seed = self._initial_seed
     self._seeded = True
     observation, info = self.env.reset(seed=seed, options=options)
     return self._convert(observation), info
 
-  def step(self, action):
+  def step(self, action: npt.ArrayLike
+           ) -> Tuple[np.ndarray, float, bool, bool, Dict[str, Any]]:
     if self._bounds is not None:
       action = spaces.rescale_action(action, *self._bounds).astype(
           self.env.action_space.dtype)

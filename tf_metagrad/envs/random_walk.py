@@ -78,7 +78,7 @@ class RandomWalkCore(toy.ToyCore):
   def __init__(self, num_envs: int, num_states: int = 5,
                switch_every: int = 960,
                left_rewards: Sequence[float] = (0.0, -1.0),
-               right_reward: float = 1.0, random_moves: bool = True):
+               right_reward: float = 1.0, random_moves: bool = True) -> None:
     """Builds the copies.
 
     Args:
@@ -165,7 +165,7 @@ class RandomWalkEnv(toy.ToyEnv):
   def __init__(self, seed: Optional[int] = None, num_states: int = 5,
                switch_every: int = 960,
                left_rewards: Sequence[float] = (0.0, -1.0),
-               right_reward: float = 1.0, random_moves: bool = True):
+               right_reward: float = 1.0, random_moves: bool = True) -> None:
     super().__init__(seed=seed, num_states=num_states,
                      switch_every=switch_every, left_rewards=left_rewards,
                      right_reward=right_reward, random_moves=random_moves)

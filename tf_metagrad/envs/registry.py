@@ -1,6 +1,6 @@
 """`make` / `make_batched`: one entry point for every environment family."""
 
-from typing import Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import gymnasium
 
@@ -74,7 +74,8 @@ def _single_factory(name: str, kwargs) -> Callable[[Optional[int]],
   raise _unknown(name)
 
 
-def make(name: str, seed: Optional[int] = None, **kwargs) -> gymnasium.Env:
+def make(name: str, seed: Optional[int] = None,
+         **kwargs: Any) -> gymnasium.Env:
   """Builds one environment.
 
   Args:
@@ -98,7 +99,7 @@ def make(name: str, seed: Optional[int] = None, **kwargs) -> gymnasium.Env:
 
 
 def make_batched(name: str, num_envs: int, seed: Optional[int] = None,
-                 **kwargs) -> batched.BatchedEnv:
+                 **kwargs: Any) -> batched.BatchedEnv:
   """Builds K copies stepped together with auto-reset.
 
   Copy i uses `derive_seed(seed, i)` and equals

@@ -11,7 +11,7 @@ Two facts make batched and single environments agree step for step:
 """
 
 import secrets
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
@@ -27,7 +27,7 @@ _MUL2 = np.uint64(0x94D049BB133111EB)
 _U64 = np.uint64
 
 
-def check_seed(seed, name: str = "seed") -> int:
+def check_seed(seed: Union[int, np.integer], name: str = "seed") -> int:
   if isinstance(seed, (bool, np.bool_)) or not isinstance(
       seed, (int, np.integer)):
     raise TypeError(f"{name} must be a non-negative int or None, got "
@@ -85,7 +85,7 @@ class CounterRandom:
   copy i of a batch draws exactly what a lone copy with the same key draws.
   """
 
-  def __init__(self, keys: Sequence[int]):
+  def __init__(self, keys: Sequence[int]) -> None:
     self._keys = np.asarray(keys, dtype=np.uint64).reshape(-1)
     self._counters = np.zeros_like(self._keys)
 

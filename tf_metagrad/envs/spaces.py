@@ -5,16 +5,20 @@ section 4.2: a tanh-squashed Gaussian); adapters map them affinely onto the
 environment's own bounds.
 """
 
+from typing import Sequence
+
 import gymnasium
 import numpy as np
+import numpy.typing as npt
 
 
-def unit_box(shape) -> gymnasium.spaces.Box:
+def unit_box(shape: Sequence[int]) -> gymnasium.spaces.Box:
   """`Box(-1, 1, shape, float32)`, the action space agents see."""
   return gymnasium.spaces.Box(-1.0, 1.0, tuple(shape), np.float32)
 
 
-def rescale_action(action, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+def rescale_action(action: npt.ArrayLike, low: np.ndarray,
+                   high: np.ndarray) -> np.ndarray:
   """Maps a [-1, 1] action onto [low, high]: low + (a + 1) (high - low) / 2.
 
   Args:

@@ -8,10 +8,11 @@ batched copies equal independent single copies step for step.
 """
 
 import abc
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import gymnasium
 import numpy as np
+import numpy.typing as npt
 import tensorflow as tf
 
 from tf_metagrad.envs import batched
@@ -28,14 +29,14 @@ class ToyCore(abc.ABC):
   observation_shape: Tuple[int, ...]
   num_actions: int
 
-  def __init__(self, num_envs: int):
+  def __init__(self, num_envs: int) -> None:
     self.num_envs = batched.check_num_envs(num_envs)
     self.rng = seeding.CounterRandom(np.zeros(self.num_envs, np.uint64))
     # Environment steps taken since the last seeding, per copy; drives the
     # non-stationary rewards (a lifetime clock, not reset between episodes).
     self.total_steps = np.zeros(self.num_envs, np.int64)
 
-  def seed(self, seeds) -> None:
+  def seed(self, seeds: Sequence[int]) -> None:
     """Restarts copy i's random stream and lifetime clock from `seeds[i]`."""
     keys = [seeding.stream_key(s) for s in seeds]
     if len(keys) != self.num_envs:
@@ -48,7 +49,8 @@ class ToyCore(abc.ABC):
     """Starts a new episode in the copies where bool `mask [K]` is True."""
     self._reset(np.asarray(mask, bool))
 
-  def step(self, actions) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  def step(self,
+           actions: npt.ArrayLike) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Advances every copy one step.
 
     Args:
@@ -65,7 +67,7 @@ class ToyCore(abc.ABC):
     self.total_steps += 1
     return reward.astype(np.float32), terminated, truncated
 
-  def check_actions(self, actions) -> np.ndarray:
+  def check_actions(self, actions: npt.ArrayLike) -> np.ndarray:
     actions = np.asarray(actions)
     if actions.shape != (self.num_envs,):
       raise ValueError(f"actions must have shape [{self.num_envs}], got "
@@ -110,7 +112,7 @@ class ToyEnv(gymnasium.Env):
   metadata = {"render_modes": []}
   core_class: type = ToyCore
 
-  def __init__(self, seed: Optional[int] = None, **core_kwargs):
+  def __init__(self, seed: Optional[int] = None, **core_kwargs: Any) -> None:
     """Builds the environment.
 
     Args:
@@ -129,7 +131,8 @@ class ToyEnv(gymnasium.Env):
     self.action_space = gymnasium.spaces.Discrete(self.core.num_actions)
 
   def reset(self, *, seed: Optional[int] = None,
-            options: Optional[Dict[str, Any]] = None):
+            options: Optional[Dict[str, Any]] = None
+            ) -> Tuple[np.ndarray, Dict[str, Any]]:
     """Starts an episode; a `seed` also restarts the lifetime step clock."""
     del options  # The toy domains take no reset options.
     if seed is not None or not self._seeded:
@@ -141,7 +144,8 @@ class ToyEnv(gymnasium.Env):
     self._needs_reset = False
     return self.core.observe()[0], self._info()
 
-  def step(self, action):
+  def step(self, action: Union[int, np.integer]
+           ) -> Tuple[np.ndarray, float, bool, bool, Dict[str, Any]]:
     if self._needs_reset:
       raise RuntimeError(
           f"{type(self).__name__}.step called before reset() or after the "
@@ -162,7 +166,7 @@ class ToyBatchedEnv(batched.BatchedEnv):
     core: the underlying K-copy core.
   """
 
-  def __init__(self, core: ToyCore, seed: Optional[int] = None):
+  def __init__(self, core: ToyCore, seed: Optional[int] = None) -> None:
     self.core = core
     self.num_envs = core.num_envs
     self._seed = seeding.fresh_seed() if seed is None else (
@@ -183,7 +187,7 @@ class ToyBatchedEnv(batched.BatchedEnv):
     self._tracker.clear()
     return self.core.observe()
 
-  def step(self, actions) -> batched.BatchStep:
+  def step(self, actions: npt.ArrayLike) -> batched.BatchStep:
     if not self._seeded:
       raise RuntimeError("BatchedEnv.step called before reset().")
     reward, terminated, truncated = self.core.step(actions)

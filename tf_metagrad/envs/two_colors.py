@@ -73,7 +73,7 @@ class TwoColorsCore(toy.ToyCore):
   def __init__(self, num_envs: int, size: int = 7,
                key_rewards: Sequence[float] = (0.7, 0.3),
                goal_reward: float = 1.0, step_penalty: float = 0.01,
-               horizon: int = 50, toggle_every: int = 100_000):
+               horizon: int = 50, toggle_every: int = 100_000) -> None:
     """Builds the copies.
 
     Args:
@@ -172,7 +172,7 @@ class TwoColorsEnv(toy.ToyEnv):
   def __init__(self, seed: Optional[int] = None, size: int = 7,
                key_rewards: Sequence[float] = (0.7, 0.3),
                goal_reward: float = 1.0, step_penalty: float = 0.01,
-               horizon: int = 50, toggle_every: int = 100_000):
+               horizon: int = 50, toggle_every: int = 100_000) -> None:
     super().__init__(seed=seed, size=size, key_rewards=key_rewards,
                      goal_reward=goal_reward, step_penalty=step_penalty,
                      horizon=horizon, toggle_every=toggle_every)

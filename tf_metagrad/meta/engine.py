@@ -36,11 +36,13 @@ objective that a single device computes; use "mean" for losses that are means
 over equal shards.
 """
 
-from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import (Any, Callable, List, NamedTuple, Optional, Sequence, Tuple,
+                    Union)
 
 import tensorflow as tf
 
 from tf_metagrad.meta import replicas
+from tf_metagrad.optim import optimizers
 
 # (params, meta_params, batch, reference) -> (scalar loss, dict of logs).
 InnerLossFn = Callable[[List[tf.Tensor], Any, Any, Optional[List[tf.Tensor]]],
@@ -121,11 +123,12 @@ class MetaGradientEngine:
   """
 
   def __init__(self,
-               optimizer,
+               optimizer: Union[optimizers.SGD, optimizers.RMSProp,
+                                optimizers.Adam],
                num_inner_steps: int = 1,
                differentiate_optimizer_state: bool = True,
                max_grad_norm: Optional[float] = None,
-               replica_reduction: str = "sum"):
+               replica_reduction: str = "sum") -> None:
     if int(num_inner_steps) < 1:
       raise ValueError(
           f"num_inner_steps must be >= 1, got {num_inner_steps}.")
@@ -152,8 +155,11 @@ class MetaGradientEngine:
           f"be a list of {self.num_inner_steps} trajectories, got {got}.")
     return inner_batches
 
-  def inner_gradients(self, inner_loss_fn: InnerLossFn, params, meta_params,
-                      batch, reference=None):
+  def inner_gradients(
+      self, inner_loss_fn: InnerLossFn,
+      params: Sequence[Union[tf.Tensor, tf.Variable]], meta_params: Any,
+      batch: Any, reference: Optional[Reference] = None
+  ) -> Tuple[tf.Tensor, dict, List[tf.Tensor], tf.Tensor]:
     """One inner loss and its all-reduced, optionally clipped gradient.
 
     Returns:
@@ -172,9 +178,12 @@ class MetaGradientEngine:
           grads, self.max_grad_norm, use_norm=grad_norm)
     return loss, logs, grads, grad_norm
 
-  def inner_loop(self, inner_loss_fn: InnerLossFn, params, opt_state,
-                 meta_params, inner_batches, learning_rate,
-                 references=None) -> InnerLoopResult:
+  def inner_loop(self, inner_loss_fn: InnerLossFn,
+                 params: Sequence[Union[tf.Tensor, tf.Variable]],
+                 opt_state: Sequence[Any], meta_params: Any,
+                 inner_batches: Any, learning_rate: Union[float, tf.Tensor],
+                 references: Optional[Sequence[Reference]] = None
+                 ) -> InnerLoopResult:
     """Takes the M differentiable inner updates.
 
     Call this under a tape that watches `meta_params` to differentiate the
@@ -216,8 +225,11 @@ class MetaGradientEngine:
         logs=logs, finite=tf.reduce_all(tf.stack(finite)))
 
   def metagradient(self, inner_loss_fn: InnerLossFn, outer_loss_fn: OuterLossFn,
-                   params, opt_state, meta_params, inner_batches, outer_batch,
-                   learning_rate) -> MetaGradientResult:
+                   params: Sequence[Union[tf.Tensor, tf.Variable]],
+                   opt_state: Sequence[Any], meta_params: Any,
+                   inner_batches: Any, outer_batch: Any,
+                   learning_rate: Union[float, tf.Tensor]
+                   ) -> MetaGradientResult:
     """Exact d L_out(theta_M(eta); outer_batch) / d meta_params.
 
     Args:
@@ -255,9 +267,12 @@ class MetaGradientEngine:
         finite=finite)
 
   def outer_loss_at(self, inner_loss_fn: InnerLossFn,
-                    outer_loss_fn: OuterLossFn, params, opt_state,
-                    meta_params, reference_meta_params, inner_batches,
-                    outer_batch, learning_rate) -> tf.Tensor:
+                    outer_loss_fn: OuterLossFn,
+                    params: Sequence[Union[tf.Tensor, tf.Variable]],
+                    opt_state: Sequence[Any], meta_params: Any,
+                    reference_meta_params: Any, inner_batches: Any,
+                    outer_batch: Any,
+                    learning_rate: Union[float, tf.Tensor]) -> tf.Tensor:
     """The outer loss after M inner steps taken with `meta_params`.
 
     Every stop-gradiented quantity is evaluated along the parameter path that

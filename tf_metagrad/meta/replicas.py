@@ -5,7 +5,7 @@ the same learner code runs on one device, on a MirroredStrategy and on a
 TPUStrategy.
 """
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import tensorflow as tf
 
@@ -15,7 +15,7 @@ def num_replicas() -> int:
   return tf.distribute.get_strategy().num_replicas_in_sync
 
 
-def cross_replica_reduce(tensors, reduction: str = "sum"):
+def cross_replica_reduce(tensors: Any, reduction: str = "sum") -> Any:
   """All-reduces a nest of tensors over replicas ("sum" or "mean").
 
   The reduction is differentiable: TensorFlow registers the gradient of an

@@ -5,7 +5,7 @@ the value function have separate MLPs, with ReLU after every layer but the
 last. Every head maps `[..., F]` to outputs with the same leading shape.
 """
 
-from typing import Sequence
+from typing import Any, Dict, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -60,16 +60,18 @@ class PolicyValueHead(_MLPHeads):
 
   _PARTS = ('policy', 'value')
 
-  def __init__(self, num_actions: int, hidden_sizes=(256, 256), **kwargs):
+  def __init__(self, num_actions: int,
+               hidden_sizes: Sequence[int] = (256, 256),
+               **kwargs: Any) -> None:
     super().__init__(hidden_sizes, **kwargs)
     self.num_actions = _positive(num_actions, 'num_actions')
     self.policy = self._mlp(self.num_actions, 'policy')
     self.value = self._mlp(1, 'value')
 
-  def call(self, inputs):
+  def call(self, inputs: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
     return self.policy(inputs), tf.squeeze(self.value(inputs), -1)
 
-  def get_config(self):
+  def get_config(self) -> Dict[str, Any]:
     config = super().get_config()
     config.update(num_actions=self.num_actions)
     return config
@@ -107,8 +109,10 @@ class SquashedGaussianPolicyHead(_MLPHeads):
 
   _PARTS = ('policy',)
 
-  def __init__(self, action_dim: int, hidden_sizes=(256, 256),
-               sigma_min: float = -4.0, sigma_max: float = 1.0, **kwargs):
+  def __init__(self, action_dim: int,
+               hidden_sizes: Sequence[int] = (256, 256),
+               sigma_min: float = -4.0, sigma_max: float = 1.0,
+               **kwargs: Any) -> None:
     super().__init__(hidden_sizes, **kwargs)
     self.action_dim = _positive(action_dim, 'action_dim')
     if not float(sigma_min) < float(sigma_max):
@@ -118,7 +122,7 @@ class SquashedGaussianPolicyHead(_MLPHeads):
     self.sigma_max = float(sigma_max)
     self.policy = self._mlp(2 * self.action_dim, 'policy')
 
-  def call(self, inputs):
+  def call(self, inputs: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
     # One tanh before the split, not one on each half: with a tanh on both
     # outputs of a Split, TF 2.15's grappler (arithmetic optimizer, unary-chain
     # hoisting) miscompiles STACX's stacked heads once log(std) is taken
@@ -128,7 +132,7 @@ class SquashedGaussianPolicyHead(_MLPHeads):
         squashed_std + 1.0)
     return mean, tf.exp(log_std)
 
-  def get_config(self):
+  def get_config(self) -> Dict[str, Any]:
     config = super().get_config()
     config.update(action_dim=self.action_dim, sigma_min=self.sigma_min,
                   sigma_max=self.sigma_max)
@@ -152,19 +156,21 @@ class GaussianPolicyValueHead(_MLPHeads):
 
   _PARTS = ('policy', 'value')
 
-  def __init__(self, action_dim: int, hidden_sizes=(256, 256),
-               sigma_min: float = -4.0, sigma_max: float = 1.0, **kwargs):
+  def __init__(self, action_dim: int,
+               hidden_sizes: Sequence[int] = (256, 256),
+               sigma_min: float = -4.0, sigma_max: float = 1.0,
+               **kwargs: Any) -> None:
     super().__init__(hidden_sizes, **kwargs)
     self.policy = SquashedGaussianPolicyHead(
         action_dim, self.hidden_sizes, sigma_min, sigma_max,
         dtype=self.dtype_policy, name='policy')
     self.value = self._mlp(1, 'value')
 
-  def call(self, inputs):
+  def call(self, inputs: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     mean, std = self.policy(inputs)
     return mean, std, tf.squeeze(self.value(inputs), -1)
 
-  def get_config(self):
+  def get_config(self) -> Dict[str, Any]:
     config = super().get_config()
     config.update(action_dim=self.policy.action_dim,
                   sigma_min=self.policy.sigma_min,
@@ -191,15 +197,17 @@ class QuantileValueHead(_MLPHeads):
 
   _PARTS = ('value',)
 
-  def __init__(self, num_quantiles: int, hidden_sizes=(256, 256), **kwargs):
+  def __init__(self, num_quantiles: int,
+               hidden_sizes: Sequence[int] = (256, 256),
+               **kwargs: Any) -> None:
     super().__init__(hidden_sizes, **kwargs)
     self.num_quantiles = _positive(num_quantiles, 'num_quantiles')
     self.value = self._mlp(self.num_quantiles, 'value')
 
-  def call(self, inputs):
+  def call(self, inputs: tf.Tensor) -> tf.Tensor:
     return self.value(inputs)
 
-  def get_config(self):
+  def get_config(self) -> Dict[str, Any]:
     config = super().get_config()
     config.update(num_quantiles=self.num_quantiles)
     return config
@@ -222,17 +230,18 @@ class PolicyQuantileHead(_MLPHeads):
   _PARTS = ('policy', 'value')
 
   def __init__(self, num_actions: int, num_quantiles: int,
-               hidden_sizes=(256, 256), **kwargs):
+               hidden_sizes: Sequence[int] = (256, 256),
+               **kwargs: Any) -> None:
     super().__init__(hidden_sizes, **kwargs)
     self.num_actions = _positive(num_actions, 'num_actions')
     self.num_quantiles = _positive(num_quantiles, 'num_quantiles')
     self.policy = self._mlp(self.num_actions, 'policy')
     self.value = self._mlp(self.num_quantiles, 'value')
 
-  def call(self, inputs):
+  def call(self, inputs: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
     return self.policy(inputs), self.value(inputs)
 
-  def get_config(self):
+  def get_config(self) -> Dict[str, Any]:
     config = super().get_config()
     config.update(num_actions=self.num_actions,
                   num_quantiles=self.num_quantiles)

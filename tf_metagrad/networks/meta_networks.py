@@ -1,6 +1,6 @@
 """Meta-parameters eta: STAC-style logits and the FRODO target network."""
 
-from typing import Dict, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
@@ -76,7 +76,8 @@ class MetaParameters(params.ParamLayer):
     **kwargs: Keras layer arguments (dtype sets the variables' dtype).
   """
 
-  def __init__(self, specs: Mapping[str, MetaParamSpec], **kwargs):
+  def __init__(self, specs: Mapping[str, MetaParamSpec],
+               **kwargs: Any) -> None:
     super().__init__(**kwargs)
     if not specs:
       raise ValueError('MetaParameters needs at least one spec.')
@@ -130,12 +131,12 @@ class MetaParameters(params.ParamLayer):
     """`transform(logits())`: the metaparameters the inner loss uses."""
     return self.transform(self.logits())
 
-  def call(self, inputs=None):
+  def call(self, inputs: Any = None) -> Dict[str, tf.Tensor]:
     """Returns `values()`; `inputs` is ignored (Keras needs an argument)."""
     del inputs
     return self.values()
 
-  def get_config(self):
+  def get_config(self) -> Dict[str, Any]:
     config = super().get_config()
     config.update(specs={name: spec._asdict()
                          for name, spec in self._specs.items()})
@@ -166,7 +167,8 @@ class FrodoTargetNetwork(params.ParamLayer):
 
   def __init__(self, units: int = 32, output_size: int = 1,
                use_observation_embedding: bool = False,
-               embedding_size: Optional[int] = None, **kwargs):
+               embedding_size: Optional[int] = None,
+               **kwargs: Any) -> None:
     super().__init__(**kwargs)
     self.units = int(units)
     self.output_size = int(output_size)
@@ -187,7 +189,8 @@ class FrodoTargetNetwork(params.ParamLayer):
   def _feature_size(self, embedding_size):
     return 3 + (embedding_size if self.use_observation_embedding else 0)
 
-  def build(self, input_shape):
+  def build(self, input_shape: Union[tf.TensorShape,
+                                     Sequence[Optional[int]]]) -> None:
     """Builds from the rewards shape `[T, B]`.
 
     With an observation embedding and no `embedding_size`, the LSTM weights
@@ -199,7 +202,9 @@ class FrodoTargetNetwork(params.ParamLayer):
     params.build_sublayer(self.linear, [None, None, self.units])
     super().build(input_shape)
 
-  def call(self, rewards, discounts, next_values, observation_embedding=None):
+  def call(self, rewards: tf.Tensor, discounts: tf.Tensor,
+           next_values: tf.Tensor,
+           observation_embedding: Optional[tf.Tensor] = None) -> tf.Tensor:
     """Computes G_eta(tau).
 
     Args:
@@ -248,7 +253,7 @@ class FrodoTargetNetwork(params.ParamLayer):
       targets = tf.squeeze(targets, -1)
     return targets
 
-  def get_config(self):
+  def get_config(self) -> Dict[str, Any]:
     config = super().get_config()
     config.update(units=self.units, output_size=self.output_size,
                   use_observation_embedding=self.use_observation_embedding,

@@ -7,7 +7,7 @@ others are auxiliary and are trained by the inner loss only.
 """
 
 import json
-from typing import Any, Dict, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 import tensorflow as tf
 
@@ -35,7 +35,7 @@ class MultiHead(params.ParamLayer):
   """
 
   def __init__(self, head: Union[tf.keras.layers.Layer, Dict[str, Any]],
-               num_heads: int = 3, **kwargs):
+               num_heads: int = 3, **kwargs: Any) -> None:
     super().__init__(**kwargs)
     if int(num_heads) < 1:
       raise ValueError(f'num_heads must be >= 1, got {num_heads}.')
@@ -54,16 +54,17 @@ class MultiHead(params.ParamLayer):
       config['config']['dtype'] = self.dtype_policy.name
       self.heads.append(tf.keras.layers.deserialize(config))
 
-  def build(self, input_shape):
+  def build(self, input_shape: Union[tf.TensorShape,
+                                     Sequence[Optional[int]]]) -> None:
     for head in self.heads:
       params.build_sublayer(head, input_shape)
     super().build(input_shape)
 
-  def call(self, inputs):
+  def call(self, inputs: tf.Tensor) -> Any:
     outputs = [head(inputs) for head in self.heads]
     return tf.nest.map_structure(lambda *xs: tf.stack(xs), *outputs)
 
-  def get_config(self):
+  def get_config(self) -> Dict[str, Any]:
     config = super().get_config()
     config.update(head=json.loads(self._head_json),
                   num_heads=self.num_heads)

@@ -22,7 +22,7 @@ function passed to `strategy.run`, where the per-replica tensors live.
 
 import contextlib
 import threading
-from typing import Any, Iterator, List, Optional, Sequence
+from typing import Any, Iterator, List, Optional, Sequence, Union
 
 import tensorflow as tf
 
@@ -53,7 +53,7 @@ class _Stack(threading.local):
 _STACK = _Stack()
 
 
-def read(variable):
+def read(variable: tf.Variable) -> Union[tf.Variable, tf.Tensor]:
   """Returns the active substitute for `variable`, else the variable itself.
 
   Args:
@@ -143,7 +143,8 @@ def substitute(variables: Sequence[tf.Variable],
 
 
 def call_with_weights(model: tf.keras.layers.Layer,
-                      weights: Optional[Sequence[Any]], *args, **kwargs):
+                      weights: Optional[Sequence[Any]], *args: Any,
+                      **kwargs: Any) -> Any:
   """Calls `model(*args, **kwargs)` with `weights` as its trainable variables.
 
   This is how theta' (tensors) is plugged into a network: gradients of the
@@ -192,7 +193,9 @@ def call_with_weights(model: tf.keras.layers.Layer,
   return outputs
 
 
-def build_sublayer(layer: tf.keras.layers.Layer, input_shape) -> None:
+def build_sublayer(layer: tf.keras.layers.Layer,
+                   input_shape: Union[tf.TensorShape,
+                                      Sequence[Optional[int]]]) -> None:
   """Builds `layer` (a sublayer, from its parent's `build`) under its name.
 
   Keras 2 enters a layer's name scope only when the layer builds itself on
@@ -217,7 +220,7 @@ class ParamLayer(tf.keras.layers.Layer):
   `substitute` / `call_with_weights` can replace them by tensors.
   """
 
-  def param(self, variable: tf.Variable):
+  def param(self, variable: tf.Variable) -> Union[tf.Variable, tf.Tensor]:
     """`read(variable)` in this layer's compute dtype."""
     value = read(variable)
     if value.dtype.base_dtype != self.compute_dtype:

@@ -6,13 +6,19 @@ these layers can be evaluated at parameters given as tensors (see
 in our networks because they read their variables directly.
 """
 
-from typing import NamedTuple, Optional, Tuple
+from typing import (Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple,
+                    Union)
 
 import tensorflow as tf
 
 from tf_metagrad.networks import params
 
 _register = tf.keras.utils.register_keras_serializable(package='tf_metagrad')
+
+# What Keras accepts for an activation and for an initializer.
+Activation = Union[None, str, Dict[str, Any],
+                   Callable[[tf.Tensor], tf.Tensor]]
+Initializer = Union[str, Dict[str, Any], tf.keras.initializers.Initializer]
 
 
 def _last_dim(input_shape, layer: str, arg: str = 'inputs') -> int:
@@ -41,9 +47,12 @@ class Linear(params.ParamLayer):
     **kwargs: Keras layer arguments (name, dtype, ...).
   """
 
-  def __init__(self, units: int, activation=None, use_bias: bool = True,
-               kernel_initializer='glorot_uniform', bias_initializer='zeros',
-               **kwargs):
+  def __init__(self, units: int,
+               activation: Activation = None,
+               use_bias: bool = True,
+               kernel_initializer: Initializer = 'glorot_uniform',
+               bias_initializer: Initializer = 'zeros',
+               **kwargs: Any) -> None:
     super().__init__(**kwargs)
     if int(units) < 1:
       raise ValueError(f'Linear units must be >= 1, got {units}.')
@@ -53,7 +62,8 @@ class Linear(params.ParamLayer):
     self.kernel_initializer = tf.keras.initializers.get(kernel_initializer)
     self.bias_initializer = tf.keras.initializers.get(bias_initializer)
 
-  def build(self, input_shape):
+  def build(self, input_shape: Union[tf.TensorShape,
+                                     Sequence[Optional[int]]]) -> None:
     fan_in = _last_dim(input_shape, 'Linear')
     self.kernel = self.add_weight(
         name='kernel', shape=(fan_in, self.units),
@@ -65,7 +75,7 @@ class Linear(params.ParamLayer):
           trainable=True)
     super().build(input_shape)
 
-  def call(self, inputs):
+  def call(self, inputs: tf.Tensor) -> tf.Tensor:
     inputs = tf.cast(inputs, self.compute_dtype)
     kernel = self.param(self.kernel)
     if inputs.shape.rank == 2:
@@ -78,10 +88,12 @@ class Linear(params.ParamLayer):
       outputs = self.activation(outputs)
     return outputs
 
-  def compute_output_shape(self, input_shape):
+  def compute_output_shape(
+      self, input_shape: Union[tf.TensorShape, Sequence[Optional[int]]]
+  ) -> tf.TensorShape:
     return tf.TensorShape(input_shape)[:-1].concatenate([self.units])
 
-  def get_config(self):
+  def get_config(self) -> Dict[str, Any]:
     config = super().get_config()
     config.update(
         units=self.units,
@@ -109,10 +121,13 @@ class Conv2D(params.ParamLayer):
     **kwargs: Keras layer arguments.
   """
 
-  def __init__(self, filters: int, kernel_size=3, strides=1, padding='SAME',
-               activation=None, use_bias: bool = True,
-               kernel_initializer='glorot_uniform', bias_initializer='zeros',
-               **kwargs):
+  def __init__(self, filters: int, kernel_size: Union[int, Sequence[int]] = 3,
+               strides: Union[int, Sequence[int]] = 1, padding: str = 'SAME',
+               activation: Activation = None,
+               use_bias: bool = True,
+               kernel_initializer: Initializer = 'glorot_uniform',
+               bias_initializer: Initializer = 'zeros',
+               **kwargs: Any) -> None:
     super().__init__(**kwargs)
     if int(filters) < 1:
       raise ValueError(f'Conv2D filters must be >= 1, got {filters}.')
@@ -129,7 +144,8 @@ class Conv2D(params.ParamLayer):
     self.kernel_initializer = tf.keras.initializers.get(kernel_initializer)
     self.bias_initializer = tf.keras.initializers.get(bias_initializer)
 
-  def build(self, input_shape):
+  def build(self, input_shape: Union[tf.TensorShape,
+                                     Sequence[Optional[int]]]) -> None:
     shape = tf.TensorShape(input_shape)
     if shape.rank != 4:
       raise ValueError(
@@ -145,7 +161,7 @@ class Conv2D(params.ParamLayer):
           initializer=self.bias_initializer, trainable=True)
     super().build(input_shape)
 
-  def call(self, inputs):
+  def call(self, inputs: tf.Tensor) -> tf.Tensor:
     inputs = tf.cast(inputs, self.compute_dtype)
     outputs = tf.nn.conv2d(inputs, self.param(self.kernel),
                            strides=(1,) + self.strides + (1,),
@@ -156,14 +172,16 @@ class Conv2D(params.ParamLayer):
       outputs = self.activation(outputs)
     return outputs
 
-  def compute_output_shape(self, input_shape):
+  def compute_output_shape(
+      self, input_shape: Union[tf.TensorShape, Sequence[Optional[int]]]
+  ) -> tf.TensorShape:
     shape = tf.TensorShape(input_shape)
     spatial = []
     for size, k, s in zip(shape[1:3], self.kernel_size, self.strides):
       spatial.append(conv_output_size(size, k, s, self.padding))
     return tf.TensorShape([shape[0]] + spatial + [self.filters])
 
-  def get_config(self):
+  def get_config(self) -> Dict[str, Any]:
     config = super().get_config()
     config.update(
         filters=self.filters,
@@ -188,7 +206,8 @@ def _pair(value, name: str) -> Tuple[int, int]:
   return pair
 
 
-def conv_output_size(size, kernel: int, stride: int, padding: str):
+def conv_output_size(size: Optional[int], kernel: int, stride: int,
+                     padding: str) -> Optional[int]:
   """Output length of a convolution or pooling along one spatial axis."""
   if size is None:
     return None
@@ -226,9 +245,12 @@ class LSTMCell(params.ParamLayer):
   """
 
   def __init__(self, units: int, forget_bias: float = 1.0,
-               kernel_initializer='glorot_uniform',
-               recurrent_initializer='orthogonal', bias_initializer='zeros',
-               **kwargs):
+               kernel_initializer: Initializer = 'glorot_uniform',
+               recurrent_initializer: Union[
+                   str, Dict[str, Any],
+                   tf.keras.initializers.Initializer] = 'orthogonal',
+               bias_initializer: Initializer = 'zeros',
+               **kwargs: Any) -> None:
     super().__init__(**kwargs)
     if int(units) < 1:
       raise ValueError(f'LSTMCell units must be >= 1, got {units}.')
@@ -239,7 +261,8 @@ class LSTMCell(params.ParamLayer):
         recurrent_initializer)
     self.bias_initializer = tf.keras.initializers.get(bias_initializer)
 
-  def build(self, input_shape):
+  def build(self, input_shape: Union[tf.TensorShape,
+                                     Sequence[Optional[int]]]) -> None:
     features = _last_dim(input_shape, 'LSTMCell')
     self.kernel = self.add_weight(
         name='kernel', shape=(features, 4 * self.units),
@@ -252,12 +275,12 @@ class LSTMCell(params.ParamLayer):
         initializer=self.bias_initializer, trainable=True)
     super().build(input_shape)
 
-  def initial_state(self, batch_size) -> LSTMState:
+  def initial_state(self, batch_size: Union[int, tf.Tensor]) -> LSTMState:
     """All-zero state for `batch_size` sequences."""
     zeros = tf.zeros(tf.stack([batch_size, self.units]), self.compute_dtype)
     return LSTMState(zeros, zeros)
 
-  def input_projection(self, inputs):
+  def input_projection(self, inputs: tf.Tensor) -> tf.Tensor:
     """x W_x + b for any leading shape (hoisted out of time loops)."""
     inputs = tf.cast(inputs, self.compute_dtype)
     kernel = self.param(self.kernel)
@@ -267,7 +290,8 @@ class LSTMCell(params.ParamLayer):
       projected = tf.tensordot(inputs, kernel, axes=[[-1], [0]])
     return projected + self.param(self.bias)
 
-  def step_projected(self, projected, state: LSTMState) -> LSTMState:
+  def step_projected(self, projected: tf.Tensor,
+                     state: LSTMState) -> LSTMState:
     """One step given the precomputed input projection `[B, 4H]`."""
     hidden, cell = state
     gates = projected + tf.matmul(hidden, self.param(self.recurrent_kernel))
@@ -276,7 +300,8 @@ class LSTMCell(params.ParamLayer):
     hidden = tf.sigmoid(o) * tf.tanh(cell)
     return LSTMState(hidden, cell)
 
-  def call(self, inputs, state: Optional[LSTMState] = None):
+  def call(self, inputs: tf.Tensor, state: Optional[LSTMState] = None
+           ) -> Tuple[tf.Tensor, LSTMState]:
     """One step: inputs `[B, F]`, state -> (output `[B, H]`, new state)."""
     inputs = tf.cast(inputs, self.compute_dtype)
     if state is None:
@@ -285,7 +310,7 @@ class LSTMCell(params.ParamLayer):
     new_state = self.step_projected(self.input_projection(inputs), state)
     return new_state.hidden, new_state
 
-  def get_config(self):
+  def get_config(self) -> Dict[str, Any]:
     config = super().get_config()
     config.update(
         units=self.units,
@@ -296,7 +321,7 @@ class LSTMCell(params.ParamLayer):
     return config
 
 
-def reset_state(state: LSTMState, reset) -> LSTMState:
+def reset_state(state: LSTMState, reset: tf.Tensor) -> LSTMState:
   """Zeroes the rows of `state` where the bool `[B]` `reset` is True."""
   keep = tf.logical_not(reset)[:, None]
   return LSTMState(*[tf.where(keep, s, tf.zeros_like(s)) for s in state])
@@ -317,7 +342,7 @@ class StaticLSTM(params.ParamLayer):
   """
 
   def __init__(self, units: int, reverse: bool = False,
-               forget_bias: float = 1.0, **kwargs):
+               forget_bias: float = 1.0, **kwargs: Any) -> None:
     super().__init__(**kwargs)
     self.units = int(units)
     self.reverse = bool(reverse)
@@ -325,7 +350,8 @@ class StaticLSTM(params.ParamLayer):
     self.cell = LSTMCell(self.units, forget_bias=self.forget_bias,
                          dtype=self.dtype_policy, name='cell')
 
-  def build(self, input_shape):
+  def build(self, input_shape: Union[tf.TensorShape,
+                                     Sequence[Optional[int]]]) -> None:
     shape = tf.TensorShape(input_shape)
     if shape.rank != 3:
       raise ValueError(
@@ -333,12 +359,14 @@ class StaticLSTM(params.ParamLayer):
     params.build_sublayer(self.cell, shape[1:])
     super().build(input_shape)
 
-  def initial_state(self, batch_size) -> LSTMState:
+  def initial_state(self, batch_size: Union[int, tf.Tensor]) -> LSTMState:
     """All-zero state for `batch_size` sequences."""
     return self.cell.initial_state(batch_size)
 
-  def call(self, inputs, initial_state: Optional[LSTMState] = None,
-           reset=None):
+  def call(self, inputs: tf.Tensor,
+           initial_state: Optional[LSTMState] = None,
+           reset: Optional[tf.Tensor] = None
+           ) -> Tuple[tf.Tensor, LSTMState]:
     """Runs the LSTM over the sequence.
 
     Args:
@@ -400,7 +428,7 @@ class StaticLSTM(params.ParamLayer):
     final = LSTMState(states[0][final_index], states[1][final_index])
     return states[0], final
 
-  def get_config(self):
+  def get_config(self) -> Dict[str, Any]:
     config = super().get_config()
     config.update(units=self.units, reverse=self.reverse,
                   forget_bias=self.forget_bias)
@@ -417,7 +445,8 @@ class MLP(params.ParamLayer):
     **kwargs: Keras layer arguments.
   """
 
-  def __init__(self, output_sizes, activate_final: bool = False, **kwargs):
+  def __init__(self, output_sizes: Sequence[int], activate_final: bool = False,
+               **kwargs: Any) -> None:
     super().__init__(**kwargs)
     self.output_sizes = tuple(int(s) for s in output_sizes)
     if not self.output_sizes:
@@ -431,7 +460,8 @@ class MLP(params.ParamLayer):
         for i, size in enumerate(self.output_sizes)
     ]
 
-  def build(self, input_shape):
+  def build(self, input_shape: Union[tf.TensorShape,
+                                     Sequence[Optional[int]]]) -> None:
     shape = tf.TensorShape(input_shape)
     _last_dim(shape, 'MLP')
     for linear in self.linears:
@@ -439,16 +469,18 @@ class MLP(params.ParamLayer):
       shape = linear.compute_output_shape(shape)
     super().build(input_shape)
 
-  def call(self, inputs):
+  def call(self, inputs: tf.Tensor) -> tf.Tensor:
     outputs = inputs
     for linear in self.linears:
       outputs = linear(outputs)
     return outputs
 
-  def compute_output_shape(self, input_shape):
+  def compute_output_shape(
+      self, input_shape: Union[tf.TensorShape, Sequence[Optional[int]]]
+  ) -> tf.TensorShape:
     return tf.TensorShape(input_shape)[:-1].concatenate([self.output_sizes[-1]])
 
-  def get_config(self):
+  def get_config(self) -> Dict[str, Any]:
     config = super().get_config()
     config.update(output_sizes=self.output_sizes,
                   activate_final=self.activate_final)

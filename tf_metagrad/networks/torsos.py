@@ -7,9 +7,10 @@ and scale them to [0, 1] themselves, so the observation never needs a float
 copy outside the network.
 """
 
-from typing import Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
+from tensorflow.types.experimental import TensorLike
 
 from tf_metagrad.networks import params
 from tf_metagrad.networks import primitives
@@ -27,23 +28,27 @@ class MLPTorso(params.ParamLayer):
     **kwargs: Keras layer arguments.
   """
 
-  def __init__(self, hidden_sizes: Sequence[int] = (256, 256), **kwargs):
+  def __init__(self, hidden_sizes: Sequence[int] = (256, 256),
+               **kwargs: Any) -> None:
     super().__init__(**kwargs)
     self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
     self.mlp = primitives.MLP(self.hidden_sizes, activate_final=True,
                               dtype=self.dtype_policy, name='mlp')
 
-  def build(self, input_shape):
+  def build(self, input_shape: Union[tf.TensorShape,
+                                     Sequence[Optional[int]]]) -> None:
     params.build_sublayer(self.mlp, input_shape)
     super().build(input_shape)
 
-  def call(self, inputs):
+  def call(self, inputs: tf.Tensor) -> tf.Tensor:
     return self.mlp(tf.cast(inputs, self.compute_dtype))
 
-  def compute_output_shape(self, input_shape):
+  def compute_output_shape(
+      self, input_shape: Union[tf.TensorShape, Sequence[Optional[int]]]
+  ) -> tf.TensorShape:
     return self.mlp.compute_output_shape(input_shape)
 
-  def get_config(self):
+  def get_config(self) -> Dict[str, Any]:
     config = super().get_config()
     config.update(hidden_sizes=self.hidden_sizes)
     return config
@@ -174,7 +179,8 @@ class AtariResNetTorso(_ResidualTorso):
   _MAX_POOL = True
 
   def __init__(self, channels: Sequence[int] = (16, 32, 32),
-               blocks_per_section: int = 2, output_size: int = 256, **kwargs):
+               blocks_per_section: int = 2, output_size: int = 256,
+               **kwargs: Any) -> None:
     super().__init__(channels, blocks_per_section, output_size, **kwargs)
 
 
@@ -198,7 +204,8 @@ class ConvTorso(_ResidualTorso):
   _MAX_POOL = False
 
   def __init__(self, channels: Sequence[int] = (32, 32, 32),
-               blocks_per_section: int = 2, output_size: int = 256, **kwargs):
+               blocks_per_section: int = 2, output_size: int = 256,
+               **kwargs: Any) -> None:
     super().__init__(channels, blocks_per_section, output_size, **kwargs)
 
 
@@ -216,13 +223,14 @@ class RecurrentCore(params.ParamLayer):
     **kwargs: Keras layer arguments.
   """
 
-  def __init__(self, units: int = 256, **kwargs):
+  def __init__(self, units: int = 256, **kwargs: Any) -> None:
     super().__init__(**kwargs)
     self.units = int(units)
     self.lstm = primitives.StaticLSTM(self.units, dtype=self.dtype_policy,
                                       name='lstm')
 
-  def build(self, input_shape):
+  def build(self, input_shape: Union[tf.TensorShape,
+                                     Sequence[Optional[int]]]) -> None:
     shape = tf.TensorShape(input_shape)
     if shape.rank is None or shape.rank < 2:
       raise ValueError(
@@ -234,12 +242,15 @@ class RecurrentCore(params.ParamLayer):
     if not self.built:
       self.build(inputs.shape)
 
-  def initial_state(self, batch_size) -> primitives.LSTMState:
+  def initial_state(self,
+                    batch_size: Union[int, tf.Tensor]) -> primitives.LSTMState:
     """All-zero `LSTMState` of `[batch_size, units]` tensors."""
     return self.lstm.initial_state(batch_size)
 
-  def unroll(self, inputs, state: Optional[primitives.LSTMState] = None,
-             reset=None):
+  def unroll(self, inputs: TensorLike,
+             state: Optional[primitives.LSTMState] = None,
+             reset: Optional[TensorLike] = None
+             ) -> Tuple[tf.Tensor, primitives.LSTMState]:
     """Learner-side unroll.
 
     Args:
@@ -256,7 +267,9 @@ class RecurrentCore(params.ParamLayer):
     self._ensure_built(inputs)
     return self.lstm(inputs, initial_state=state, reset=reset)
 
-  def step(self, inputs, state: primitives.LSTMState, reset=None):
+  def step(self, inputs: TensorLike, state: primitives.LSTMState,
+           reset: Optional[TensorLike] = None
+           ) -> Tuple[tf.Tensor, primitives.LSTMState]:
     """Actor-side single step.
 
     Args:
@@ -278,11 +291,14 @@ class RecurrentCore(params.ParamLayer):
     new_state = cell.step_projected(cell.input_projection(inputs), state)
     return new_state.hidden, new_state
 
-  def call(self, inputs, state=None, reset=None):
+  def call(self, inputs: tf.Tensor,
+           state: Optional[primitives.LSTMState] = None,
+           reset: Optional[tf.Tensor] = None
+           ) -> Tuple[tf.Tensor, primitives.LSTMState]:
     """Same as `unroll`."""
     return self.unroll(inputs, state, reset)
 
-  def get_config(self):
+  def get_config(self) -> Dict[str, Any]:
     config = super().get_config()
     config.update(units=self.units)
     return config

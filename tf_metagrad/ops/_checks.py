@@ -8,12 +8,14 @@ inside a broadcast. Dimensions unknown at trace time are not checked.
 from typing import List, Optional, Sequence, Tuple
 
 import tensorflow as tf
+from tensorflow.types.experimental import TensorLike
 
 # (label, static size or None) for each dimension of an expected shape.
 Dims = Sequence[Tuple[str, Optional[int]]]
 
 
-def float_tensor(value, name: str, dtype: Optional[tf.DType] = None):
+def float_tensor(value: TensorLike, name: str,
+                 dtype: Optional[tf.DType] = None) -> tf.Tensor:
   """Converts `value` to a floating-point tensor.
 
   Args:
@@ -54,7 +56,8 @@ def shape_str(shape: tf.TensorShape) -> str:
                          for d in shape.as_list()) + ']'
 
 
-def matches(shape: tf.TensorShape, dims: Dims, broadcast: bool = False):
+def matches(shape: tf.TensorShape, dims: Dims,
+            broadcast: bool = False) -> bool:
   """Whether a static shape fits `dims`; size 1 also fits if `broadcast`."""
   if shape.rank != len(dims):
     return False
@@ -67,13 +70,13 @@ def matches(shape: tf.TensorShape, dims: Dims, broadcast: bool = False):
   return True
 
 
-def require_known_rank(tensor, name: str):
+def require_known_rank(tensor: tf.Tensor, name: str) -> None:
   if tensor.shape.rank is None:
     raise ValueError(f'`{name}` must have a rank known at trace time, got a '
                      'tensor of unknown rank.')
 
 
-def check_shape(tensor, name: str, dims: Dims):
+def check_shape(tensor: tf.Tensor, name: str, dims: Dims) -> None:
   """Raises ValueError unless the static shape of `tensor` fits `dims`."""
   require_known_rank(tensor, name)
   if not matches(tensor.shape, dims):
@@ -81,7 +84,7 @@ def check_shape(tensor, name: str, dims: Dims):
                      f'{shape_str(tensor.shape)}.')
 
 
-def static_dim(*tensors_and_axes) -> Optional[int]:
+def static_dim(*tensors_and_axes: Tuple[tf.Tensor, int]) -> Optional[int]:
   """First statically known size among (tensor, axis) pairs, else None."""
   for tensor, axis in tensors_and_axes:
     shape = tensor.shape
@@ -102,7 +105,7 @@ class TimeMajorLayout:
 
   def __init__(self, dtype: tf.DType, num_steps: Optional[int],
                batch_size: Optional[int], num_quantiles: Optional[int],
-               quantile: bool):
+               quantile: bool) -> None:
     self.dtype = dtype
     self.quantile = quantile
     self._t = ('T', num_steps)
@@ -110,7 +113,8 @@ class TimeMajorLayout:
     self._n = ('N', num_quantiles)
 
   @classmethod
-  def from_values(cls, values, name: str = 'values'):
+  def from_values(cls, values: tf.Tensor,
+                  name: str = 'values') -> 'TimeMajorLayout':
     """Layout read off `[T, B]` or `[T, B, N]` values."""
     require_known_rank(values, name)
     rank = values.shape.rank
@@ -122,8 +126,9 @@ class TimeMajorLayout:
                quantile=rank == 3)
 
   @classmethod
-  def from_bootstrap(cls, bootstrap_value, num_steps: Optional[int],
-                     name: str = 'bootstrap_value'):
+  def from_bootstrap(cls, bootstrap_value: tf.Tensor,
+                     num_steps: Optional[int],
+                     name: str = 'bootstrap_value') -> 'TimeMajorLayout':
     """Layout read off a `[B]` or `[B, N]` bootstrap value."""
     require_known_rank(bootstrap_value, name)
     rank = bootstrap_value.shape.rank
@@ -142,12 +147,13 @@ class TimeMajorLayout:
   def bootstrap_dims(self) -> List[Tuple[str, Optional[int]]]:
     return self.step_dims[1:]
 
-  def bootstrap(self, value, name: str):
+  def bootstrap(self, value: TensorLike, name: str) -> tf.Tensor:
     tensor = float_tensor(value, name, self.dtype)
     check_shape(tensor, name, self.bootstrap_dims)
     return tensor
 
-  def per_step(self, value, name: str, quantile_axis: bool = True):
+  def per_step(self, value: TensorLike, name: str,
+               quantile_axis: bool = True) -> tf.Tensor:
     """A `[T, B]` (or, if `quantile_axis`, `[T, B, N]`) data tensor.
 
     `[T, B, 1]` is accepted for `[T, B, N]`. Returns the tensor with the rank
@@ -168,7 +174,7 @@ class TimeMajorLayout:
                        f'{shape_str(tensor.shape)}.')
     return self._expand_step(tensor)
 
-  def coefficient(self, value, name: str):
+  def coefficient(self, value: TensorLike, name: str) -> tf.Tensor:
     """A scalar or broadcastable per-step coefficient such as `lambda_`.
 
     Accepted: a scalar, anything broadcastable to `[T, B]` of rank 2, and in

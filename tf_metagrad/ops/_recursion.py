@@ -3,7 +3,8 @@
 import tensorflow as tf
 
 
-def reverse_linear_recursion(offsets, factors, last):
+def reverse_linear_recursion(offsets: tf.Tensor, factors: tf.Tensor,
+                             last: tf.Tensor) -> tf.Tensor:
   """Solves x_t = offsets_t + factors_t * x_{t+1} for t = T-1, ..., 0.
 
   With a static T the loop is unrolled in Python: under XLA this becomes a

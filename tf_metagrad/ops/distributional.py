@@ -9,11 +9,12 @@ References:
 import numbers
 
 import tensorflow as tf
-
+from tensorflow.types.experimental import TensorLike
 from tf_metagrad.ops import _checks
 
 
-def quantile_midpoints(num_quantiles: int, dtype=tf.float32):
+def quantile_midpoints(num_quantiles: int,
+                       dtype: tf.DType = tf.float32) -> tf.Tensor:
   """Quantile midpoints tau_i = (2i + 1) / (2N), i = 0..N-1 (QR-DQN).
 
   Args:
@@ -33,8 +34,9 @@ def quantile_midpoints(num_quantiles: int, dtype=tf.float32):
   return (tf.range(num_quantiles, dtype=dtype) + 0.5) / num_quantiles
 
 
-def quantile_huber_loss(predictions, targets, taus, kappa=1.0,
-                        reduce_quantiles=True):
+def quantile_huber_loss(predictions: TensorLike, targets: TensorLike,
+                        taus: TensorLike, kappa: float = 1.0,
+                        reduce_quantiles: bool = True) -> tf.Tensor:
   """Quantile Huber loss between predicted and target quantiles.
 
   With u_ij = targets_j - predictions_i (QR-DQN; seed 002 eqs. 1-3):

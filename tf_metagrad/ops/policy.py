@@ -16,9 +16,10 @@ Nothing here stops gradients; callers decide which inputs are fixed.
 """
 
 import math
+from typing import Optional, Tuple
 
 import tensorflow as tf
-
+from tensorflow.types.experimental import TensorLike
 from tf_metagrad.ops import _checks
 
 _LOG_2 = math.log(2.0)
@@ -41,7 +42,7 @@ def _logits(logits, name='logits', dtype=None):
   return logits
 
 
-def categorical_log_prob(logits, actions):
+def categorical_log_prob(logits: TensorLike, actions: TensorLike) -> tf.Tensor:
   """log pi(a | x) of a categorical policy.
 
   Written with log_softmax and a gather rather than
@@ -75,7 +76,7 @@ def categorical_log_prob(logits, actions):
                    batch_dims=actions.shape.rank)[..., 0]
 
 
-def categorical_entropy(logits):
+def categorical_entropy(logits: TensorLike) -> tf.Tensor:
   """Entropy -sum_a pi(a) log pi(a) of a categorical policy.
 
   Args:
@@ -89,7 +90,7 @@ def categorical_entropy(logits):
   return -tf.reduce_sum(tf.exp(log_probs) * log_probs, axis=-1)
 
 
-def categorical_kl(p_logits, q_logits):
+def categorical_kl(p_logits: TensorLike, q_logits: TensorLike) -> tf.Tensor:
   """KL(p || q) = sum_a p(a) (log p(a) - log q(a)) of categorical policies.
 
   Args:
@@ -111,7 +112,8 @@ def categorical_kl(p_logits, q_logits):
                        axis=-1)
 
 
-def policy_gradient_loss(log_probs, advantages):
+def policy_gradient_loss(log_probs: TensorLike,
+                         advantages: TensorLike) -> tf.Tensor:
   """Elementwise score-function loss -log pi(a|x) * advantage.
 
   The advantages are not stopped here: callers usually wrap them in
@@ -155,7 +157,9 @@ def _squashed_log_prob(pre_squash, standardised, std):
   return tf.reduce_sum(gaussian - log_jacobian, axis=-1)
 
 
-def squashed_gaussian_log_prob(mean, std, actions, epsilon=1e-6):
+def squashed_gaussian_log_prob(mean: TensorLike, std: TensorLike,
+                               actions: TensorLike,
+                               epsilon: float = 1e-6) -> tf.Tensor:
   """log-density of a = tanh(u), u ~ N(mean, diag(std^2)) (SAC appendix C).
 
     log pi(a) = sum_i [log N(u_i; mean_i, std_i) - log(1 - tanh(u_i)^2)],
@@ -181,7 +185,9 @@ def squashed_gaussian_log_prob(mean, std, actions, epsilon=1e-6):
   return _squashed_log_prob(pre_squash, (pre_squash - mean) / std, std)
 
 
-def squashed_gaussian_sample(mean, std, seed=None, noise=None):
+def squashed_gaussian_sample(
+    mean: TensorLike, std: TensorLike, seed: Optional[TensorLike] = None,
+    noise: Optional[TensorLike] = None) -> Tuple[tf.Tensor, tf.Tensor]:
   """Reparameterised sample a = tanh(mean + std * noise) and its log-density.
 
   The log-density is computed from the pre-squash sample u, so acting never
@@ -220,7 +226,8 @@ def squashed_gaussian_sample(mean, std, seed=None, noise=None):
   return tf.tanh(pre_squash), _squashed_log_prob(pre_squash, noise, std)
 
 
-def gaussian_kl(mean_p, std_p, mean_q, std_q):
+def gaussian_kl(mean_p: TensorLike, std_p: TensorLike, mean_q: TensorLike,
+                std_q: TensorLike) -> tf.Tensor:
   """KL(p || q) between diagonal Gaussians, summed over the last axis.
 
     KL = sum_i log(std_q / std_p) + (std_p^2 + (mean_p - mean_q)^2)
@@ -258,7 +265,8 @@ def gaussian_kl(mean_p, std_p, mean_q, std_q):
       axis=-1)
 
 
-def gaussian_kl_to_standard_normal(mean, std):
+def gaussian_kl_to_standard_normal(mean: TensorLike,
+                                   std: TensorLike) -> tf.Tensor:
   """KL(N(mean, diag(std^2)) || N(0, I)), summed over the last axis.
 
     KL = sum_i 0.5 (std_i^2 + mean_i^2 - 1) - log std_i.

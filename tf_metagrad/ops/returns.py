@@ -19,12 +19,14 @@ variable lambda and discount).
 import numbers
 
 import tensorflow as tf
-
+from tensorflow.types.experimental import TensorLike
 from tf_metagrad.ops import _checks
 from tf_metagrad.ops import _recursion
 
 
-def lambda_returns(rewards, discounts, values, bootstrap_value, lambda_):
+def lambda_returns(rewards: TensorLike, discounts: TensorLike,
+                   values: TensorLike, bootstrap_value: TensorLike,
+                   lambda_: TensorLike) -> tf.Tensor:
   """Recursive lambda-returns with per-step discount and lambda.
 
     G_t = r_t + gamma_t ((1 - lambda_t) V(x_{t+1}) + lambda_t G_{t+1}),
@@ -61,7 +63,9 @@ def lambda_returns(rewards, discounts, values, bootstrap_value, lambda_):
       discounts * lambda_, bootstrap_value)
 
 
-def n_step_returns(rewards, discounts, values, bootstrap_value, n):
+def n_step_returns(rewards: TensorLike, discounts: TensorLike,
+                   values: TensorLike, bootstrap_value: TensorLike,
+                   n: int) -> tf.Tensor:
   """n-step returns, truncated at the end of the unroll.
 
     G_t = sum_{k=0}^{m-1} (prod_{i<k} gamma_{t+i}) r_{t+k}
@@ -110,7 +114,8 @@ def n_step_returns(rewards, discounts, values, bootstrap_value, n):
   return returns
 
 
-def discounted_returns(rewards, discounts, bootstrap_value):
+def discounted_returns(rewards: TensorLike, discounts: TensorLike,
+                       bootstrap_value: TensorLike) -> tf.Tensor:
   """Discounted returns G_t = r_t + gamma_t G_{t+1}, G_T = bootstrap_value.
 
   Args:

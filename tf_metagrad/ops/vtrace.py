@@ -14,10 +14,10 @@ Nothing here stops gradients: meta-gradients flow through the targets to
 """
 
 import numbers
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import tensorflow as tf
-
+from tensorflow.types.experimental import TensorLike
 from tf_metagrad.ops import _checks
 from tf_metagrad.ops import _recursion
 
@@ -68,16 +68,17 @@ def _leaky_truncation(ratios, threshold, alpha):
   return truncated + tf.math.multiply_no_nan(excess, 1 - alpha)
 
 
-def from_importance_weights(log_rhos,
-                            discounts,
-                            rewards,
-                            values,
-                            bootstrap_value,
-                            clip_rho_threshold=1.0,
-                            clip_pg_rho_threshold=1.0,
-                            lambda_=1.0,
-                            alpha=1.0,
-                            alpha_c=None) -> VTraceReturns:
+def from_importance_weights(log_rhos: TensorLike,
+                            discounts: TensorLike,
+                            rewards: TensorLike,
+                            values: TensorLike,
+                            bootstrap_value: TensorLike,
+                            clip_rho_threshold: Optional[TensorLike] = 1.0,
+                            clip_pg_rho_threshold: Optional[TensorLike] = 1.0,
+                            lambda_: TensorLike = 1.0,
+                            alpha: TensorLike = 1.0,
+                            alpha_c: Optional[TensorLike] = None
+                            ) -> VTraceReturns:
   r"""Leaky V-trace targets from log importance weights.
 
   With IS_t = exp(log_rhos_t) and V(x_T) = bootstrap_value

@@ -169,7 +169,7 @@ class SGD(_Optimizer):
     momentum: momentum coefficient in [0, 1).
   """
 
-  def __init__(self, momentum: float = 0.0):
+  def __init__(self, momentum: float = 0.0) -> None:
     _check_unit_interval(float(momentum), 'momentum')
     self.momentum = float(momentum)
 
@@ -212,7 +212,7 @@ class RMSProp(_Optimizer):
   """
 
   def __init__(self, decay: float = 0.99, epsilon: float = 0.1,
-               momentum: float = 0.0):
+               momentum: float = 0.0) -> None:
     _check_unit_interval(float(decay), 'decay')
     _check_unit_interval(float(momentum), 'momentum')
     if float(epsilon) < 0.0:
@@ -263,7 +263,7 @@ class Adam(_Optimizer):
   """
 
   def __init__(self, b1: float = 0.9, b2: float = 0.999,
-               epsilon: float = 1e-8, eps_root: float = 0.0):
+               epsilon: float = 1e-8, eps_root: float = 0.0) -> None:
     _check_unit_interval(float(b1), 'b1')
     _check_unit_interval(float(b2), 'b2')
     if float(epsilon) < 0.0 or float(eps_root) < 0.0:

@@ -1,12 +1,13 @@
 """Learning-rate schedules and gradient clipping (differentiable)."""
 
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 
 
-def linear_schedule(step, start: float, end: float, total_steps,
-                    dtype=tf.float32) -> tf.Tensor:
+def linear_schedule(step: Union[float, tf.Tensor, tf.Variable], start: float,
+                    end: float, total_steps: Union[int, float, tf.Tensor],
+                    dtype: tf.DType = tf.float32) -> tf.Tensor:
   """Linearly anneals from `start` at step 0 to `end` at `total_steps`.
 
   STAC Table 3: Atari 6e-4 -> 0 and control 1e-3 -> 1e-4 over training.

@@ -7,11 +7,12 @@ the very tensors the meta-gradient engine produced). It runs exactly the same
 for the state and the (replica-aware) assignment.
 """
 
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Union
 
 import tensorflow as tf
 
 from tf_metagrad.meta import replicas
+from tf_metagrad.optim import optimizers
 
 
 class VariableOptimizer(tf.Module):
@@ -32,8 +33,10 @@ class VariableOptimizer(tf.Module):
     name: module name.
   """
 
-  def __init__(self, optimizer, variables: Optional[Sequence[tf.Variable]] =
-               None, name: Optional[str] = None):
+  def __init__(self, optimizer: Union[optimizers.SGD, optimizers.RMSProp,
+                                      optimizers.Adam],
+               variables: Optional[Sequence[tf.Variable]] =
+               None, name: Optional[str] = None) -> None:
     super().__init__(name=name)
     self.optimizer = optimizer
     self._state = None
@@ -63,7 +66,8 @@ class VariableOptimizer(tf.Module):
     return self._state
 
   def apply(self, grads: Sequence[Optional[tf.Tensor]],
-            variables: Sequence[tf.Variable], learning_rate) -> None:
+            variables: Sequence[tf.Variable],
+            learning_rate: Union[float, tf.Tensor]) -> None:
     """Computes `optimizer.update` and assigns the results.
 
     Args:

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from tf_metagrad import envs
 from tf_metagrad.agents import actor as actor_lib
+from tf_metagrad.agents import networks as networks_lib
 from tf_metagrad.system import items
 from tf_metagrad.system import server as server_lib
 from tf_metagrad.system import weights as weights_lib
@@ -29,7 +30,7 @@ from tf_metagrad.system import weights as weights_lib
 class ActorStats:
   """Counters an actor exposes (read by the trainer in thread mode)."""
 
-  def __init__(self):
+  def __init__(self) -> None:
     self.unrolls = 0
     self.env_steps = 0
     self.weights_version = -1
@@ -51,10 +52,11 @@ class Actor:
       re-checks `should_stop` (the queue blocks while the learner is busy).
   """
 
-  def __init__(self, client: reverb.Client, env_name: str, network,
+  def __init__(self, client: reverb.Client, env_name: str,
+               network: networks_lib.AgentNetwork,
                num_envs: int, unroll_length: int, seed: int,
                env_kwargs: Optional[Dict] = None, refresh_every: int = 1,
-               write_timeout_ms: int = 1000):
+               write_timeout_ms: int = 1000) -> None:
     if num_envs < 1:
       raise ValueError(f"num_envs must be >= 1, got {num_envs}.")
     self._client = client
@@ -83,16 +85,28 @@ class Actor:
     self._state = ()
 
   @property
-  def env(self):
+  def env(self) -> envs.BatchedEnv:
     return self._env
 
-  def _refresh(self, should_stop) -> bool:
-    fetched = weights_lib.fetch(self._client, timeout_s=30.0,
-                                should_stop=should_stop)
-    if fetched is None:
-      return False
+  def _refresh(self, should_stop: Callable[[], bool],
+               force: bool = False) -> bool:
+    """Fetches the latest weights; False if stopped before any came.
+
+    `force` assigns them even if their version is the one held: a server
+    that was gone may come back as another learner, whose versions say
+    nothing about the old one's.
+    """
+    while True:
+      fetched = weights_lib.fetch(self._client, timeout_s=30.0,
+                                  should_stop=should_stop)
+      if fetched is not None:
+        break
+      # Without a stop, None means that the server answers but has no
+      # weights yet (a learner starting up): wait on.
+      if should_stop():
+        return False
     version, values = fetched
-    if version != self.stats.weights_version:
+    if force or version != self.stats.weights_version:
       weights_lib.assign(self._network.variables, values)
       self.stats.weights_version = version
     return True
@@ -144,11 +158,17 @@ class Actor:
 
   def run(self, should_stop: Callable[[], bool] = lambda: False,
           max_unrolls: Optional[int] = None) -> None:
-    """Acts until `should_stop()` (or `max_unrolls` unrolls are written)."""
-    self._observation = self._env.reset(seed=self._seed)
-    self._state = tuple(
-        np.asarray(s) for s in self._policy.initial_state(self._num_envs))
-    if not self._refresh(should_stop):
+    """Acts until `should_stop()` (or `max_unrolls` unrolls are written in
+    all calls together).
+
+    A later call continues the episodes under way (after a lost server,
+    see `trainers.actor`), with freshly fetched weights.
+    """
+    if self._observation is None:
+      self._observation = self._env.reset(seed=self._seed)
+      self._state = tuple(
+          np.asarray(s) for s in self._policy.initial_state(self._num_envs))
+    if not self._refresh(should_stop, force=True):
       return
     # Not a `with` block: its exit flushes without a timeout, which blocks
     # forever on a full queue once the learner has stopped consuming.
@@ -175,7 +195,7 @@ class Actor:
     finally:
       writer.close()
 
-  def close(self):
+  def close(self) -> None:
     self._env.close()
 
 
@@ -183,14 +203,14 @@ class ActorThread(threading.Thread):
   """Runs an `Actor` in a daemon thread, recording a crash for restart."""
 
   def __init__(self, make_actor: Callable[[], Actor],
-               stop_event: threading.Event, name: str):
+               stop_event: threading.Event, name: str) -> None:
     super().__init__(name=name, daemon=True)
     self._make_actor = make_actor
     self._stop_event = stop_event
     self.actor: Optional[Actor] = None
     self.error: Optional[BaseException] = None
 
-  def run(self):
+  def run(self) -> None:
     try:
       self.actor = self._make_actor()
       self.actor.run(should_stop=self._stop_event.is_set)

@@ -44,7 +44,9 @@ def make_dataset(address: str, item_spec: Dict[str, tf.TensorSpec],
 
 
 def distributed_dataset(strategy: tf.distribute.Strategy, address: str,
-                        item_spec, global_batch_size: int, timeout_ms: int):
+                        item_spec: Dict[str, tf.TensorSpec],
+                        global_batch_size: int, timeout_ms: int
+                        ) -> tf.distribute.DistributedDataset:
   """Per-replica datasets of global_batch_size / num_replicas unrolls each."""
   replicas = strategy.num_replicas_in_sync
   if global_batch_size % replicas:

@@ -113,7 +113,8 @@ def numpy_item(observations: np.ndarray, actions: np.ndarray,
                rewards: np.ndarray, discounts: np.ndarray,
                log_probs: np.ndarray, episode_returns: np.ndarray,
                episode_lengths: np.ndarray,
-               core_state=()) -> Dict[str, np.ndarray]:
+               core_state: Tuple[np.ndarray, ...] = ()
+               ) -> Dict[str, np.ndarray]:
   """The item of time-major actor buffers `[T(+1), K, ...]` (numpy, made
   batch-major); `core_state` is the batched state `[K, ...]` before
   observation 0."""

@@ -1,4 +1,5 @@
-"""The Reverb server of a run: a trajectory queue and a weights table.
+"""The Reverb server of a run: a trajectory queue, a weights table and the
+run's description.
 
 - "trajectories": a FIFO queue of unroll items (one actor unroll of all its
   environment copies each, see `items`) with a signature built from the
@@ -6,6 +7,9 @@
   samples when it is empty, which bounds the policy lag of the data.
 - "weights": the learner's latest network weights (one item, replaced on
   every publish), which actors sample to refresh their policy.
+- "run_info": what an actor must know to feed this run (one item, a JSON
+  text, see `run_info`), which a remote actor reads instead of being told
+  the run's settings by hand, and re-reads to recognise a restarted learner.
 
 Nothing here is checkpointed: the queue holds transient data, so a resumed
 run starts with an empty queue and a fresh rate limiter (which avoids the
@@ -17,13 +21,14 @@ connect to 127.0.0.1. Run trainers on a host whose firewall closes the port
 if other machines must not reach it.
 """
 
-from typing import Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import reverb
 import tensorflow as tf
 
 TRAJECTORY_TABLE = "trajectories"
 WEIGHTS_TABLE = "weights"
+RUN_INFO_TABLE = "run_info"
 
 
 def queue_capacity(batch_size: int, envs_per_item: int,
@@ -43,15 +48,18 @@ def queue_capacity(batch_size: int, envs_per_item: int,
   return requested
 
 
-def weights_signature(variables: Sequence[tf.Variable]):
+def weights_signature(
+    variables: Sequence[tf.Variable]
+) -> Tuple[tf.TensorSpec, List[tf.TensorSpec]]:
   """Signature of a weights item: (version, [variable values])."""
   return (tf.TensorSpec([], tf.int64),
           [tf.TensorSpec(v.shape, v.dtype) for v in variables])
 
 
 def make_tables(item_spec: Dict[str, tf.TensorSpec],
-                weights_spec, capacity: int):
-  """The run's two tables; `capacity` in items (see `queue_capacity`)."""
+                weights_spec: Tuple[tf.TensorSpec, List[tf.TensorSpec]],
+                capacity: int) -> List[reverb.Table]:
+  """The run's three tables; `capacity` in items (see `queue_capacity`)."""
   return [
       reverb.Table.queue(
           name=TRAJECTORY_TABLE,
@@ -64,12 +72,20 @@ def make_tables(item_spec: Dict[str, tf.TensorSpec],
           max_size=1,
           rate_limiter=reverb.rate_limiters.MinSize(1),
           signature=weights_spec),
+      reverb.Table(
+          name=RUN_INFO_TABLE,
+          sampler=reverb.selectors.Lifo(),
+          remover=reverb.selectors.Fifo(),
+          max_size=1,
+          rate_limiter=reverb.rate_limiters.MinSize(1),
+          signature=tf.TensorSpec([], tf.string)),
   ]
 
 
-def append_item(writer: reverb.TrajectoryWriter, table: str, data) -> None:
+def append_item(writer: reverb.TrajectoryWriter, table: str,
+                data: Any) -> None:
   """Appends `data` as one step and creates an item of `table` that holds
-  exactly that step (every column squeezed), as both tables here store.
+  exactly that step (every column squeezed), as every table here stores.
 
   Flushing is left to the caller, which knows how long it may block.
   """
@@ -78,7 +94,8 @@ def append_item(writer: reverb.TrajectoryWriter, table: str, data) -> None:
       lambda column: column[-1], writer.history))
 
 
-def start_server(tables, port: Optional[int] = None) -> reverb.Server:
+def start_server(tables: Sequence[reverb.Table],
+                 port: Optional[int] = None) -> reverb.Server:
   """Starts the embedded server (port None: pick a free one)."""
   return reverb.Server(tables=tables, port=port)
 

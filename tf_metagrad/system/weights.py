@@ -11,7 +11,7 @@ handled) up to a deadline.
 
 import threading
 import time
-from typing import Callable, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import reverb
@@ -27,22 +27,33 @@ class ServerUnavailableError(RuntimeError):
 def publish(client: reverb.Client, variables: Sequence[tf.Variable],
             version: int, timeout_s: float = 30.0) -> None:
   """Replaces the weights item by the current values of `variables`."""
-  _insert(client, version, [v.numpy() for v in variables], timeout_s)
+  _insert_weights(client, version, [v.numpy() for v in variables], timeout_s)
 
 
-def _insert(client, version, arrays, timeout_s):
+def insert(client: reverb.Client, table: str, data: Any, timeout_s: float,
+           what: str) -> None:
+  """Inserts `data` as the one-step item of `table`, bounded in time.
+
+  Raises:
+    ServerUnavailableError: if the insert did not complete in `timeout_s`
+      (`what` names it in the message).
+  """
   writer = client.trajectory_writer(num_keep_alive_refs=1)
   try:
-    server_lib.append_item(writer, server_lib.WEIGHTS_TABLE,
-                           (np.int64(version), arrays))
+    server_lib.append_item(writer, table, data)
     try:
       writer.flush(timeout_ms=max(1, int(timeout_s * 1000)))
     except reverb.errors.DeadlineExceededError:
       raise ServerUnavailableError(
-          f"publishing weights version {version} did not complete within "
-          f"{timeout_s}s (is the Reverb server gone?)") from None
+          f"{what} did not complete within {timeout_s}s (is the Reverb "
+          f"server gone?)") from None
   finally:
     writer.close()
+
+
+def _insert_weights(client, version, arrays, timeout_s):
+  insert(client, server_lib.WEIGHTS_TABLE, (np.int64(version), arrays),
+         timeout_s, f"publishing weights version {version}")
 
 
 class Publisher(threading.Thread):
@@ -65,7 +76,7 @@ class Publisher(threading.Thread):
   """
 
   def __init__(self, client: reverb.Client, variables: Sequence[tf.Variable],
-               min_interval_s: float = 0.0, timeout_s: float = 30.0):
+               min_interval_s: float = 0.0, timeout_s: float = 30.0) -> None:
     super().__init__(name="weights-publisher", daemon=True)
     self._client = client
     self._timeout_s = timeout_s
@@ -95,7 +106,7 @@ class Publisher(threading.Thread):
       self._cond.notify()
     return True
 
-  def run(self):
+  def run(self) -> None:
     while True:
       with self._cond:
         while self._pending is None and not self._closed:
@@ -104,8 +115,8 @@ class Publisher(threading.Thread):
           return
         version, tensors = self._pending
       try:
-        _insert(self._client, version, [t.numpy() for t in tensors],
-                self._timeout_s)
+        _insert_weights(self._client, version,
+                        [t.numpy() for t in tensors], self._timeout_s)
       except BaseException as e:  # pylint: disable=broad-except
         self.error = e
         return
@@ -113,7 +124,7 @@ class Publisher(threading.Thread):
         with self._cond:
           self._pending = None
 
-  def close(self, timeout_s: float = 10.0):
+  def close(self, timeout_s: float = 10.0) -> None:
     with self._cond:
       self._closed = True
       self._cond.notify()
@@ -122,7 +133,7 @@ class Publisher(threading.Thread):
 
 def call_with_deadline(fn: Callable[[], object], deadline: float,
                        should_stop: Callable[[], bool] = lambda: False,
-                       what: str = "Reverb call"):
+                       what: str = "Reverb call") -> Tuple[bool, object]:
   """`fn()` run in a daemon thread; waits until it returns or `deadline`.
 
   Args:
@@ -166,7 +177,8 @@ def call_with_deadline(fn: Callable[[], object], deadline: float,
 
 
 def fetch(client: reverb.Client, timeout_s: float = 30.0,
-          should_stop=lambda: False) -> Optional[tuple]:
+          should_stop: Callable[[], bool] = lambda: False
+          ) -> Optional[tuple]:
   """(version, [arrays]) of the latest weights; None if stopped/timed out.
 
   Waits (with a bounded poll, never forever) until the learner has
@@ -212,7 +224,8 @@ def fetch(client: reverb.Client, timeout_s: float = 30.0,
   return None
 
 
-def assign(variables: Sequence[tf.Variable], values: List[np.ndarray]):
+def assign(variables: Sequence[tf.Variable],
+           values: List[np.ndarray]) -> None:
   if len(variables) != len(values):
     raise ValueError(
         f"Received {len(values)} weight arrays for {len(variables)} "

@@ -10,6 +10,7 @@ Names: the loss weights w_Z, w_pi, w_H are stored as g_v, g_p, g_e.
 """
 
 import dataclasses
+from typing import Dict, Tuple
 
 from tf_metagrad.agents import config as config_lib
 
@@ -54,7 +55,7 @@ class DrmgConfig(config_lib.AgentConfig):
           "distributional_advantage must be 'drmg' or 'vtrace', got "
           f"{self.distributional_advantage!r}.")
 
-  def meta_shapes(self):
+  def meta_shapes(self) -> Dict[str, Tuple[int, ...]]:
     """name -> shape of every meta-learned parameter for this variant."""
     vector = () if self.scalar_eta else (self.num_quantiles,)
     eta0 = {"gamma": vector}

@@ -1,6 +1,12 @@
 """DrMG learner: quantile critic, per-quantile adaptive return (seed 002)."""
 
+from typing import Optional
+
+import tensorflow as tf
+
 from tf_metagrad.agents import actor_critic
+from tf_metagrad.agents import networks as networks_lib
+from tf_metagrad.agents.drmg import config as drmg_config
 
 
 class DrmgLearner(actor_critic.ActorCriticLearner):
@@ -10,7 +16,9 @@ class DrmgLearner(actor_critic.ActorCriticLearner):
   (one per quantile, eq. 10), alpha, w_pi (g_p) and w_H (g_e) are scalars.
   """
 
-  def __init__(self, config, network, strategy=None):
+  def __init__(self, config: drmg_config.DrmgConfig,
+               network: networks_lib.AgentNetwork,
+               strategy: Optional[tf.distribute.Strategy] = None) -> None:
     specs = [actor_critic.MetaSpec(name, tuple(shape))
              for name, shape in config.meta_shapes().items()]
     super().__init__(config, network, meta_specs=specs, strategy=strategy)

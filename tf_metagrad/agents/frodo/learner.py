@@ -24,11 +24,14 @@ The pseudo-label weight b1 is optionally normalised (seed 001 section 5):
 outer value loss only. Either normaliser is a stop-gradiented quantity.
 """
 
-from typing import Dict
+from typing import Dict, Optional
 
 import tensorflow as tf
 
+from tf_metagrad import types
 from tf_metagrad.agents import actor_critic
+from tf_metagrad.agents import networks as networks_lib
+from tf_metagrad.agents.frodo import config as frodo_config
 from tf_metagrad.agents.frodo import networks as frodo_networks
 from tf_metagrad.networks import params as params_lib
 from tf_metagrad.ops import distributional
@@ -37,7 +40,9 @@ from tf_metagrad.ops import distributional
 class FrodoLearner(actor_critic.ActorCriticLearner):
   """FRODO; `meta_params()` are the meta-network's weights by name."""
 
-  def __init__(self, config, network, strategy=None):
+  def __init__(self, config: frodo_config.FrodoConfig,
+               network: networks_lib.AgentNetwork,
+               strategy: Optional[tf.distribute.Strategy] = None) -> None:
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
       self.meta_network = frodo_networks.make_meta_network(config, network)
@@ -109,7 +114,8 @@ class FrodoLearner(actor_critic.ActorCriticLearner):
           for s in state))
     return states
 
-  def targets(self, meta, batch, next_values):
+  def targets(self, meta: Dict[str, tf.Tensor], batch: types.Trajectory,
+              next_values: tf.Tensor) -> tf.Tensor:
     """G_eta(tau) `[T, B]`, or `[T, B, N]` with a quantile value head."""
     weights = [meta[self._meta_names[v.ref()]]
                for v in self.meta_network.trainable_variables]

@@ -9,11 +9,15 @@ from typing import Any, Dict
 
 import tensorflow as tf
 
+from tf_metagrad.agents import networks as agent_networks
+from tf_metagrad.agents.frodo import config as frodo_config
 from tf_metagrad.agents.networks import make_network  # pylint: disable=unused-import
 from tf_metagrad.networks import meta_networks
 
 
-def make_meta_network(config, network) -> meta_networks.FrodoTargetNetwork:
+def make_meta_network(
+    config: frodo_config.FrodoConfig,
+    network: agent_networks.AgentNetwork) -> meta_networks.FrodoTargetNetwork:
   """The built meta-network G_eta for `config` and the agent `network`.
 
   Args:

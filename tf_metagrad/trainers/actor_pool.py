@@ -1,18 +1,81 @@
-"""Actor threads and processes of a training run, restarted when they die."""
+"""Actor threads and processes of a training run, restarted when they die.
+
+An actor process writes its output (stdout and stderr) to
+LOGDIR/actor_logs/actor_<i>.log. A child process needs an OS file
+descriptor for that, which a local LOGDIR's file is; for a LOGDIR that is a
+URL (gs://, ram://...; see `runs.is_local`) the child writes to a pipe, and
+a thread of the trainer appends what comes out of it to the log file
+through `tf.io.gfile` (`copy_output`). Such a log is then written by the
+trainer: it is complete once the process has exited (`ActorPool.stop`
+waits for it), and while the process runs it lags at most `FLUSH_EVERY_S`
+behind. Actor processes themselves never touch LOGDIR, so they run
+with a LOGDIR of any file system, even one only the trainer's process can
+see such as ram://.
+"""
 
 import os
+import select
 import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List, Optional
+from typing import (TYPE_CHECKING, BinaryIO, Callable, Dict, List,
+                    Optional)
 
 import reverb
 import tensorflow as tf
 
+import tf_metagrad
+
 from tf_metagrad import runs
+from tf_metagrad.export import native_logs
 from tf_metagrad.agents import networks as networks_lib
 from tf_metagrad.system import actor as system_actor
+
+if TYPE_CHECKING:
+  # loop imports this module; its Options is needed for annotations only.
+  from tf_metagrad.trainers import loop
+
+FLUSH_EVERY_S = 5.0  # Most time a copied actor log lags behind its output.
+
+
+def copy_output(pipe: BinaryIO, path: str,
+                log: Callable[[str], None]) -> None:
+  """Appends what comes out of `pipe` to the file `path` until every writer
+  has closed the pipe, then closes both.
+
+  Flushes at most every `FLUSH_EVERY_S` (object stores upload the whole file
+  at each flush), and within that time of any output, also when the child
+  falls silent.
+
+  Args:
+    pipe: the reading end of a child process's output.
+    path: the log file (any `tf.io.gfile` path).
+    log: one-line logger, told once if `path` cannot be written.
+  """
+  fd = pipe.fileno()
+  with pipe:
+    try:
+      with tf.io.gfile.GFile(path, "ab") as f:
+        flushed, dirty = time.monotonic(), False
+        while True:
+          wait = (max(0.0, FLUSH_EVERY_S - (time.monotonic() - flushed))
+                  if dirty else None)
+          if select.select([fd], [], [], wait)[0]:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+              return
+            f.write(chunk)
+            dirty = True
+          if dirty and time.monotonic() - flushed >= FLUSH_EVERY_S:
+            f.flush()
+            flushed, dirty = time.monotonic(), False
+    except tf.errors.OpError as e:
+      log(f"cannot write {path} ({e.message.splitlines()[0]}); the rest of "
+          f"that actor's output is dropped")
+      # Read on: a full pipe would block the child at its next write.
+      while os.read(fd, 65536):
+        pass
 
 
 class ActorPool:
@@ -20,7 +83,7 @@ class ActorPool:
 
   Args:
     spec: the run.
-    options: the run's `trainers.loop.Options` (actor counts, copies per
+    options: the run's `tf_metagrad.trainers.loop.Options` (actor counts, copies per
       actor, refresh period, logdir for the processes' logs).
     address: "host:port" of the Reverb server.
     unroll: item unroll length the actors write.
@@ -28,8 +91,9 @@ class ActorPool:
     log: one-line logger.
   """
 
-  def __init__(self, spec: runs.RunSpec, options, address: str,
-               unroll: int, stop: threading.Event, log):
+  def __init__(self, spec: runs.RunSpec, options: "loop.Options",
+               address: str, unroll: int, stop: threading.Event,
+               log: Callable[[str], None]) -> None:
     self._spec = spec
     self._options = options
     self._address = address
@@ -41,6 +105,8 @@ class ActorPool:
     self.restarts = 0
     self._generation = 0
     self._failures: Dict[str, int] = {}
+    # The thread copying each actor process's log (see `copy_output`).
+    self._copiers: Dict[int, threading.Thread] = {}
 
   def _failed(self, key: str, productive: bool, error) -> None:
     """Counts back-to-back failures of an actor that never wrote an unroll;
@@ -80,36 +146,61 @@ class ActorPool:
     self._generation += 1
     log_dir = os.path.join(options.logdir, "actor_logs")
     tf.io.gfile.makedirs(log_dir)
-    cmd = [sys.executable, "-m", "trainers.actor",
+    cmd = [sys.executable, "-m", "tf_metagrad.trainers.actor",
            f"--reverb_address={self._address}", f"--agent={spec.agent}",
            f"--env={spec.env}", f"--num_envs={options.envs_per_actor}",
            f"--unroll_length={self._unroll}",
            f"--seed={spec.seed * 1000 + 7 * index + 100_003 * self._generation}",
-           f"--refresh_every={options.actor_refresh_every}"]
+           f"--refresh_every={options.actor_refresh_every}",
+           # The trainer restarts its own actors; one orphaned by a killed
+           # trainer should not wait for a learner for the default 600 s.
+           "--server_timeout_secs=30"]
     for name, value in spec.config_overrides.items():
       if isinstance(value, tuple):
         value = ",".join(str(v) for v in value)
       cmd.append(f"--config={name}={value}")
     for name, value in spec.env_kwargs.items():
       cmd.append(f"--env_kwargs={name}={value!r}")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # The folder holding the tf_metagrad package, so that a checkout that is
+    # not installed works too.
+    package = os.path.dirname(os.path.abspath(tf_metagrad.__file__))
+    root = os.path.dirname(package)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-    # The one write that bypasses tf.io.gfile: a child's output needs an OS
-    # file descriptor. The child holds its own copy once started.
-    with open(os.path.join(log_dir, f"actor_{index}.log"), "ab") as log_file:
-      proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT,
-                              cwd=root, env=env)
+    # Its stderr is the log file, which no filter of ours reads yet.
+    env.pop(native_logs.FILTERED_ENV, None)
+    log_path = os.path.join(log_dir, f"actor_{index}.log")
+    if runs.is_local(log_path):
+      # The one write that bypasses tf.io.gfile: a child's output needs an
+      # OS file descriptor. The child holds its own copy once started.
+      with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(cmd, stdout=log_file,
+                                stderr=subprocess.STDOUT, env=env)
+    else:
+      proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, env=env)
+      previous = self._copiers.get(index)
+
+      def copy(pipe=proc.stdout):
+        # One writer per log at a time: an object store keeps only the
+        # content of the last writer to close it.
+        if previous is not None:
+          previous.join()
+        copy_output(pipe, log_path, self._log)
+
+      self._copiers[index] = threading.Thread(
+          target=copy, name=f"actor-{index}-log", daemon=True)
+      self._copiers[index].start()
     proc.started = time.monotonic()
     self._log(f"started actor process {index} pid={proc.pid}")
     return proc
 
-  def start(self):
+  def start(self) -> None:
     self.threads = [self._thread(i) for i in range(self._options.num_actors)]
     self.processes = [self._process(i)
                       for i in range(self._options.num_actor_processes)]
 
-  def supervise(self):
+  def supervise(self) -> None:
     """Restarts dead actors (never while stopping)."""
     if self._stop.is_set():
       return
@@ -136,7 +227,7 @@ class ActorPool:
     return sum(t.actor.stats.env_steps for t in self.threads
                if t.actor is not None)
 
-  def stop(self, timeout_s: float = 30.0):
+  def stop(self, timeout_s: float = 30.0) -> None:
     self._stop.set()
     for proc in self.processes:
       if proc.poll() is None:
@@ -150,3 +241,5 @@ class ActorPool:
       except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+    for copier in self._copiers.values():
+      copier.join(max(0.1, deadline - time.monotonic()))

@@ -7,7 +7,7 @@ import inspect
 import socket
 from typing import Any, Dict, Optional, Sequence
 
-from export import cli
+from tf_metagrad.export import cli
 
 LEARNER_SEED_MAX = 2**32 - 1  # Keras initializers reject larger seeds.
 
@@ -19,7 +19,7 @@ def free_port(flag: str, port: int) -> None:
   fails with a gRPC traceback after the run directory exists.
 
   Raises:
-    export.cli.FlagError: if the port is taken or privileged.
+    tf_metagrad.export.cli.FlagError: if the port is taken or privileged.
   """
   for family, host in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
     try:
@@ -54,11 +54,11 @@ def agent_config(agent: str, config_items: Sequence[str],
       validated together with the overrides.
 
   Raises:
-    export.cli.FlagError: naming --agent or --config.
+    tf_metagrad.export.cli.FlagError: naming --agent or --config.
   """
   # pylint: disable=g-import-not-at-top
   from tf_metagrad import agents
-  from trainers import overrides
+  from tf_metagrad.trainers import overrides
   # pylint: enable=g-import-not-at-top
   if agent not in agents.AGENTS:
     raise cli.FlagError(f"--agent={agent}: expected one of "
@@ -97,12 +97,12 @@ def environment(env: str, env_kwargs_items: Sequence[str],
     The parsed --env_kwargs.
 
   Raises:
-    export.cli.FlagError: naming --env or --env_kwargs (with the valid
+    tf_metagrad.export.cli.FlagError: naming --env or --env_kwargs (with the valid
       options).
   """
   # pylint: disable=g-import-not-at-top
   from tf_metagrad import envs
-  from trainers import overrides
+  from tf_metagrad.trainers import overrides
   # pylint: enable=g-import-not-at-top
   shown = " ".join(f"--env_kwargs={item}" for item in env_kwargs_items)
   try:

@@ -7,18 +7,22 @@ checks are absl validators (`register`), so they run while the flags are
 parsed, before a binary imports TensorFlow; `run` replaces `absl.app.run`
 to print parse and usage errors as that one line.
 
-This module defines no flags. It lives here, not in trainers/, because
+This module defines no flags at import (`run` adds `--native_logs` to the
+program it runs). It lives here, not in trainers/, because
 trainers/ already depends on export/ (the trainer exports its policy).
 """
 
 import math
 import os
+import re
 import sys
 import tempfile
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from absl import app
 from absl import flags
+
+from tf_metagrad.export import native_logs
 
 HELP_HINT = "(--helpfull lists every flag)"
 SEED_MAX = 2**63 - 1  # Seeds end up in int64 stateless-random seeds.
@@ -95,6 +99,11 @@ def writable_dir(flag: str, path: str) -> None:
   """Checks that `path` is a directory, or can be created as one, and that
   files can be written in it.
 
+  A URL (gs://, ram://, file://...) is not checked: that needs
+  TensorFlow's file systems (and maybe credentials and the network), which
+  this check runs before; the program's first write through `tf.io.gfile`
+  reports what is wrong with it.
+
   Args:
     flag: the flag's name (for the message).
     path: the directory.
@@ -103,6 +112,9 @@ def writable_dir(flag: str, path: str) -> None:
     FlagError: if `path` is a file or a broken symlink, lies under a
       file, or the nearest existing directory refuses new files.
   """
+  # runs.is_local's test; runs imports TensorFlow.
+  if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", path):
+    return
   target = os.path.abspath(path)
   existing = target
   while not os.path.exists(existing):
@@ -134,11 +146,24 @@ def run(main: Callable[[Sequence[str]], int], prefix: str = "error: ") -> None:
   that says what is wrong; here the line stands alone, with a pointer to
   --helpfull. Parse errors (a validator, a malformed or unknown flag) and
   `app.UsageError` / `FlagError` raised by `main` are handled alike.
+  Defines `--native_logs` (see `native_logs`) for the program it runs.
 
   Args:
     main: the program's main(argv), returning its exit code.
     prefix: starts the error line, e.g. "error: ".
   """
+
+  if "native_logs" not in flags.FLAGS:
+    flags.DEFINE_enum(
+        "native_logs", "quiet", ["quiet", "all"],
+        "quiet: hide the known noise of TensorFlow's and Reverb's C++ logs "
+        "(CUDA factory lines on CPU machines, Reverb start-up lines) and "
+        "TensorFlow's INFO/WARNING lines; all: show everything.")
+
+  # absl's --help lists the flags of the module named by sys.argv[0]; a
+  # console script or a checkout launcher is not the module defining them.
+  for flag in flags.FLAGS.get_key_flags_for_module(main.__module__):
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
 
   def fail(error):
     print(f"{prefix}{one_line(error)} {HELP_HINT}", file=sys.stderr,
@@ -152,6 +177,7 @@ def run(main: Callable[[Sequence[str]], int], prefix: str = "error: ") -> None:
       sys.exit(1)
 
   def checked_main(argv):
+    native_logs.install(flags.FLAGS.native_logs)
     try:
       return main(argv)
     except (app.UsageError, FlagError) as e:

@@ -26,6 +26,7 @@ import struct
 from typing import Iterable, List, Tuple
 
 import numpy as np
+import tensorflow as tf
 
 _CLEAR, _END = 256, 257
 _LITERALS_PER_CLEAR = 250  # < 254, see the module docstring.
@@ -156,7 +157,7 @@ def encode(frames: Iterable[np.ndarray], delay_cs: int = 4) -> bytes:
 
 
 def write(path: str, frames: Iterable[np.ndarray], delay_cs: int = 4) -> None:
-  """Writes `encode(frames, delay_cs)` to `path`."""
+  """Writes `encode(frames, delay_cs)` to `path` (any `tf.io.gfile` path)."""
   data = encode(frames, delay_cs)
-  with open(path, "wb") as f:
+  with tf.io.gfile.GFile(path, "wb") as f:
     f.write(data)

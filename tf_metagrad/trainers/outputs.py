@@ -1,6 +1,6 @@
 """What the training loop writes: metrics.csv, summaries, progress lines.
 
-The loop (`trainers.loop`) only moves data and counts; everything it shows
+The loop (`tf_metagrad.trainers.loop`) only moves data and counts; everything it shows
 or stores goes through a `Reporter`, which is also the only place where the
 learner's outputs are read back to the host, and only when a report is due.
 Files go through `tf.io.gfile`, so a run directory may live on any
@@ -28,14 +28,14 @@ class CsvLog:
   the union of the columns, so no metric is locked out.
   """
 
-  def __init__(self, path: str):
+  def __init__(self, path: str) -> None:
     self._path = path
     self._columns = None
     if tf.io.gfile.exists(path) and tf.io.gfile.stat(path).length > 0:
       with tf.io.gfile.GFile(path) as f:
         self._columns = next(csv.reader(io.StringIO(f.read())), None)
 
-  def write(self, row: Dict[str, float]):
+  def write(self, row: Dict[str, float]) -> None:
     new = sorted(k for k in row if k not in (self._columns or ()) and
                  k not in ("env_steps", "learner_steps"))
     if self._columns is None:
@@ -89,7 +89,8 @@ class RecentRate:
       learner call); the window shortens when it is reached.
   """
 
-  def __init__(self, window_s: float = 30.0, max_samples: int = 1024):
+  def __init__(self, window_s: float = 30.0,
+               max_samples: int = 1024) -> None:
     self._window_s = window_s
     self._samples = collections.deque(maxlen=max_samples)
 
@@ -132,7 +133,7 @@ class Reporter:
 
   def __init__(self, logdir: str, strategy: tf.distribute.Strategy,
                total_env_steps: int, start_env_steps: int,
-               clock: Callable[[], float] = time.monotonic):
+               clock: Callable[[], float] = time.monotonic) -> None:
     self._strategy = strategy
     self._total = total_env_steps
     self._writer = tf.summary.create_file_writer(logdir)
@@ -157,7 +158,7 @@ class Reporter:
     return True
 
   def add(self, metrics: Dict[str, tf.Tensor], extras: Dict[str, Any],
-          env_steps: int):
+          env_steps: int) -> None:
     """Takes one learner call's outputs (last-step metrics, extras with
     per-replica `episode_return` leaves, NaN where no episode ended) and
     the env-step count after it."""
@@ -202,7 +203,7 @@ class Reporter:
     return row
 
   def write(self, row: Dict[str, float],
-            meta_values: Optional[Mapping[str, Any]] = None):
+            meta_values: Optional[Mapping[str, Any]] = None) -> None:
     """Appends `row` to metrics.csv and the TensorBoard events.
 
     Args:
@@ -225,7 +226,7 @@ class Reporter:
     self._writer.flush()
 
   def write_eval(self, env_steps: int, learner_steps: int,
-                 mean_return: float):
+                 mean_return: float) -> None:
     """One greedy evaluation's mean return, at the env-step count of the
     weights it evaluated, as the eval/mean_return column and scalar."""
     self._csv.write({"env_steps": env_steps, "learner_steps": learner_steps,
@@ -234,7 +235,8 @@ class Reporter:
       tf.summary.scalar("eval/mean_return", mean_return)
     self._writer.flush()
 
-  def write_config(self, config: Mapping[str, Any], step: int, log=print):
+  def write_config(self, config: Mapping[str, Any], step: int,
+                   log: Callable[[str], None] = print) -> None:
     """The run's resolved configuration, as a text summary ("config") and,
     where the installed TensorBoard has the hparams plugin, as hparams."""
     flat = {k: _hparam_value(v) for k, v in sorted(config.items())}
@@ -261,11 +263,14 @@ class Reporter:
                      if k.startswith("meta/") and
                      ("/" not in k[5:] or k.endswith("/mean")))
     ret = row.get("episode_return", float("nan"))
+    # No steps measured yet (the first report): no rate, so no ETA.
+    fps = row["fps"]
+    eta = format_eta(remaining / fps) if fps > 0 else "?"
     return (f"env_steps={row['env_steps']} "
             f"({100 * row['env_steps'] / self._total:.1f}%) "
             f"fps={row['fps']:.0f} learner_steps={row['learner_steps']} "
             f"return={ret:.3f} {metas} "
-            f"eta={format_eta(remaining / max(row['fps'], 1e-9))}")
+            f"eta={eta}")
 
 
 def _hparam_value(value):

@@ -15,31 +15,34 @@ Each learner call runs `steps_per_call` steps in one `tf.function` (the TPU
 training-loop pattern, see `Learner.steps_from_iterator`); both counters
 advance in that graph, and the host keeps its own copy of them, so between
 calls it reads nothing back unless it logs, writes summaries, checkpoints or
-publishes weights. Actors live in `trainers.actor_pool`, reports in
-`trainers.outputs`.
+publishes weights. Actors live in `tf_metagrad.trainers.actor_pool`, reports in
+`tf_metagrad.trainers.outputs`.
 """
 
 import dataclasses
 import gc
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 import reverb
 import tensorflow as tf
 
 from tf_metagrad import runs
-from tf_metagrad.agents import actor as actor_lib
-from tf_metagrad.agents import networks as networks_lib
 from tf_metagrad.system import dataset as dataset_lib
 from tf_metagrad.system import items
+from tf_metagrad.system import run_info
 from tf_metagrad.system import server as server_lib
 from tf_metagrad.system import weights as weights_lib
-from trainers import actor_pool
-from trainers import outputs
+from tf_metagrad.trainers import actor_pool
+from tf_metagrad.trainers import cluster as cluster_lib
+from tf_metagrad.trainers import evaluation
+from tf_metagrad.trainers import outputs
 
 # metrics.csv's writer, kept under its old name for callers of this module.
 _CsvLog = outputs.CsvLog
@@ -76,11 +79,11 @@ class Options:
 class StopFlag:
   """Set by SIGTERM/SIGINT; the loop checkpoints and exits cleanly."""
 
-  def __init__(self):
+  def __init__(self) -> None:
     self.event = threading.Event()
     self.signal_name = None
 
-  def install(self):
+  def install(self) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
       signal.signal(sig, self._handle)
 
@@ -89,7 +92,7 @@ class StopFlag:
     self.signal_name = signal.Signals(signum).name
     self.event.set()
 
-  def is_set(self):
+  def is_set(self) -> bool:
     return self.event.is_set()
 
 
@@ -100,141 +103,6 @@ def item_unroll_length(spec: runs.RunSpec, unroll_length: int) -> int:
   return unroll_length
 
 
-
-
-# Greedy evaluations (final and periodic) share their seeds, so their
-# returns are comparable across the run.
-_EVAL_SEED_OFFSET = 1_000_003
-
-
-def evaluate(learner, spec: runs.RunSpec, episodes: int, seed: int,
-             max_steps: int = 100_000, network=None) -> List[float]:
-  """Raw returns of `episodes` greedy episodes (one env, fresh seed) of
-  `network` (default: the learner's)."""
-  env = runs.make_env(spec, seed=seed)
-  policy = actor_lib.Policy(learner.network if network is None else network)
-  obs_spec = env.observation_spec
-  state_specs = tf.nest.map_structure(
-      lambda s: tf.TensorSpec([None] + s.shape.as_list(), s.dtype),
-      policy.state_spec())
-  greedy = tf.function(policy.greedy_step, input_signature=[
-      tf.TensorSpec([None] + obs_spec.shape.as_list(), obs_spec.dtype),
-      state_specs])
-  returns = []
-  try:
-    for episode in range(episodes):
-      obs, _ = env.reset(seed=seed + episode)
-      state = policy.initial_state(1)
-      total, done, steps = 0.0, False, 0
-      while not done and steps < max_steps:
-        action, state = greedy(np.asarray(obs)[None], state)
-        action = action[0].numpy()
-        obs, reward, terminated, truncated, _ = env.step(action)
-        total += float(reward)
-        done = terminated or truncated
-        steps += 1
-      returns.append(total)
-  finally:
-    env.close()
-  return returns
-
-
-class PeriodicEvaluator(threading.Thread):
-  """Greedy evaluations of weight snapshots, in a background thread.
-
-  The learner only pays for the snapshot (one `tf.function` call copying
-  the variables, as the weights publisher does); the episodes run here, on
-  a network of this thread's own. A threshold crossed while an evaluation
-  is still running is skipped rather than queued, so evaluations never pile
-  up behind a slow environment.
-
-  Args:
-    spec: the run.
-    variables: the learner network's variables (snapshotted by `offer`).
-    every_env_steps: evaluate each time the env-step count crosses a
-      multiple of this.
-    episodes: greedy episodes per evaluation.
-    start_env_steps: the counter when the session started (a resumed
-      session does not re-evaluate the multiples already passed).
-  """
-
-  def __init__(self, spec: runs.RunSpec, variables, every_env_steps: int,
-               episodes: int, start_env_steps: int):
-    super().__init__(name="periodic-eval", daemon=True)
-    self._spec = spec
-    self._every = every_env_steps
-    self._episodes = episodes
-    self._next = (start_env_steps // every_env_steps + 1) * every_env_steps
-    self._snapshot = tf.function(lambda: [tf.identity(v) for v in variables])
-    config = runs.agent_config(spec)
-    env = runs.make_env(spec)
-    try:
-      self._network = networks_lib.make_network(
-          config, env.observation_spec, env.action_space)
-    finally:
-      env.close()
-    self._cond = threading.Condition()
-    self._pending = None
-    self._busy = False
-    self._closed = False
-    self._results: List[Tuple[int, int, float]] = []
-    self.skipped = 0
-    self.error: Optional[BaseException] = None
-
-  def offer(self, env_steps: int, learner_steps: int) -> None:
-    """Snapshots the weights if `env_steps` crossed the next threshold."""
-    if self.error is not None:
-      raise RuntimeError("periodic evaluation failed") from self.error
-    if env_steps < self._next:
-      return
-    self._next = (env_steps // self._every + 1) * self._every
-    with self._cond:
-      if self._busy:
-        self.skipped += 1
-        return
-      self._busy = True
-      self._pending = (env_steps, learner_steps, self._snapshot())
-      self._cond.notify()
-
-  def results(self) -> List[Tuple[int, int, float]]:
-    """(env_steps, learner_steps, mean return) of the evaluations finished
-    since the last call."""
-    with self._cond:
-      done, self._results = self._results, []
-    return done
-
-  def run(self):
-    while True:
-      with self._cond:
-        while self._pending is None and not self._closed:
-          self._cond.wait()
-        if self._closed:
-          return
-        env_steps, learner_steps, tensors = self._pending
-        self._pending = None
-      try:
-        for var, value in zip(self._network.variables, tensors):
-          var.assign(value)
-        returns = evaluate(None, self._spec, self._episodes,
-                           seed=self._spec.seed + _EVAL_SEED_OFFSET,
-                           network=self._network)
-      except BaseException as e:  # pylint: disable=broad-except
-        self.error = e
-        return
-      with self._cond:
-        self._results.append((env_steps, learner_steps,
-                              float(np.mean(returns))))
-        self._busy = False
-
-  def close(self, timeout_s: float) -> bool:
-    """Lets a running evaluation finish within `timeout_s`, abandons a
-    pending one; returns False if the thread is still running (a daemon,
-    it does not keep the process alive)."""
-    with self._cond:
-      self._closed = True
-      self._cond.notify()
-    self.join(timeout_s)
-    return not self.is_alive()
 
 
 def _already_complete(spec: runs.RunSpec, options: Options, latest: str,
@@ -248,9 +116,9 @@ def _already_complete(spec: runs.RunSpec, options: Options, latest: str,
   line = (f"run in {options.logdir} already complete at {env_steps} env "
           f"steps (--total_env_steps={options.total_env_steps})")
   path = os.path.join(options.logdir, "saved_model")
-  if options.export and not tf.io.gfile.exists(
-      os.path.join(path, "saved_model.pb")):
-    from export import export_policy  # pylint: disable=g-import-not-at-top
+  if options.export and cluster_lib.Cluster(strategy).is_chief and not (
+      tf.io.gfile.exists(os.path.join(path, "saved_model.pb"))):
+    from tf_metagrad.export import export_policy  # pylint: disable=g-import-not-at-top
     learner = runs.build_learner(spec, strategy=strategy)
     with strategy.scope():
       counter = tf.Variable(0, dtype=tf.int64, trainable=False,
@@ -277,7 +145,8 @@ def _run_options(options: Options, strategy) -> Dict[str, Any]:
 
 def train(spec: runs.RunSpec, options: Options,
           strategy: Optional[tf.distribute.Strategy] = None,
-          stop: Optional[StopFlag] = None, log=print) -> Dict[str, Any]:
+          stop: Optional[StopFlag] = None,
+          log: Callable[[str], None] = print) -> Dict[str, Any]:
   """Trains (or resumes) the run in `options.logdir`; returns a summary."""
   strategy = strategy or tf.distribute.get_strategy()
   stop = stop or StopFlag()
@@ -306,21 +175,35 @@ def train(spec: runs.RunSpec, options: Options,
     done = runs.checkpoint_env_steps(latest)
     if done is not None and done >= options.total_env_steps:
       return _already_complete(spec, options, latest, done, strategy, log)
-  tf.io.gfile.makedirs(options.logdir)
-  spec = runs.check_or_save_spec(options.logdir, spec)
+  cluster = cluster_lib.Cluster(strategy)
+  # Only the chief writes the run directory; another worker writes what
+  # would go there (summaries, its checkpoints, actor logs) to a scratch
+  # directory of its own, removed when the run ends well.
+  if cluster.is_chief:
+    tf.io.gfile.makedirs(options.logdir)
+    spec = runs.check_or_save_spec(options.logdir, spec)
+    own = options
+  else:
+    own = dataclasses.replace(options, logdir=tempfile.mkdtemp(
+        prefix=f"tf_metagrad_worker{cluster.index}_"))
+    log(f"{cluster.name}: not the chief; scratch directory {own.logdir}")
 
   learner = runs.build_learner(spec, strategy=strategy)
   with strategy.scope():
     env_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
                             name="env_steps")
   checkpoint = runs.make_checkpoint(learner, env_steps=env_steps)
-  manager = runs.checkpoint_manager(options.logdir, checkpoint)
-  runs.check_checkpoint_index(options.logdir, manager.latest_checkpoint)
-  if manager.latest_checkpoint:
-    runs.restore(checkpoint, manager.latest_checkpoint)
-    log(f"resumed from {manager.latest_checkpoint}: "
+  manager = runs.checkpoint_manager(own.logdir, checkpoint,
+                                    max_to_keep=3 if cluster.is_chief else 1)
+  # Every worker restores the chief's checkpoint (TF's multi-worker rule).
+  resume_from = runs.latest_checkpoint(options.logdir)
+  if resume_from:
+    runs.restore(checkpoint, resume_from)
+    log(f"resumed from {resume_from}: "
         f"env_steps={int(env_steps.numpy())} "
         f"learner_steps={int(learner.learner_steps.numpy())}")
+  guarded = list(learner.variables) + [env_steps]
+  cluster.check_consistent(guarded)
 
   env = runs.make_env(spec)
   obs_spec, action_space = env.observation_spec, env.action_space
@@ -343,6 +226,10 @@ def train(spec: runs.RunSpec, options: Options,
   counts = {"env": int(env_steps.numpy()),
             "learner": int(learner.learner_steps.numpy())}
   weights_lib.publish(client, variables, counts["learner"])
+  # After the weights: an actor that finds the run info finds weights too.
+  run_info.publish(client, run_info.describe(
+      spec, unroll, item_spec, options.envs_per_actor,
+      options.actor_refresh_every))
   log(f"reverb server on port {server.port} (actors: "
       f"--reverb_address=HOST:{server.port}); agent={spec.agent} "
       f"env={spec.env} unroll={unroll} batch={options.batch_size} "
@@ -354,7 +241,10 @@ def train(spec: runs.RunSpec, options: Options,
   publisher = weights_lib.Publisher(
       client, variables, min_interval_s=options.weights_min_interval_s)
   publisher.start()
-  pool = actor_pool.ActorPool(spec, options, address, unroll, stop.event, log)
+  # Each worker's actors act on seeds of their own.
+  pool = actor_pool.ActorPool(
+      dataclasses.replace(spec, seed=spec.seed + 7919 * cluster.index), own,
+      address, unroll, stop.event, log)
   pool.start()
   dataset = dataset_lib.distributed_dataset(
       strategy, address, item_spec, options.batch_size,
@@ -362,7 +252,7 @@ def train(spec: runs.RunSpec, options: Options,
   iterator = iter(dataset)
 
   frames_per_step = unroll * options.batch_size
-  reporter = outputs.Reporter(options.logdir, strategy,
+  reporter = outputs.Reporter(own.logdir, strategy,
                               options.total_env_steps, counts["env"])
   resolved = dataclasses.asdict(runs.agent_config(spec))
   resolved.update(agent=spec.agent, env=spec.env, seed=spec.seed,
@@ -370,17 +260,19 @@ def train(spec: runs.RunSpec, options: Options,
   resolved.update(spec.run_options)
   reporter.write_config(resolved, counts["env"], log)
   evaluator = None
-  if options.eval_every_env_steps:
-    evaluator = PeriodicEvaluator(spec, variables,
+  if options.eval_every_env_steps and cluster.is_chief:
+    evaluator = evaluation.PeriodicEvaluator(spec, variables,
                                   options.eval_every_env_steps,
                                   options.eval_episodes, counts["env"])
     evaluator.start()
   status = "completed"
 
   def save():
+    cluster.check_consistent(guarded)
     path = manager.save()
-    log(f"saved checkpoint {path} env_steps={counts['env']} "
-        f"learner_steps={counts['learner']}")
+    if cluster.is_chief:
+      log(f"saved checkpoint {path} env_steps={counts['env']} "
+          f"learner_steps={counts['learner']}")
 
   def report():
     return reporter.row(counts["env"], counts["learner"], pool.restarts)
@@ -397,12 +289,36 @@ def train(spec: runs.RunSpec, options: Options,
   gc.collect()
   gc.freeze()
   last_data = time.monotonic()
+  no_data_error = None
+  lost = None
   try:
     while counts["env"] < options.total_env_steps:
-      if stop.is_set():
-        status = f"stopped by {stop.signal_name or 'request'}"
+      # Every worker decides from the same votes (see cluster.py).
+      failure = None
+      try:
+        pool.supervise()
+      except RuntimeError as e:
+        failure = e
+      votes = cluster.vote({"signal": stop.is_set(),
+                            "no_data": no_data_error is not None,
+                            "error": failure is not None})
+      if failure is not None:
+        raise failure
+      if votes["error"]:
+        raise RuntimeError(f"{', '.join(votes['error'])} failed (see its "
+                           f"output); every worker stops")
+      if no_data_error is not None:
+        raise no_data_error
+      if votes["no_data"]:
+        raise RuntimeError(f"no trajectories on {', '.join(votes['no_data'])}"
+                           f" for longer than max_data_wait_s="
+                           f"{options.max_data_wait_s}; every worker stops")
+      if votes["signal"]:
+        by = (stop.signal_name or "request") if stop.is_set() else "a signal"
+        status = f"stopped by {by}"
+        if cluster.num_workers > 1:
+          status += f" on {', '.join(votes['signal'])}"
         break
-      pool.supervise()
       # The last call stops at the run's length, as single steps would.
       num_steps = min(options.steps_per_call, -(
           -(options.total_env_steps - counts["env"]) // frames_per_step))
@@ -416,12 +332,13 @@ def train(spec: runs.RunSpec, options: Options,
                       learner=int(learner.learner_steps.numpy()))
         waited = time.monotonic() - last_data
         if waited > options.max_data_wait_s:
-          raise RuntimeError(
+          # Raised after the next vote, so that the others stop too.
+          no_data_error = RuntimeError(
               f"No trajectories for {waited:.0f}s (max_data_wait_s="
               f"{options.max_data_wait_s}); are any actors running? "
               f"(num_actors={options.num_actors}, num_actor_processes="
               f"{options.num_actor_processes}; external actors connect "
-              f"with --reverb_address=HOST:{server.port})") from None
+              f"with --reverb_address=HOST:{server.port})")
         log(f"waiting for trajectories ({waited:.0f}s)")
         iterator = iter(dataset)
         continue
@@ -442,13 +359,26 @@ def train(spec: runs.RunSpec, options: Options,
         reporter.write(report(), learner.meta_values())
       if reporter.due("log", options.log_every_s):
         log(reporter.progress_line(report()))
-      if reporter.due("checkpoint", options.checkpoint_every_s):
+      # Every worker must save at the same call (a save exchanges
+      # fingerprints), so the chief's clock decides for all.
+      due = reporter.due("checkpoint", options.checkpoint_every_s)
+      if cluster.num_workers > 1:
+        due = bool(cluster.gather([float(due)])[0, 0])
+      if due:
         save()
+  except tf.errors.OpError as e:
+    lost = cluster.lost_worker(e)
+    if lost is None:
+      raise
+    raise RuntimeError(lost) from None
   finally:
     gc.unfreeze()
     pool.stop()
     publisher.close()
-    save()
+    # After a lost worker no collective can complete, and the chief's last
+    # checkpoint is what a restart resumes from.
+    if lost is None:
+      save()
     row = report()
     reporter.write(row, learner.meta_values())
     server.stop()
@@ -473,20 +403,37 @@ def train(spec: runs.RunSpec, options: Options,
              "episode_return": row.get("episode_return", float("nan"))}
   log(f"training {status}: env_steps={summary['env_steps']} "
       f"learner_steps={summary['learner_steps']}")
-  if status != "completed":
+  if cluster.num_workers > 1:
+    log(f"{cluster.name}: variables fingerprint {cluster.digest(guarded)}")
+  if not cluster.is_chief:
+    # Leaves with the chief (after its export and evaluation), so that
+    # neither process outlives the other's coordination service.
+    cluster.barrier()
+    shutil.rmtree(own.logdir, ignore_errors=True)
     return summary
+  try:
+    if status == "completed":
+      _finish(learner, spec, options, counts, summary, reporter, log)
+  finally:
+    cluster.barrier()
+  return summary
+
+
+def _finish(learner, spec: runs.RunSpec, options: Options,
+            counts: Dict[str, int], summary: Dict[str, Any],
+            reporter: outputs.Reporter, log: Callable[[str], None]) -> None:
+  """The chief's end of a completed run: export, final evaluation."""
   if options.export:
-    from export import export_policy  # pylint: disable=g-import-not-at-top
+    from tf_metagrad.export import export_policy  # pylint: disable=g-import-not-at-top
     path = os.path.join(options.logdir, "saved_model")
     export_policy.export(learner, spec, counts["env"], path)
     summary["saved_model"] = path
     log(f"exported policy to {path}")
   if options.eval_episodes > 0:
-    returns = evaluate(learner, spec, options.eval_episodes,
-                       seed=spec.seed + _EVAL_SEED_OFFSET)
+    seed = spec.seed + evaluation.EVAL_SEED_OFFSET
+    returns = evaluation.evaluate(learner, spec, options.eval_episodes, seed)
     summary["final_eval_mean_return"] = float(np.mean(returns))
     reporter.write_eval(counts["env"], counts["learner"],
                         summary["final_eval_mean_return"])
     log(f"final_eval_mean_return={summary['final_eval_mean_return']:.4f} "
         f"(std {np.std(returns):.4f} over {len(returns)} greedy episodes)")
-  return summary

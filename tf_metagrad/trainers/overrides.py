@@ -7,9 +7,12 @@ error for unknown names or unparsable values.
 
 import ast
 import dataclasses
+import typing
 from typing import Any, Dict, Sequence
 
 from tf_metagrad import agents
+
+_BOOLS = ("true", "false", "1", "0")
 
 
 def _parse_literal(text: str):
@@ -36,6 +39,7 @@ def parse_config(agent: str, items: Sequence[str]) -> Dict[str, Any]:
   defaults = {f.name: (f.default if f.default is not dataclasses.MISSING
                        else f.default_factory())
               for f in dataclasses.fields(config_cls)}
+  hints = typing.get_type_hints(config_cls)
   out = {}
   for item in items or ():
     name, text = _split(item, "config")
@@ -46,6 +50,8 @@ def parse_config(agent: str, items: Sequence[str]) -> Dict[str, Any]:
     default = defaults[name]
     if text.lower() == "none":
       value = None
+    elif hints[name] == typing.Union[bool, str] and text.lower() in _BOOLS:
+      value = text.lower() in ("true", "1")
     elif isinstance(default, bool):
       if text.lower() not in ("true", "false", "1", "0"):
         raise ValueError(f"--config {name}: expected true/false, got {text!r}.")

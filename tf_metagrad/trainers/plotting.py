@@ -17,7 +17,7 @@ import json
 import math
 import os
 import warnings
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import matplotlib
 matplotlib.use("Agg")
@@ -138,8 +138,8 @@ def on_grid(data: Dict[str, np.ndarray], key: str, grid: np.ndarray,
   return out
 
 
-def plot_band(ax, grid: np.ndarray, curve: Band, label: str,
-              color: Optional[str] = None, **line_kwargs) -> None:
+def plot_band(ax: plt.Axes, grid: np.ndarray, curve: Band, label: str,
+              color: Optional[str] = None, **line_kwargs: Any) -> None:
   """Draws a mean curve and its band, the band in the curve's colour."""
   mean, lo, hi = curve
   line, = ax.plot(grid, mean, label=label, color=color, **line_kwargs)

@@ -1,7 +1,8 @@
 """Loading an exported policy in Python, with inputs checked against its spec.
 
-This module needs only TensorFlow and NumPy (never `tf_metagrad`), so it runs
-wherever the SavedModel is served from Python.
+This module needs only TensorFlow and NumPy (it imports nothing from
+`tf_metagrad`), so a serving project without the library can vendor this one
+file; the tests run a copy of it where `tf_metagrad` cannot be imported.
 
 `load_policy(path)` wraps `tf.saved_model.load(path)`. The raw loaded object
 already rejects a wrong observation, but with TensorFlow's generic "Binding
@@ -29,16 +30,18 @@ client can act with either kind the same way.
 """
 
 import os
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import numpy.typing as npt
 import tensorflow as tf
 
 # Functions every exported policy has (export.export_policy writes them).
 FUNCTIONS = ("greedy_action", "action", "get_initial_state", "get_metadata")
 
 
-def observation_spec_message(shape: Sequence[int], dtype) -> str:
+def observation_spec_message(shape: Sequence[int],
+                             dtype: Union[tf.DType, np.dtype, str]) -> str:
   """The start of every wrong-observation error: the spec of a batch."""
   dims = ", ".join(["None"] + [str(int(d)) for d in shape])
   return (f"observation must have shape [{dims}] and dtype "
@@ -72,7 +75,7 @@ class LoadedPolicy:
       tensor; {} for a feed-forward policy.
   """
 
-  def __init__(self, module, path: str):
+  def __init__(self, module: Any, path: str) -> None:
     missing = [f for f in FUNCTIONS if not hasattr(module, f)]
     if missing:
       raise ValueError(
@@ -98,7 +101,8 @@ class LoadedPolicy:
     return {k[len("meta/"):]: np.asarray(v, np.float32)
             for k, v in self.metadata.items() if k.startswith("meta/")}
 
-  def check_observation(self, observation) -> tf.Tensor:
+  def check_observation(
+      self, observation: Union[tf.Tensor, npt.ArrayLike]) -> tf.Tensor:
     """`observation` as a tensor if it is a batch of the exported spec.
 
     Raises:
@@ -119,7 +123,10 @@ class LoadedPolicy:
                        f"{dtype.name}{hint}.")
     return tf.convert_to_tensor(observation)
 
-  def check_state(self, state, batch_size: int) -> Dict[str, tf.Tensor]:
+  def check_state(
+      self,
+      state: Optional[Mapping[str, Union[tf.Tensor, npt.ArrayLike]]],
+      batch_size: int) -> Dict[str, tf.Tensor]:
     """`state` as tensors if it fits `state_spec` and the batch size.
 
     Raises:
@@ -153,13 +160,15 @@ class LoadedPolicy:
           f"{step}(observation, ..., state) with the state of "
           "get_initial_state at episode starts.")
 
-  def greedy_action(self, observation) -> np.ndarray:
+  def greedy_action(
+      self, observation: Union[tf.Tensor, npt.ArrayLike]) -> np.ndarray:
     """Most likely actions of a batch of observations (feed-forward)."""
     self._check_feed_forward("greedy_action", "greedy_step")
     return self.module.greedy_action(self.check_observation(observation)
                                      ).numpy()
 
-  def action(self, observation, seed) -> Dict[str, np.ndarray]:
+  def action(self, observation: Union[tf.Tensor, npt.ArrayLike],
+             seed: npt.ArrayLike) -> Dict[str, np.ndarray]:
     """Sampled actions and their log-probabilities (feed-forward).
 
     Args:
@@ -173,8 +182,10 @@ class LoadedPolicy:
     self._check_feed_forward("action", "sample_step")
     return self._sample(observation, seed, {})[0]
 
-  def greedy_step(self, observation, state
-                  ) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
+  def greedy_step(
+      self, observation: Union[tf.Tensor, npt.ArrayLike],
+      state: Optional[Mapping[str, Union[tf.Tensor, npt.ArrayLike]]]
+  ) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
     """(most likely actions, next state) of any policy.
 
     Args:
@@ -191,8 +202,10 @@ class LoadedPolicy:
     return outputs["action"].numpy(), {
         k: v.numpy() for k, v in outputs["next_state"].items()}
 
-  def sample_step(self, observation, seed, state
-                  ) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
+  def sample_step(
+      self, observation: Union[tf.Tensor, npt.ArrayLike], seed: npt.ArrayLike,
+      state: Optional[Mapping[str, Union[tf.Tensor, npt.ArrayLike]]]
+  ) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
     """({"action", "log_prob"}, next state) of any policy; see `action` and
     `greedy_step`."""
     return self._sample(observation, seed, state)

@@ -1,0 +1,141 @@
+r"""Plots and tabulates run directories: return vs env steps, metaparameters.
+
+  python -m trainers.plot DIR [DIR ...] --output=OUT.png [--table=OUT.md] \
+      [--group_by=setting|agent|env|none] [--metrics=NAME,NAME,...]
+
+  e.g. python -m trainers.plot runs/stac-catch-seed* runs/impala-catch-seed* \
+           --output=catch.png --table=catch.md
+
+Each DIR is a run directory written by trainers.train (its metrics.csv and
+run_spec.json), on any file system TensorFlow reads (gs://... too); a DIR
+with * ? or [ is expanded with tf.io.gfile.glob, for file systems the shell
+cannot list.
+
+Runs are grouped by --group_by: `setting` (default) puts the seeds of one
+agent, env and config together; `agent` and `env` group by that alone;
+`none` draws every directory on its own (and needs no run_spec.json). Each
+group is drawn as its mean over seeds with a 95% band, interpolated on a
+common env-step grid (dashed past the shortest seed's end), in one panel
+per metric: --metrics names metrics.csv columns (a vector metaparameter may
+be named without /mean, e.g. meta/gamma); by default episode_return and
+every metaparameter.
+
+Writes OUT.png and prints a markdown table (also written to --table): per
+group the number of seeds, each metric's final mean and band at the last
+env step every seed reached, and the last eval/mean_return. A missing
+directory, a directory without metrics.csv or an unknown metric ends with
+one line on stderr and exit code 1.
+"""
+
+import os
+import sys
+from typing import Optional, Sequence
+
+from absl import flags
+
+from tf_metagrad.export import cli
+
+FLAGS = flags.FLAGS
+
+
+def _define_flags():
+  # Defined only when run as a program: tests and other binaries import
+  # plot() beside flags of their own, and a required --output would fail
+  # their flag parsing.
+  flags.DEFINE_string("output", None, "PNG file to write (any tf.io.gfile "
+                      "path).")
+  flags.DEFINE_string("table", None, "Markdown file to write the table to "
+                      "(it is printed either way).")
+  flags.DEFINE_enum("group_by", "setting", ["setting", "agent", "env", "none"],
+                    "How runs form the bands: seeds of one setting (agent, env "
+                    "and config), one agent, one env, or every run alone.")
+  flags.DEFINE_list("metrics", [], "metrics.csv columns, one panel each "
+                    "(default: episode_return and every metaparameter).")
+  flags.mark_flag_as_required("output")
+
+
+def _expand(args):
+  """The run directories: globs expanded, repeats dropped, order kept."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  dirs = []
+  for arg in args:
+    if any(c in arg for c in "*?["):
+      matches = sorted(tf.io.gfile.glob(arg))
+      if not matches:
+        raise cli.FlagError(f"{arg}: matches no directory")
+      found = [m for m in matches if tf.io.gfile.isdir(m)]
+      if not found:
+        raise cli.FlagError(f"{arg}: matches only files ({matches[0]}...); "
+                            f"expected run directories")
+    else:
+      found = [arg]
+    for path in found:
+      if path.rstrip("/") not in [d.rstrip("/") for d in dirs]:
+        dirs.append(path)
+  return dirs
+
+
+def plot(args: Sequence[str], output: str, table: Optional[str] = None,
+         group_by: str = "setting", metrics: Sequence[str] = ()) -> str:
+  """Reads the runs in `args`, writes the PNG (and table); returns the table.
+
+  Raises:
+    cli.FlagError: one line naming the bad directory, file or metric.
+  """
+  if not output.lower().endswith(".png"):
+    raise cli.FlagError(f"--output={output}: expected a file name ending in "
+                        f".png")
+  if not args:
+    raise cli.FlagError("expected at least one run directory: "
+                        "python -m trainers.plot DIR [DIR ...] --output=F.png")
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  try:
+    from tf_metagrad.trainers import plotting  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise cli.FlagError(f"{e}: plotting needs matplotlib, e.g. "
+                        f"pip install -e '.[bench]'") from None
+  try:
+    loaded = [plotting.load_run(d, need_spec=group_by != "none")
+              for d in _expand(args)]
+    columns = plotting.resolve_metrics(metrics, loaded)
+  except ValueError as e:
+    raise cli.FlagError(str(e)) from None
+  except tf.errors.OpError as e:  # Unreadable: permissions, remote errors.
+    raise cli.FlagError(e.message.splitlines()[0]) from None
+  groups = plotting.group_runs(loaded, group_by)
+  summaries = {label: plotting.summarize(members, columns)
+               for label, members in groups.items()}
+  text = plotting.table(summaries, columns)
+  outputs = [("output", output, "wb", plotting.figure(summaries, columns))]
+  if table is not None:
+    outputs.append(("table", table, "w", text))
+  for flag, path, mode, content in outputs:
+    try:
+      parent = os.path.dirname(path)
+      if parent and not tf.io.gfile.isdir(parent):
+        tf.io.gfile.makedirs(parent)
+      with tf.io.gfile.GFile(path, mode) as f:
+        f.write(content)
+    except tf.errors.OpError as e:
+      raise cli.FlagError(f"--{flag}={path}: cannot write it "
+                          f"({e.message.splitlines()[0]})") from None
+  return text
+
+
+def main(argv: Sequence[str]) -> int:
+  text = plot(argv[1:], FLAGS.output, FLAGS.table, FLAGS.group_by,
+              FLAGS.metrics)
+  print(text, end="", flush=True)
+  print(f"wrote {FLAGS.output}" + (f" and {FLAGS.table}" if FLAGS.table
+                                   else ""), file=sys.stderr, flush=True)
+  return 0
+
+
+def run() -> None:
+  """Runs the program (entry points: `tf_metagrad.scripts`)."""
+  _define_flags()
+  cli.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,254 @@
+r"""Trains a meta-gradient agent with Reverb actors and a tf.distribute learner.
+
+  python -m trainers.train --agent=stac --env=catch --logdir=DIR \
+      --total_env_steps=N --seed=S
+
+Runs the embedded Reverb server (127.0.0.1, --reverb_port), --num_actors actor
+threads and --num_actor_processes actor processes (0 + 0 = only external
+actors: `python -m trainers.actor --reverb_address=HOST:PORT ...`), and the
+learner on --strategy. Writes TensorBoard summaries, metrics.csv and
+checkpoints to DIR; running again on the same DIR resumes. At the end it
+exports the greedy policy to DIR/saved_model and prints
+`final_eval_mean_return=<float>`.
+"""
+
+import os
+import sys
+from typing import Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from tf_metagrad.export import cli
+from tf_metagrad.trainers import flags_check
+from tf_metagrad.trainers import presets
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("agent", "stac",
+                    "impala | mgrl | stac | stacx | frodo | drmg")
+flags.DEFINE_string("env", "catch", "Environment name, see tf_metagrad.envs.")
+flags.DEFINE_string("logdir", None, "Run directory (resumed if it exists). "
+                    "Default: runs/<agent>-<env>-seed<seed>.")
+flags.DEFINE_integer("total_env_steps", 500_000, "Environment steps to train.")
+flags.DEFINE_integer("seed", 0, "Seed of the run.")
+flags.DEFINE_enum("preset", "auto", ["auto", "toy", "atari", "dmc"],
+                  "Domain defaults (auto: from the env name).")
+flags.DEFINE_integer("unroll_length", None, "T of each unroll (FRODO: of "
+                     "each of its M+1 trajectories). Default: preset.")
+flags.DEFINE_integer("batch_size", None, "Unrolls per learner step "
+                     "(global). Default: preset.")
+flags.DEFINE_integer("num_actors", 2, "Actor threads in this process.")
+flags.DEFINE_integer("num_actor_processes", 0, "Actor processes started "
+                     "(and restarted) by this trainer.")
+flags.DEFINE_integer("envs_per_actor", None, "Environments stepped together "
+                     "by each actor. Default: preset.")
+flags.DEFINE_float("learning_rate", None, "Inner learning rate (start).")
+flags.DEFINE_float("meta_learning_rate", None, "Meta-optimizer learning rate.")
+flags.DEFINE_multi_string("config", [], "Agent config override name=value "
+                          "(repeatable), e.g. --config=meta_learned=gamma.")
+flags.DEFINE_multi_string("env_kwargs", [], "Environment kwarg name=value.")
+flags.DEFINE_integer("reverb_port", None, "Reverb port (default: a free one).")
+flags.DEFINE_integer("queue_capacity", None, "Reverb queue size in items, "
+                     "each one actor unroll of --envs_per_actor copies "
+                     "(default: about 4 learner batches).")
+flags.DEFINE_enum("strategy", "default",
+                  ["default", "mirrored", "tpu", "multi_worker"],
+                  "tf.distribute strategy of the learner; multi_worker reads "
+                  "the cluster from TF_CONFIG (one trainer per worker).")
+flags.DEFINE_float(
+    "worker_timeout_secs", 600.0, "--strategy=multi_worker: how long the "
+    "workers wait for each other to start and a collective waits for a live "
+    "peer; a dead worker is noticed within about 10 s regardless.")
+flags.DEFINE_string("tpu", None, "TPU for --strategy=tpu: its name or "
+                    "grpc:// address, or 'local' on a Cloud TPU VM.")
+flags.DEFINE_integer("logical_cpus", 0, "Split the CPU into this many logical "
+                     "devices (e.g. 2 to run --strategy=mirrored on a CPU).")
+flags.DEFINE_integer("weights_every", 1, "Learner steps between weight "
+                     "publications to actors.")
+flags.DEFINE_float("weights_min_interval_secs", 0.1, "Least time between "
+                   "two weight publications (each costs a few ms of CPU).")
+flags.DEFINE_integer("actor_refresh_every", 1, "Unrolls between actor weight "
+                     "refreshes.")
+flags.DEFINE_float("log_every_secs", 5.0, "Progress line interval.")
+flags.DEFINE_float("summary_every_secs", 10.0, "Summary/CSV interval.")
+flags.DEFINE_float("checkpoint_every_secs", 120.0, "Checkpoint interval.")
+flags.DEFINE_float("data_timeout_secs", 10.0, "Learner wait for a batch "
+                   "before re-checking the actors.")
+flags.DEFINE_float("max_data_wait_secs", 600.0, "Fail when no data arrives "
+                   "for this long.")
+flags.DEFINE_integer("eval_episodes", 20, "Greedy evaluation episodes at the "
+                     "end (0: none).")
+flags.DEFINE_bool("export", True, "Export DIR/saved_model at the end.")
+flags.DEFINE_integer("eval_every_env_steps", 0, "Greedy evaluation "
+                     "(--eval_episodes episodes) of a weight snapshot each "
+                     "time this many env steps pass, in a background thread "
+                     "(0: only at the end).")
+flags.DEFINE_integer("steps_per_call", 1, "Learner steps per tf.function "
+                     "call (one host round trip per call).")
+
+_PRESET = "the preset's value"
+cli.register({
+    "total_env_steps": cli.integer(1),
+    "seed": cli.integer(0, flags_check.LEARNER_SEED_MAX),
+    "unroll_length": cli.integer(1, unset=_PRESET),
+    "batch_size": cli.integer(1, unset=_PRESET),
+    "num_actors": cli.integer(0),
+    "num_actor_processes": cli.integer(0),
+    "envs_per_actor": cli.integer(1, unset=_PRESET),
+    "learning_rate": cli.number(0, inclusive=False, unset=_PRESET),
+    "meta_learning_rate": cli.number(0, inclusive=False, unset=_PRESET),
+    "reverb_port": cli.integer(1, 65535, unset="a free port"),
+    "queue_capacity": cli.integer(1, unset="about 4 learner batches"),
+    "logical_cpus": cli.integer(0),
+    "weights_every": cli.integer(1),
+    "weights_min_interval_secs": cli.number(0),
+    "actor_refresh_every": cli.integer(1),
+    "log_every_secs": cli.number(0, allow_inf=True),
+    "summary_every_secs": cli.number(0, allow_inf=True),
+    "checkpoint_every_secs": cli.number(0, allow_inf=True),
+    # Handed to Reverb as whole milliseconds.
+    "data_timeout_secs": cli.number(0.001),
+    "max_data_wait_secs": cli.number(0, inclusive=False, allow_inf=True),
+    "eval_episodes": cli.integer(0),
+    "steps_per_call": cli.integer(1),
+    "eval_every_env_steps": cli.integer(0),
+    "worker_timeout_secs": cli.number(1),
+})
+
+
+def _check_before_tensorflow() -> str:
+  """Checks the flags that need no library; returns the run directory."""
+  if FLAGS.strategy == "tpu" and not FLAGS.tpu:
+    raise cli.FlagError("--strategy=tpu: expected --tpu=NAME too "
+                        "(--tpu=local on a Cloud TPU VM)")
+  if FLAGS.tpu and FLAGS.strategy != "tpu":
+    raise cli.FlagError(f"--tpu={FLAGS.tpu}: expected only with "
+                        f"--strategy=tpu, got --strategy={FLAGS.strategy}")
+  if FLAGS.eval_every_env_steps and not FLAGS.eval_episodes:
+    raise cli.FlagError(f"--eval_every_env_steps="
+                        f"{FLAGS.eval_every_env_steps}: expected "
+                        f"--eval_episodes >= 1 too, got 0")
+  if FLAGS.logdir == "":  # pylint: disable=g-explicit-bool-comparison
+    raise cli.FlagError("--logdir='': expected a directory path")
+  logdir = FLAGS.logdir or os.path.join(
+      "runs", f"{FLAGS.agent}-{FLAGS.env.replace(':', '_')}-seed{FLAGS.seed}")
+  cli.writable_dir("logdir", logdir)
+  if FLAGS.reverb_port is not None:
+    flags_check.free_port("reverb_port", FLAGS.reverb_port)
+  return logdir
+
+
+def _options_and_spec():
+  """(run spec, loop options) from the flags; raises FlagError first."""
+  logdir = _check_before_tensorflow()
+  # Imported here so `--help` and flag errors do not pay for TensorFlow.
+  from tf_metagrad import runs  # pylint: disable=g-import-not-at-top
+  from tf_metagrad.agents import config as config_lib  # pylint: disable=g-import-not-at-top
+  from tf_metagrad.trainers import loop  # pylint: disable=g-import-not-at-top
+
+  preset = presets.PRESETS[presets.family(FLAGS.env)
+                           if FLAGS.preset == "auto" else FLAGS.preset]
+  # None is "not given": 0 is a value (and rejected by the validators).
+  unroll = (preset.unroll_length if FLAGS.unroll_length is None
+            else FLAGS.unroll_length)
+  batch = preset.batch_size if FLAGS.batch_size is None else FLAGS.batch_size
+  envs_per_actor = (preset.envs_per_actor if FLAGS.envs_per_actor is None
+                    else FLAGS.envs_per_actor)
+  config = dict(preset.config)
+  # Derived, so not part of the run's identity: a resume with another
+  # --total_env_steps keeps the stored decay (runs.check_or_save_spec).
+  derived = {}
+  if preset.decay_learning_rate:
+    derived["decay_steps"] = max(1, FLAGS.total_env_steps // (unroll * batch))
+  else:
+    config.pop("end_learning_rate", None)
+  if FLAGS.learning_rate is not None:
+    config["learning_rate"] = FLAGS.learning_rate
+  if FLAGS.meta_learning_rate is not None:
+    config["meta_learning_rate"] = FLAGS.meta_learning_rate
+  config.update(flags_check.agent_config(FLAGS.agent, FLAGS.config,
+                                         dict(config, **derived)))
+  env_kwargs = flags_check.environment(FLAGS.env, FLAGS.env_kwargs,
+                                       FLAGS.seed)
+  spec = runs.RunSpec(agent=FLAGS.agent, env=FLAGS.env,
+                      config_overrides=config, env_kwargs=env_kwargs,
+                      seed=FLAGS.seed, derived_config=derived)
+  if FLAGS.strategy == "tpu":
+    # Before the TPU system is initialised, which takes a while.
+    dtype = runs.agent_config(spec).dtype
+    try:
+      config_lib.check_tpu_dtype(dtype)
+    except ValueError as e:
+      raise cli.FlagError(f"--config=dtype={dtype} with --strategy=tpu: "
+                          f"{e}") from None
+  options = loop.Options(
+      logdir=logdir, total_env_steps=FLAGS.total_env_steps,
+      unroll_length=unroll, batch_size=batch, num_actors=FLAGS.num_actors,
+      num_actor_processes=FLAGS.num_actor_processes,
+      envs_per_actor=envs_per_actor,
+      reverb_port=FLAGS.reverb_port, queue_capacity=FLAGS.queue_capacity,
+      weights_every=FLAGS.weights_every,
+      weights_min_interval_s=FLAGS.weights_min_interval_secs,
+      actor_refresh_every=FLAGS.actor_refresh_every,
+      data_timeout_s=FLAGS.data_timeout_secs,
+      max_data_wait_s=FLAGS.max_data_wait_secs,
+      log_every_s=FLAGS.log_every_secs,
+      summary_every_s=FLAGS.summary_every_secs,
+      checkpoint_every_s=FLAGS.checkpoint_every_secs,
+      eval_episodes=FLAGS.eval_episodes, export=FLAGS.export,
+      steps_per_call=FLAGS.steps_per_call,
+      eval_every_env_steps=FLAGS.eval_every_env_steps,
+      preset=FLAGS.preset if FLAGS.preset != "auto" else
+      f"auto ({presets.family(FLAGS.env)})")
+  return spec, options
+
+
+def main(argv: Sequence[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.WARNING)  # TF's INFO lines drown progress.
+  spec, options = _options_and_spec()
+  from tf_metagrad.trainers import loop  # pylint: disable=g-import-not-at-top
+  from tf_metagrad.trainers import strategies  # pylint: disable=g-import-not-at-top
+  try:
+    strategy = strategies.make(FLAGS.strategy, FLAGS.tpu, FLAGS.logical_cpus,
+                               FLAGS.worker_timeout_secs)
+  except ValueError as e:
+    raise cli.FlagError(f"--strategy={FLAGS.strategy}: {e}") from None
+  replicas = strategy.num_replicas_in_sync
+  if options.batch_size % replicas:
+    # Checked here, before loop.train creates the run directory; the
+    # dataset would only fail after it.
+    raise cli.FlagError(
+        f"--batch_size={options.batch_size}: expected a multiple of the "
+        f"{replicas} replicas of --strategy={FLAGS.strategy}")
+  from tf_metagrad import runs  # pylint: disable=g-import-not-at-top
+  from tf_metagrad.agents import base  # pylint: disable=g-import-not-at-top
+  try:
+    base.check_jit_compile(strategy, runs.agent_config(spec).jit_compile)
+  except ValueError as e:
+    raise cli.FlagError(f"--config=jit_compile=true with --strategy="
+                        f"{FLAGS.strategy}: {e}") from None
+  stop = loop.StopFlag()
+  stop.install()
+  try:
+    loop.train(spec, options, strategy=strategy, stop=stop,
+               log=lambda msg: print(msg, flush=True))
+  except RuntimeError as e:
+    # RunError (bad run directory) and the loop's own failures (no data,
+    # actors failing repeatedly) are one line; other errors keep traces.
+    print(f"error: {str(e).splitlines()[0] if str(e) else repr(e)}",
+          file=sys.stderr, flush=True)
+    return 1
+  return 0
+
+
+def run() -> None:
+  """Runs the program (entry points: `tf_metagrad.scripts`)."""
+  cli.run(main)
+
+
+if __name__ == "__main__":
+  run()
