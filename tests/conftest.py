@@ -34,7 +34,8 @@ def pytest_configure(config):
 # so that no long file starts last and leaves the other worker idle.
 _LONG_FIRST = ("tests/trainers/", "tests/benchmarks/",
                "tests/meta/test_mirrored.py", "tests/agents/test_xla_step.py",
-               "tests/system/test_recurrent_actor.py", "tests/export/")
+               "tests/system/test_recurrent_actor.py", "tests/export/",
+               "tests/test_wheel.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -22,8 +22,9 @@ import pytest
 from tests.trainers import procs
 
 _HINT = "(--helpfull lists every flag)"
-_ENV = dict(os.environ, PYTHONPATH=procs.ROOT, TF_CPP_MIN_LOG_LEVEL="3",
-            PYTHONUNBUFFERED="1")
+_ENV = {k: v for k, v in dict(
+    os.environ, PYTHONPATH=procs.ROOT, TF_CPP_MIN_LOG_LEVEL="3",
+    PYTHONUNBUFFERED="1").items() if k != "TF_CONFIG"}
 _ADDRESS = "--reverb_address=127.0.0.1:1"
 
 # (binary, flags, text the error line must contain). A trainer case gets
@@ -287,6 +288,9 @@ def slow(paths):
                        actor + ["--server_timeout_secs=2"],
       "evaluate": _binary("export.evaluate",
                           [f"--saved_model={paths['SM']}", "--episodes=0"]),
+      # _ENV has no TF_CONFIG.
+      "multi_worker": _binary("trainers.train", ["--strategy=multi_worker"],
+                              logdir=root / "multi_worker"),
   }
   with concurrent.futures.ThreadPoolExecutor(len(commands)) as pool:
     yield {name: pool.submit(_run, argv, procs.ROOT)
@@ -343,6 +347,14 @@ def test_batch_not_divisible_by_replicas(slow, paths):
                           "--strategy=mirrored", "error: ")
   assert line.endswith(_HINT)
   assert not (paths["root"] / "mirrored").exists()
+
+
+def test_multi_worker_without_tf_config_is_one_line(slow, paths):
+  line = _assert_one_line(slow["multi_worker"].result(),
+                          "--strategy=multi_worker: TF_CONFIG is not set",
+                          "error: ")
+  assert line.endswith(_HINT)
+  assert not (paths["root"] / "multi_worker").exists()
 
 
 def test_evaluate_binary_rejects_in_one_line(slow):

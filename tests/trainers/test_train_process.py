@@ -1,10 +1,9 @@
-"""The trainer binary: signals, kill -9 + resume, the no-data error (actor
-processes and Mirrored: test_train_actor_processes.py, test_train_mirrored.py).
-"""
+"""The trainer binary: kill -9 + resume, the no-data error (SIGTERM: the
+runs of test_train_steps_per_call.py and test_external_actor.py; actor
+processes: test_train_actor_processes.py)."""
 
 import os
 import re
-import signal
 
 import tensorflow as tf
 
@@ -25,7 +24,7 @@ def test_kill_9_then_resume_continues_the_counters(tmp_path):
   proc = procs.start("trainers.train", flags + ["--native_logs=all"])
   saved = []
   procs.read_until(proc, lambda l: l.startswith("saved checkpoint") and
-                   saved.append(l) is None and len(saved) >= 3, lines)
+                   saved.append(l) is None and len(saved) >= 2, lines)
   proc.kill()  # SIGKILL: no chance to checkpoint or clean up.
   proc.wait()
   # --native_logs=all shows Reverb's start-up lines.
@@ -60,23 +59,6 @@ def test_kill_9_then_resume_continues_the_counters(tmp_path):
   assert "final_eval_mean_return=" in output
   # The default --native_logs=quiet drops them (see test_native_logs.py).
   assert "[reverb/cc/" not in output, output[-3000:]
-
-
-def test_sigterm_checkpoints_and_exits_zero(tmp_path):
-  logdir = str(tmp_path / "run")
-  lines = []
-  proc = procs.start("trainers.train", [
-      f"--logdir={logdir}", "--agent=impala", "--env=catch",
-      "--total_env_steps=100000000", *procs.TINY_FLAGS])
-  procs.read_until(proc, lambda l: l.startswith("env_steps="), lines)
-  proc.send_signal(signal.SIGTERM)
-  output = procs.finish(proc, lines, timeout=120)
-  assert proc.returncode == 0, output[-3000:]
-  assert "training stopped by SIGTERM" in output
-  final = [l for l in output.splitlines() if l.startswith("saved checkpoint")]
-  assert final and _env_steps(final[-1]) > 0
-  assert tf.train.latest_checkpoint(os.path.join(logdir, "checkpoints"))
-  assert "final_eval_mean_return" not in output  # stopped, not finished
 
 
 def test_no_data_is_a_one_line_error(tmp_path):

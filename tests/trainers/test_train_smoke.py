@@ -27,7 +27,6 @@ def _options(logdir, **kwargs):
 @pytest.mark.parametrize("agent,env,overrides", [
     ("impala", "catch", {}),
     ("mgrl", "catch", {}),
-    ("stac", "catch", {}),
     ("stacx", "catch", {"num_heads": 2}),
     ("frodo", "random_walk", {"num_inner_steps": 1}),
     ("drmg", "two_colors", {"num_quantiles": 4}),
