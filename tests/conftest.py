@@ -7,7 +7,15 @@ points, which is how tolerances are shown to sit far from the noise floor
 the `fd` marker, so `pytest -m fd` selects them.
 """
 
+import os
+
 import pytest
+
+# pytest-xdist runs two workers on a 2-core machine, and many tests start
+# trainer and actor processes besides: one TensorFlow op thread per process
+# keeps them from fighting over the cores (set before TensorFlow is
+# imported; subprocesses inherit it). An explicit setting wins.
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 
 def pytest_addoption(parser):
