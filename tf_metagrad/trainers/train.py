@@ -59,8 +59,8 @@ flags.DEFINE_enum("strategy", "default",
                   "the cluster from TF_CONFIG (one trainer per worker).")
 flags.DEFINE_float(
     "worker_timeout_secs", 600.0, "--strategy=multi_worker: how long the "
-    "workers wait for each other to start and a collective waits for a live "
-    "peer; a dead worker is noticed within about 10 s regardless.")
+    "workers wait for each other to start; a dead worker is noticed within "
+    "about 10 s (heartbeats), and collectives have no timeout of their own.")
 flags.DEFINE_string("tpu", None, "TPU for --strategy=tpu: its name or "
                     "grpc:// address, or 'local' on a Cloud TPU VM.")
 flags.DEFINE_integer("logical_cpus", 0, "Split the CPU into this many logical "
