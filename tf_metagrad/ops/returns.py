@@ -7,6 +7,14 @@ episode boundaries inside the unroll. A trailing quantile axis N is supported
 (DrMG, Yin et al., eq. 10): `[T, B]` and `[T, B, 1]` arguments are then
 broadcast over N.
 
+Time limits: a truncated episode is not terminated (Pardo et al. 2018,
+"Time limits in reinforcement learning"), so returns must bootstrap from
+V(x_final), the observation the limit cut the episode at. The actors write
+x_final as the observation of an extra padding step (mask 0, discount 0,
+see `tf_metagrad.system.actor`). With `masks`, the return at a padding
+step is V(x_t) itself: the step is treated as reward V(x_t) and discount 0,
+so every horizon that reaches it stops there with V(x_final).
+
 Gradients flow to every input, including `discounts` and `lambda_`, so these
 targets can be meta-learned; callers stop gradients where they want fixed
 targets.
@@ -17,6 +25,7 @@ variable lambda and discount).
 """
 
 import numbers
+from typing import Optional
 
 import tensorflow as tf
 from tensorflow.types.experimental import TensorLike
@@ -24,9 +33,20 @@ from tf_metagrad.ops import _checks
 from tf_metagrad.ops import _recursion
 
 
+def _mask_padding(layout, rewards, discounts, values, masks):
+  """(rewards, discounts) with padding steps as reward V(x_t), discount 0.
+
+  A return that reaches a padding step t then ends there with V(x_t), and the
+  return at t is V(x_t) (see the module docstring).
+  """
+  masks = layout.per_step(masks, 'masks', quantile_axis=False)
+  return (masks * rewards + (1 - masks) * values, masks * discounts)
+
+
 def lambda_returns(rewards: TensorLike, discounts: TensorLike,
                    values: TensorLike, bootstrap_value: TensorLike,
-                   lambda_: TensorLike) -> tf.Tensor:
+                   lambda_: TensorLike,
+                   masks: Optional[TensorLike] = None) -> tf.Tensor:
   """Recursive lambda-returns with per-step discount and lambda.
 
     G_t = r_t + gamma_t ((1 - lambda_t) V(x_{t+1}) + lambda_t G_{t+1}),
@@ -42,6 +62,8 @@ def lambda_returns(rewards: TensorLike, discounts: TensorLike,
     bootstrap_value: `[B]` (or `[B, N]`), V(x_T).
     lambda_: a scalar, a tensor broadcastable to `[T, B]`, or with a quantile
       axis `[N]` or `[T, B, N]`.
+    masks: optional `[T, B]`, 0 at padding steps (G_t = V(x_t) there, see
+      the module docstring), 1 elsewhere; None: every step is real.
 
   Returns:
     `[T, B]` (or `[T, B, N]`) lambda-returns.
@@ -56,6 +78,9 @@ def lambda_returns(rewards: TensorLike, discounts: TensorLike,
   rewards = layout.per_step(rewards, 'rewards')
   discounts = layout.per_step(discounts, 'discounts')
   lambda_ = layout.coefficient(lambda_, 'lambda_')
+  if masks is not None:
+    rewards, discounts = _mask_padding(layout, rewards, discounts, values,
+                                       masks)
 
   next_values = tf.concat([values[1:], bootstrap_value[tf.newaxis]], axis=0)
   return _recursion.reverse_linear_recursion(
@@ -65,7 +90,7 @@ def lambda_returns(rewards: TensorLike, discounts: TensorLike,
 
 def n_step_returns(rewards: TensorLike, discounts: TensorLike,
                    values: TensorLike, bootstrap_value: TensorLike,
-                   n: int) -> tf.Tensor:
+                   n: int, masks: Optional[TensorLike] = None) -> tf.Tensor:
   """n-step returns, truncated at the end of the unroll.
 
     G_t = sum_{k=0}^{m-1} (prod_{i<k} gamma_{t+i}) r_{t+k}
@@ -79,6 +104,9 @@ def n_step_returns(rewards: TensorLike, discounts: TensorLike,
     values: `[T, B]` or `[T, B, N]`, V(x_t); sets the dtype.
     bootstrap_value: `[B]` (or `[B, N]`), V(x_T).
     n: Python int >= 1. n >= T gives discounted returns.
+    masks: optional `[T, B]`, 0 at padding steps (G_t = V(x_t) there and
+      horizons stop at them, see the module docstring), 1 elsewhere; None:
+      every step is real.
 
   Returns:
     `[T, B]` (or `[T, B, N]`) n-step returns.
@@ -94,6 +122,9 @@ def n_step_returns(rewards: TensorLike, discounts: TensorLike,
   bootstrap_value = layout.bootstrap(bootstrap_value, 'bootstrap_value')
   rewards = layout.per_step(rewards, 'rewards')
   discounts = layout.per_step(discounts, 'discounts')
+  if masks is not None:
+    rewards, discounts = _mask_padding(layout, rewards, discounts, values,
+                                       masks)
 
   num_steps = _checks.static_dim((values, 0), (rewards, 0), (discounts, 0))
   if num_steps is None:

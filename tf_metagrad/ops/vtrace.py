@@ -7,6 +7,14 @@ References:
   which mixes the truncated and untruncated importance weights with alpha.
   DrMG (Yin et al.) eq. 10: per-quantile discount and trace coefficient.
 
+Time limits (Pardo et al. 2018, "Time limits in reinforcement learning"):
+a truncated episode is not terminated, so its last transition bootstraps
+from V(x_final), the value of the observation the time limit cut it at. The
+actors write x_final as the observation of an extra padding step (mask 0,
+discount 0, see `tf_metagrad.system.actor`); `masks` zeroes rho_t, c_t and
+rho^pg_t there, which makes vs equal V(x_final) at the padding step and the
+step before it bootstrap from it.
+
 Nothing here stops gradients: meta-gradients flow through the targets to
 `discounts`, `lambda_`, `alpha`, `alpha_c`, `rewards`, `values`,
 `bootstrap_value` and `log_rhos`. Callers wrap the outputs in
@@ -77,7 +85,8 @@ def from_importance_weights(log_rhos: TensorLike,
                             clip_pg_rho_threshold: Optional[TensorLike] = 1.0,
                             lambda_: TensorLike = 1.0,
                             alpha: TensorLike = 1.0,
-                            alpha_c: Optional[TensorLike] = None
+                            alpha_c: Optional[TensorLike] = None,
+                            masks: Optional[TensorLike] = None
                             ) -> VTraceReturns:
   r"""Leaky V-trace targets from log importance weights.
 
@@ -115,6 +124,11 @@ def from_importance_weights(log_rhos: TensorLike,
     alpha_c: optional separate leaky coefficient of the traces c_t (STAC's
       alpha_c, fig. 5b; `alpha` is then alpha_rho, used by rho_t and rho^pg).
       None (default) uses `alpha` for both, the main STAC agent.
+    masks: optional `[T, B]` 1 at real steps, 0 at the padding steps that
+      carry the final observation of a truncated episode: rho_t, c_t and
+      rho^pg_t are 0 there, so vs_t = V(x_t), pg_advantages_t = 0, and the
+      step before bootstraps from V(x_t) (Pardo et al. 2018). None (the
+      default) is every step real, computed without the mask.
 
   Returns:
     `VTraceReturns(vs, pg_advantages)`, each shaped like `values`.
@@ -147,6 +161,12 @@ def from_importance_weights(log_rhos: TensorLike,
   rhos = _leaky_truncation(ratios, rho_bar, alpha)
   cs = lambda_ * _leaky_truncation(ratios, tf.constant(1, dtype), alpha_c)
   pg_rhos = _leaky_truncation(ratios, pg_rho_bar, alpha)
+  if masks is not None:
+    masks = layout.per_step(masks, 'masks', quantile_axis=False)
+    # multiply_no_nan: a padding step's dummy action may have a ratio that
+    # overflowed, which must not turn the zero weight into NaN.
+    rhos, cs, pg_rhos = (tf.math.multiply_no_nan(w, masks)
+                         for w in (rhos, cs, pg_rhos))
 
   next_values = tf.concat([values[1:], bootstrap_value[tf.newaxis]], axis=0)
   deltas = rhos * (rewards + discounts * next_values - values)
