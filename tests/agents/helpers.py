@@ -10,8 +10,14 @@ from tests import finite_differences as fd
 
 def random_trajectory(rng: np.random.Generator, unroll: int, batch: int,
                       obs_shape=(5,), num_actions=3, action_dim=None,
-                      dtype=np.float64) -> types.Trajectory:
-  """A random `Trajectory` with an episode end inside the unroll."""
+                      dtype=np.float64, padding=False) -> types.Trajectory:
+  """A random `Trajectory` with an episode end inside the unroll.
+
+  With `padding`, copy B-1 is also cut by a time limit: step unroll // 2 - 1
+  is the truncated step (discount 1) and step unroll // 2 the padding step
+  (mask 0, discount 0, reward 0, action 0, behaviour log-prob 0), the
+  actors' layout (`tf_metagrad.system.actor`).
+  """
   obs = rng.normal(size=(unroll + 1, batch) + tuple(obs_shape)).astype(dtype)
   if action_dim is None:
     actions = rng.integers(0, num_actions, size=(unroll, batch)).astype(
@@ -22,14 +28,20 @@ def random_trajectory(rng: np.random.Generator, unroll: int, batch: int,
     behaviour = rng.normal(loc=-1.0, size=(unroll, batch))
   discounts = np.ones((unroll, batch))
   discounts[unroll // 2, 0] = 0.0
+  rewards = rng.normal(scale=0.5, size=(unroll, batch))
+  masks = np.ones((unroll, batch))
+  if padding:
+    pad = (unroll // 2, batch - 1)
+    masks[pad] = discounts[pad] = rewards[pad] = behaviour[pad] = 0.0
+    actions[pad] = 0
   return types.Trajectory(
       observation=tf.constant(obs),
       action=tf.constant(actions if action_dim is None
                          else actions.astype(dtype)),
-      reward=tf.constant(rng.normal(scale=0.5, size=(unroll, batch)).astype(
-          dtype)),
+      reward=tf.constant(rewards.astype(dtype)),
       discount=tf.constant(discounts.astype(dtype)),
-      behaviour_log_prob=tf.constant(behaviour.astype(dtype)))
+      behaviour_log_prob=tf.constant(behaviour.astype(dtype)),
+      mask=tf.constant(masks.astype(dtype)) if padding else ())
 
 
 def spaces(num_actions=3, action_dim=None, obs_shape=(5,),

@@ -33,7 +33,7 @@ def _buffers(first_copy: int, k: int):
   code = (100 * copies + steps[:T]).astype(np.float32)
   return (obs, (code % 4).astype(np.int32), code, np.ones((T, k), np.float32),
           -code, np.full((T, k), np.nan, np.float32),
-          np.zeros((T, k), np.int32))
+          np.zeros((T, k), np.int32), np.ones((T, k), np.float32))
 
 
 def test_numpy_item_is_the_batch_major_copy_of_the_buffers():

@@ -144,7 +144,9 @@ class ActorCriticLearner(base.Learner):
     gamma-embedding network (None: its reference gamma). A recurrent network
     is unrolled over the T+1 observations of `batch` from `batch.core_state`,
     its state zeroed before x_{t+1} wherever `discount[t] == 0` (the actor
-    starts the next episode there, also after a time-limit truncation).
+    starts the next episode there: after a termination, and after the
+    padding step that carries a truncated episode's final observation, see
+    `types.Trajectory.mask`).
     """
     kwargs = {} if gamma is None else {"gamma": gamma}
     if self.network.recurrent:
@@ -196,7 +198,8 @@ class ActorCriticLearner(base.Learner):
         kappa=self.config.kappa,
         distributional_advantage=getattr(
             self.config, "distributional_advantage", "vtrace"),
-        n_step=self.config.n_step)
+        n_step=self.config.n_step,
+        masks=types.step_mask(batch))
 
   def _split(self, batch):
     # Without metaparameters there is no outer loss, and the inner update
@@ -206,6 +209,8 @@ class ActorCriticLearner(base.Learner):
     # "split": inner loss on the first half of the batch, outer on the rest.
     # Time-major fields carry the batch on axis 1, the core state on axis 0.
     half = batch.reward.shape[1] // 2
+    mask = types.step_mask(batch)
+    batch = batch._replace(mask=() if mask is None else mask)
     halves = []
     for part in (slice(None, half), slice(half, None)):
       sliced = tf.nest.map_structure(lambda x, p=part: x[:, p],
@@ -251,7 +256,10 @@ class ActorCriticLearner(base.Learner):
       old, _ = self._forward(old_params, batch)
       new_policy = self.network.policy(outputs, 0, time_slice=slice(0, -1))
       old_policy = self.network.policy(old, 0, time_slice=slice(0, -1))
-      kl = tf.reduce_sum(new_policy.kl(old_policy.stop_gradient()))
+      kl_terms = new_policy.kl(old_policy.stop_gradient())
+      masks = types.step_mask(batch)
+      kl = losses.masked_sum(kl_terms, None if masks is None
+                             else tf.cast(masks, kl_terms.dtype))
       loss += tf.constant(g_kl, self.dtype) * kl
       logs["kl"] = kl
     return loss, logs

@@ -3,10 +3,11 @@
 `TrajectoryCollector` acts in a `tf_metagrad.envs.BatchedEnv` with an agent
 network's sampled actions (head 0, see `actor.Policy`) and returns each
 unroll as a time-major `types.Trajectory`, the layout the trainer's actors
-write to Reverb: episodes continue across unrolls, an episode end (a
-termination or a time-limit truncation) gives discount 0 and, for a
-recurrent network, a zeroed state before the next episode's first
-observation. It is the short path from Python to a learner step; the
+write to Reverb (`tf_metagrad.system.actor`): episodes continue across
+unrolls, a termination gives discount 0, a time-limit truncation is a
+normal step into the final observation followed by a padding step (mask 0,
+discount 0) into the next episode, and a recurrent network's state is
+zeroed before each episode's first observation. It is the short path from Python to a learner step; the
 trainer's actors (`tf_metagrad.system.actor`) do the same through Reverb.
 """
 
@@ -27,7 +28,7 @@ class TrajectoryCollector:
 
   Args:
     env: a `tf_metagrad.envs.BatchedEnv` (e.g. `envs.make_batched(...)`);
-      the collector resets it.
+      the collector resets it and sets its `pad_truncations`.
     network: the agent network that acts (e.g. `learner.network`; its
       variables are read at every step, so acting follows the learner).
     unroll_length: T, the steps of each trajectory.
@@ -47,6 +48,7 @@ class TrajectoryCollector:
       raise ValueError(f"unroll_length must be an int >= 1, got "
                        f"{unroll_length!r}.")
     self._env = env
+    env.pad_truncations = True
     self._unroll = int(unroll_length)
     self._seed = int(seed)
     self._discrete = isinstance(env.action_space, gymnasium.spaces.Discrete)
@@ -72,7 +74,7 @@ class TrajectoryCollector:
     """The next unroll: observation `[T+1, B, ...]`, the rest `[T, B]`."""
     t = self._unroll
     observations = [self._observation]
-    actions, rewards, discounts, log_probs = [], [], [], []
+    actions, rewards, discounts, log_probs, masks = [], [], [], [], []
     start_state = self._state
     state = start_state
     for step in range(t):
@@ -81,19 +83,22 @@ class TrajectoryCollector:
       action, log_prob, state = self._sample(observations[-1], state, seed)
       action = action.numpy()
       result = self._env.step(action)
-      ended = result.terminated | result.truncated
-      actions.append(action.astype(np.int32 if self._discrete
-                                   else np.float32))
-      log_probs.append(log_prob.numpy())
+      padding = result.padding
+      actions.append(np.where(
+          padding.reshape((-1,) + (1,) * (action.ndim - 1)), 0,
+          action).astype(np.int32 if self._discrete else np.float32))
+      log_probs.append(np.where(padding, 0, log_prob.numpy()))
       rewards.append(np.asarray(result.reward, np.float32))
-      # A truncation also cuts the bootstrap: the next observation already
-      # belongs to the next episode.
-      discounts.append((~ended).astype(np.float32))
+      # Truncated steps are not terminal; the padding step after one is
+      # where the episode ends (see the module docstring).
+      starts = result.terminated | padding
+      discounts.append((~starts).astype(np.float32))
+      masks.append((~padding).astype(np.float32))
       observations.append(result.observation)
-      self.episode_returns.extend(
-          float(r) for r in result.episode_return[ended])
+      self.episode_returns.extend(float(r) for r in result.episode_return[
+          result.terminated | result.truncated])
       # The next episode starts from the zero state, as the learner assumes.
-      state = tuple(np.where(ended[:, None], 0, np.asarray(s)).astype(
+      state = tuple(np.where(starts[:, None], 0, np.asarray(s)).astype(
           np.asarray(s).dtype) for s in state)
     self._observation = observations[-1]
     self._state = state
@@ -105,4 +110,5 @@ class TrajectoryCollector:
         reward=tf.constant(np.stack(rewards)),
         discount=tf.constant(np.stack(discounts)),
         behaviour_log_prob=tf.constant(np.stack(log_probs)),
-        core_state=tuple(tf.constant(s) for s in start_state))
+        core_state=tuple(tf.constant(s) for s in start_state),
+        mask=tf.constant(np.stack(masks)))

@@ -19,6 +19,14 @@ meta-gradients, see `meta.engine.MetaGradientEngine.outer_loss_at`). With `inner
 stop-gradiented (line 20), so it carries eta; with `inner=False` (the outer
 loss, line 22) the whole advantage is a constant.
 
+Padding steps (`Trajectory.mask` 0, the final observation of an episode cut
+by a time limit, see `types.Trajectory`) have zero importance weight and
+trace, so targets bootstrap from V(x_final) (Pardo et al. 2018), and they
+are left out of every loss term. The sums then run over the real steps
+only, not renormalised: a padding step is not data, and dividing by the
+number of real steps would let the rate of truncations rescale the
+gradient.
+
 Losses are sums over time and over the batch held by this replica, as in
 Algorithm 1; the meta-gradient engine all-sums gradients over replicas, so the
 global gradient is that of the sum over the global batch.
@@ -69,15 +77,25 @@ def _as_dtype(x, dtype):
   return tf.constant(x, dtype)
 
 
+def masked_sum(terms: tf.Tensor, masks: Optional[tf.Tensor]) -> tf.Tensor:
+  """Sum of per-step `terms` `[T, B]` over the real steps (`masks` `[T, B]`,
+  or None for all steps)."""
+  if masks is None:
+    return tf.reduce_sum(terms)
+  return tf.reduce_sum(terms * masks)
+
+
 def _n_step_targets(log_rhos, discounts, rewards, values, clip_pg_rho,
-                    n) -> vtrace.VTraceReturns:
+                    n, masks) -> vtrace.VTraceReturns:
   """n-step targets and advantages in V-trace's return format."""
   quantile = values.shape.rank == 3
   vs = returns_ops.n_step_returns(rewards, discounts, values[:-1],
-                                  values[-1], n)
+                                  values[-1], n, masks=masks)
   weights = tf.exp(log_rhos)
   if clip_pg_rho is not None:
     weights = tf.minimum(_as_dtype(clip_pg_rho, weights.dtype), weights)
+  if masks is not None:
+    weights = tf.math.multiply_no_nan(weights, masks)
   if quantile:
     weights, rewards = weights[..., None], rewards[..., None]
   next_vs = tf.concat([vs[1:], values[-1:]], axis=0)
@@ -103,7 +121,8 @@ def actor_critic_loss(policy: Union[distributions.Categorical,
                       quantile_taus: Optional[tf.Tensor] = None,
                       kappa: float = 1.0,
                       distributional_advantage: str = "vtrace",
-                      n_step: Optional[int] = None
+                      n_step: Optional[int] = None,
+                      masks: Optional[tf.Tensor] = None
                       ) -> LossOutputs:
   """Algorithm 1 of the STAC supplement, scalar or quantile values.
 
@@ -134,6 +153,8 @@ def actor_critic_loss(policy: Union[distributions.Categorical,
       section 5.3), which has no trace and no importance correction of the
       target (so lambda and alpha do not enter); the policy-gradient weight
       stays min(clip_pg_rho, IS).
+    masks: `[T, B]` `Trajectory.mask`, 0 at padding steps (see the module
+      docstring); None when every step is real.
 
   Returns:
     `LossOutputs`; `loss` = g_v L_value + g_p L_policy + g_e L_entropy.
@@ -164,6 +185,8 @@ def actor_critic_loss(policy: Union[distributions.Categorical,
                       tf.shape(values[:-1])))
   target_values = tf.stop_gradient(tf.cast(reference_values, dtype))
   rewards = tf.cast(rewards, dtype)
+  if masks is not None:
+    masks = tf.cast(masks, dtype)
   if n_step is None:
     returns = vtrace.from_importance_weights(
         log_rhos=log_rhos,
@@ -175,10 +198,12 @@ def actor_critic_loss(policy: Union[distributions.Categorical,
         clip_pg_rho_threshold=clip_pg_rho_threshold,
         lambda_=lambda_,
         alpha=_as_dtype(hparams.alpha_rho, dtype),
-        alpha_c=_as_dtype(hparams.alpha_c, dtype))
+        alpha_c=_as_dtype(hparams.alpha_c, dtype),
+        masks=masks)
   else:
     returns = _n_step_targets(log_rhos, discounts, rewards,
-                              target_values, clip_pg_rho_threshold, n_step)
+                              target_values, clip_pg_rho_threshold, n_step,
+                              masks)
 
   if quantile:
     n = values.shape[-1]
@@ -187,6 +212,8 @@ def actor_critic_loss(policy: Union[distributions.Categorical,
         targets=tf.reshape(returns.vs, [-1, n]),
         taus=_as_dtype(quantile_taus, dtype), kappa=kappa,
         reduce_quantiles=False)
+    if masks is not None:
+      per_quantile *= tf.reshape(masks, [-1, 1])
     value_loss = tf.reduce_sum(per_quantile * g_v)
     if distributional_advantage == "vtrace":
       advantages = tf.reduce_mean(returns.pg_advantages, axis=-1)
@@ -197,12 +224,13 @@ def actor_critic_loss(policy: Union[distributions.Categorical,
       advantages = tf.reduce_mean(returns.vs - target_values[:-1],
                                   axis=-1) * is_ratio
   else:
-    value_loss = g_v * tf.reduce_sum(tf.square(returns.vs - values[:-1]))
+    value_loss = g_v * masked_sum(tf.square(returns.vs - values[:-1]), masks)
     advantages = returns.pg_advantages
   if not inner:
     advantages = tf.stop_gradient(advantages)
-  policy_loss = -g_p * tf.reduce_sum(log_pi * advantages)
-  entropy_loss = -g_e * tf.reduce_sum(tf.cast(policy.regularizer(), dtype))
+  policy_loss = -g_p * masked_sum(log_pi * advantages, masks)
+  entropy_loss = -g_e * masked_sum(tf.cast(policy.regularizer(), dtype),
+                                   masks)
   return LossOutputs(
       loss=value_loss + policy_loss + entropy_loss,
       value_loss=value_loss, policy_loss=policy_loss,

@@ -13,7 +13,9 @@ Two levels, so that checking costs nothing in training:
   state) are checked in Python whenever the check runs: on eager tensors,
   and at trace time on symbolic tensors and `tf.TensorSpec`s, where the
   static shapes are known;
-- value ranges (discount in [0, 1], actions inside the action space,
+- value ranges (discount in [0, 1], mask 0 or 1 with discount 0 wherever
+  it is 0 (a padding step ends the truncated episode, see
+  `types.Trajectory.mask`), actions inside the action space,
   discrete log-probabilities <= 0) are checked only on concrete values
   (eager tensors, NumPy arrays): inside a `tf.function` they would need
   graph asserts that run every step. NaNs are let through: a non-finite
@@ -169,11 +171,20 @@ class _Checker:
 
 
 def _check_values(checker: _Checker, network, discount, action,
-                  behaviour_log_prob) -> None:
+                  behaviour_log_prob, mask) -> None:
   values = _concrete(discount)
   if values is not None and np.any((values < 0) | (values > 1)):
     raise ValueError(f'{checker.field("discount")} must have values in '
                      f'[0, 1], got {_range_str(values)}.')
+  masks = None if mask is None else _concrete(mask)
+  if masks is not None:
+    if np.any((masks != 0) & (masks != 1)):
+      raise ValueError(f'{checker.field("mask")} must have values 0 '
+                       f'(padding step) or 1, got {_range_str(masks)}.')
+    if values is not None and np.any((masks == 0) & (values != 0)):
+      raise ValueError(f'{checker.field("discount")} must be 0 where '
+                       f'{checker.field("mask")} is 0 (a padding step ends '
+                       f'the truncated episode).')
   values = _concrete(action)
   if values is not None and values.size:
     if network.num_actions is not None:
@@ -238,9 +249,14 @@ def check_trajectory(trajectory: Any, network: networks_lib.AgentNetwork,
         'action', trajectory.action,
         f'a floating tensor [T, B, {dim}] with values in [-1, 1]',
         'floating', trailing=[('A', dim)])
+  mask = types.step_mask(trajectory)
+  if mask is not None:
+    mask = checker.per_step(
+        'mask', mask, '() or a floating tensor [T, B] of 0 (padding step) '
+        'and 1', 'floating')
   checker.observation(trajectory.observation)
   checker.core_state(trajectory.core_state)
-  _check_values(checker, network, discount, action, behaviour_log_prob)
+  _check_values(checker, network, discount, action, behaviour_log_prob, mask)
 
 
 def check_batches(batches: Any, network: networks_lib.AgentNetwork,

@@ -4,7 +4,7 @@ Entry points:
   make(name, seed=None, **kwargs) -> gymnasium.Env
   make_batched(name, num_envs, seed=None, **kwargs) -> BatchedEnv
 
-Names: "catch", "random_walk", "two_colors", "atari:<Game>",
+Names: "catch", "random_walk", "two_colors", "time_limit", "atari:<Game>",
 "dmc:<domain>-<task>", "dmc_pixels:<domain>-<task>", "gym:<id>",
 "gym:<module>:<id>", "dm_env:<module>:<callable>". Every environment exposes
 `observation_spec` (a `tf.TensorSpec` of one observation: float32 for toy

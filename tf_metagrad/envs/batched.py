@@ -1,11 +1,21 @@
 """K copies of an environment stepped together, with auto-reset.
 
 `BatchedEnv.step` never returns a terminal observation: where copy i's
-episode ended, `observation[i]` is already the first observation of its next
-episode, and the ended episode is summarised in `episode_return[i]` /
+episode terminated, `observation[i]` is already the first observation of its
+next episode, and the ended episode is summarised in `episode_return[i]` /
 `episode_length[i]`. This is the layout an actor writes into a `Trajectory`
-(see `tf_metagrad/types.py`): the discount at that step is 0 (terminated) or
-the bootstrap is cut (truncated) and x_{t+1} starts the new episode.
+(see `tf_metagrad/types.py`): the discount at that step is 0 and x_{t+1}
+starts the new episode.
+
+A time limit is not a terminal state: the value of the observation it cut
+the episode at is what the last step must bootstrap from (Pardo et al. 2018,
+"Time limits in reinforcement learning"). With `pad_truncations` set (the
+actors set it), a truncated copy therefore returns that final observation
+x_final and is held: its next `step` ignores its action, takes no
+environment step, and returns the first observation of the next episode
+with reward 0 and `padding` True (the actors write it as a padding step,
+see `types.Trajectory.mask`). Without it (the default), a truncation resets
+at once like a termination, and x_final is lost.
 """
 
 import abc
@@ -32,6 +42,9 @@ class BatchStep(NamedTuple):
       ended this step; NaN where no episode ended.
     episode_length: int32 `[K]` number of steps of that episode; 0 where no
       episode ended.
+    padding: bool `[K]`, the copy was held after a truncation (only with
+      `pad_truncations`): it took no environment step, and `observation` is
+      its next episode's first one (reward 0, not terminated or truncated).
   """
 
   observation: np.ndarray
@@ -40,6 +53,7 @@ class BatchStep(NamedTuple):
   truncated: np.ndarray
   episode_return: np.ndarray
   episode_length: np.ndarray
+  padding: np.ndarray
 
 
 class EpisodeTracker:
@@ -53,11 +67,13 @@ class EpisodeTracker:
     self._returns[:] = 0.0
     self._lengths[:] = 0
 
-  def update(self, reward: np.ndarray,
-             done: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Adds one step; returns (episode_return, episode_length) of BatchStep."""
+  def update(self, reward: np.ndarray, done: np.ndarray,
+             padding: Optional[np.ndarray] = None
+             ) -> Tuple[np.ndarray, np.ndarray]:
+    """Adds one step (none where `padding`, a held copy); returns
+    (episode_return, episode_length) of BatchStep."""
     self._returns += reward
-    self._lengths += 1
+    self._lengths += 1 if padding is None else ~padding
     episode_return = np.where(done, self._returns, np.nan).astype(np.float32)
     episode_length = np.where(done, self._lengths, 0).astype(np.int32)
     self._returns[done] = 0.0
@@ -82,11 +98,22 @@ class BatchedEnv(abc.ABC):
     observation_spec: `tf.TensorSpec` of one copy's observation (no batch
       dimension).
     action_space: one copy's `gymnasium.spaces.Discrete` or `Box(-1, 1)`.
+    pad_truncations: hold truncated copies for one padding step (see the
+      module docstring); False by default, set it before stepping.
   """
 
   num_envs: int
   observation_spec: tf.TensorSpec
   action_space: gymnasium.spaces.Space
+  pad_truncations: bool = False
+
+  def _held_after(self, terminated: np.ndarray,
+                  truncated: np.ndarray) -> np.ndarray:
+    """The copies the next `step` holds: truncated, not terminated (a step
+    that is both ends in a terminal state), and only with padding on."""
+    if not self.pad_truncations:
+      return np.zeros_like(truncated)
+    return truncated & ~terminated
 
   @abc.abstractmethod
   def reset(self, seed: Optional[int] = None) -> np.ndarray:
@@ -133,6 +160,7 @@ class LoopBatchedEnv(BatchedEnv):
     self.action_space = self._envs[0].action_space
     self._tracker = EpisodeTracker(self.num_envs)
     self._started = False
+    self._held = np.zeros(self.num_envs, bool)
 
   @property
   def envs(self) -> List[gymnasium.Env]:
@@ -147,6 +175,7 @@ class LoopBatchedEnv(BatchedEnv):
       observations.append(env.reset(seed=copy_seed)[0])
     self._tracker.clear()
     self._started = True
+    self._held[:] = False
     return np.stack(observations)
 
   def step(self, actions: npt.ArrayLike) -> BatchStep:
@@ -157,10 +186,14 @@ class LoopBatchedEnv(BatchedEnv):
       raise ValueError(f"actions must have leading dimension num_envs="
                        f"{self.num_envs}, got shape {actions.shape}.")
     observations, rewards, terminated, truncated = [], [], [], []
-    for env, action in zip(self._envs, actions):
-      obs, reward, term, trunc, _ = env.step(action)
-      if term or trunc:
-        obs, _ = env.reset()
+    padding = self._held.copy()
+    for env, action, held in zip(self._envs, actions, padding):
+      if held:
+        obs, reward, term, trunc = env.reset()[0], 0.0, False, False
+      else:
+        obs, reward, term, trunc, _ = env.step(action)
+        if term or (trunc and not self.pad_truncations):
+          obs, _ = env.reset()
       observations.append(obs)
       rewards.append(reward)
       terminated.append(term)
@@ -168,10 +201,11 @@ class LoopBatchedEnv(BatchedEnv):
     reward = np.asarray(rewards, np.float32)
     terminated = np.asarray(terminated, bool)
     truncated = np.asarray(truncated, bool)
+    self._held = self._held_after(terminated, truncated)
     episode_return, episode_length = self._tracker.update(
-        reward, terminated | truncated)
+        reward, terminated | truncated, padding)
     return BatchStep(np.stack(observations), reward, terminated, truncated,
-                     episode_return, episode_length)
+                     episode_return, episode_length, padding)
 
   def close(self) -> None:
     for env in self._envs:

@@ -7,6 +7,7 @@ import gymnasium
 from tf_metagrad.envs import batched
 from tf_metagrad.envs import catch
 from tf_metagrad.envs import random_walk
+from tf_metagrad.envs import time_limit
 from tf_metagrad.envs import toy
 from tf_metagrad.envs import two_colors
 
@@ -14,12 +15,14 @@ _TOY: Dict[str, Tuple[type, type]] = {
     "catch": (catch.CatchEnv, catch.CatchCore),
     "random_walk": (random_walk.RandomWalkEnv, random_walk.RandomWalkCore),
     "two_colors": (two_colors.TwoColorsEnv, two_colors.TwoColorsCore),
+    "time_limit": (time_limit.TimeLimitEnv, time_limit.TimeLimitCore),
 }
 
 VALID_NAMES: Tuple[str, ...] = (
     "catch",
     "random_walk",
     "two_colors",
+    "time_limit",
     "atari:<Game> (e.g. atari:Pong, atari:SpaceInvaders)",
     "dmc:<domain>-<task> (features, e.g. dmc:cartpole-swingup)",
     "dmc_pixels:<domain>-<task> (84x84 RGB, e.g. dmc_pixels:walker-walk)",
@@ -99,6 +102,7 @@ def make(name: str, seed: Optional[int] = None,
 
 
 def make_batched(name: str, num_envs: int, seed: Optional[int] = None,
+                 pad_truncations: bool = False,
                  **kwargs: Any) -> batched.BatchedEnv:
   """Builds K copies stepped together with auto-reset.
 
@@ -111,6 +115,9 @@ def make_batched(name: str, num_envs: int, seed: Optional[int] = None,
     name: one of `VALID_NAMES`.
     num_envs: K >= 1.
     seed: batch seed (None draws one from OS entropy).
+    pad_truncations: hold a truncated copy for one padding step that keeps
+      its final observation (`BatchedEnv.pad_truncations`, what the actors
+      use so that time limits bootstrap).
     **kwargs: as for `make`.
 
   Returns:
@@ -123,5 +130,8 @@ def make_batched(name: str, num_envs: int, seed: Optional[int] = None,
   factory = _single_factory(name, kwargs)
   if name in _TOY:
     core = _TOY[name][1](num_envs=num_envs, **kwargs)
-    return toy.ToyBatchedEnv(core, seed=seed)
-  return batched.LoopBatchedEnv(factory, num_envs, seed=seed)
+    env = toy.ToyBatchedEnv(core, seed=seed)
+  else:
+    env = batched.LoopBatchedEnv(factory, num_envs, seed=seed)
+  env.pad_truncations = bool(pad_truncations)
+  return env

@@ -49,12 +49,16 @@ class ToyCore(abc.ABC):
     """Starts a new episode in the copies where bool `mask [K]` is True."""
     self._reset(np.asarray(mask, bool))
 
-  def step(self,
-           actions: npt.ArrayLike) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Advances every copy one step.
+  def step(self, actions: npt.ArrayLike,
+           active: Optional[np.ndarray] = None
+           ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Advances every copy (or the `active` ones) one step.
 
     Args:
       actions: int `[K]` in [0, num_actions).
+      active: optional bool `[K]`; copies where it is False keep their
+        state, random stream and lifetime clock, and report reward 0, not
+        terminated, not truncated (a held copy, see `batched`).
 
     Returns:
       (reward float32 `[K]`, terminated bool `[K]`, truncated bool `[K]`).
@@ -63,9 +67,25 @@ class ToyCore(abc.ABC):
       ValueError: if `actions` has the wrong shape or an out-of-range entry.
     """
     actions = self.check_actions(actions)
+    if active is None or active.all():
+      reward, terminated, truncated = self._step(actions)
+      self.total_steps += 1
+      return reward.astype(np.float32), terminated, truncated
+    # The domains step all K copies at once, so the inactive ones are
+    # stepped too and then put back: every per-copy array (leading
+    # dimension K), of the core and of its random streams, is restored.
+    saved = [(owner, name, value.copy())
+             for owner in (self, self.rng)
+             for name, value in vars(owner).items()
+             if isinstance(value, np.ndarray)
+             and value.shape[:1] == (self.num_envs,)]
     reward, terminated, truncated = self._step(actions)
-    self.total_steps += 1
-    return reward.astype(np.float32), terminated, truncated
+    held = ~active
+    for owner, name, value in saved:
+      getattr(owner, name)[held] = value[held]
+    self.total_steps += active
+    return (np.where(active, reward, 0).astype(np.float32),
+            terminated & active, truncated & active)
 
   def check_actions(self, actions: npt.ArrayLike) -> np.ndarray:
     actions = np.asarray(actions)
@@ -176,6 +196,7 @@ class ToyBatchedEnv(batched.BatchedEnv):
     self.action_space = gymnasium.spaces.Discrete(core.num_actions)
     self._tracker = batched.EpisodeTracker(self.num_envs)
     self._seeded = False
+    self._held = np.zeros(self.num_envs, bool)
 
   def reset(self, seed: Optional[int] = None) -> np.ndarray:
     if seed is not None or not self._seeded:
@@ -185,15 +206,22 @@ class ToyBatchedEnv(batched.BatchedEnv):
       self._seeded = True
     self.core.reset(np.ones(self.num_envs, bool))
     self._tracker.clear()
+    self._held[:] = False
     return self.core.observe()
 
   def step(self, actions: npt.ArrayLike) -> batched.BatchStep:
     if not self._seeded:
       raise RuntimeError("BatchedEnv.step called before reset().")
-    reward, terminated, truncated = self.core.step(actions)
+    padding = self._held
+    reward, terminated, truncated = self.core.step(
+        actions, None if not padding.any() else ~padding)
     done = terminated | truncated
-    episode_return, episode_length = self._tracker.update(reward, done)
-    if done.any():
-      self.core.reset(done)
+    episode_return, episode_length = self._tracker.update(reward, done,
+                                                          padding)
+    self._held = self._held_after(terminated, truncated)
+    starts = padding | (done & ~self._held)
+    if starts.any():
+      self.core.reset(starts)
     return batched.BatchStep(self.core.observe(), reward, terminated,
-                             truncated, episode_return, episode_length)
+                             truncated, episode_return, episode_length,
+                             padding)

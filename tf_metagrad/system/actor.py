@@ -5,10 +5,26 @@ The same class runs in a trainer thread, in a local actor process and on a
 remote machine (`trainers.actor`); it only needs the Reverb address, the
 environment name and the network architecture (agent + config overrides).
 
+Time limits bootstrap (Pardo et al. 2018, "Time limits in reinforcement
+learning"), written the dm_env way: when a time limit truncates copy k at
+step t, step t is a normal transition (discount 1, not terminal) whose next
+observation is the final one, x_final; the environment then holds copy k
+(`BatchedEnv.pad_truncations`), and step t+1 of copy k is a padding step
+from x_final to the next episode's first observation: no environment step,
+the sampled action replaced by 0, reward 0, discount 0, behaviour log-prob
+0 and `mask` 0 (`types.Trajectory.mask`). The learner gives it zero
+importance weight, so targets before it bootstrap from V(x_final), and
+leaves it out of the losses. The policy still runs on x_final with the
+other copies (one batched call), as the learner's unroll does, and its
+sample there is discarded. A padding step counts as a frame in
+`env_steps`: one per episode, small next to the time limits it marks
+(1000 DM Control steps, 27k Atari agent steps). Terminations are written as
+before: discount 0 into the next episode's first observation, no padding.
+
 A recurrent policy's state is kept per environment copy, zeroed where an
-episode starts (after a termination or a truncation, the steps written with
-discount 0), and each item carries the state before its first observation as
-`core_state`, from which the learner re-runs the core.
+episode starts (the steps written with discount 0: a termination or a
+padding step), and each item carries the state before its first
+observation as `core_state`, from which the learner re-runs the core.
 """
 
 import threading
@@ -61,7 +77,7 @@ class Actor:
       raise ValueError(f"num_envs must be >= 1, got {num_envs}.")
     self._client = client
     self._env = envs.make_batched(env_name, num_envs, seed=seed,
-                                  **(env_kwargs or {}))
+                                  pad_truncations=True, **(env_kwargs or {}))
     self._network = network
     self._policy = actor_lib.Policy(network)
     obs_spec = self._env.observation_spec
@@ -119,6 +135,7 @@ class Actor:
     rewards = np.empty((t, k), np.float32)
     discounts = np.empty((t, k), np.float32)
     log_probs = np.empty((t, k), np.float32)
+    masks = np.empty((t, k), np.float32)
     ep_returns = np.full((t, k), np.nan, np.float32)
     ep_lengths = np.zeros((t, k), np.int32)
     actions = None
@@ -133,12 +150,15 @@ class Actor:
         actions = np.empty((t,) + action.shape,
                            np.int32 if self._discrete else np.float32)
       result = self._env.step(action)
-      actions[step] = action
-      log_probs[step] = log_prob.numpy()
+      padding = result.padding
+      actions[step] = np.where(
+          padding.reshape((k,) + (1,) * (action.ndim - 1)), 0, action)
+      log_probs[step] = np.where(padding, 0, log_prob.numpy())
       rewards[step] = result.reward
-      # Truncation (time limit) also cuts the bootstrap: the next observation
-      # is the reset one, so the value of the truncated state is not at hand.
-      discounts[step] = ~(result.terminated | result.truncated)
+      # A truncated step is not terminal (discount 1, x_final follows); the
+      # padding step after it ends the episode (see the module docstring).
+      discounts[step] = ~(result.terminated | padding)
+      masks[step] = ~padding
       ep_returns[step] = result.episode_return
       ep_lengths[step] = result.episode_length
       obs[step + 1] = result.observation
@@ -147,7 +167,7 @@ class Actor:
     self._state = state
     self.stats.env_steps += t
     return (obs, actions, rewards, discounts, log_probs, ep_returns,
-            ep_lengths), start_state
+            ep_lengths, masks), start_state
 
   @staticmethod
   def _reset_where(state, new_episode: np.ndarray):

@@ -14,6 +14,12 @@ every column); per copy that was about 11 us per frame on Catch, more than
 the policy itself, so writing was the actors' largest cost
 (`benchmarks.throughput`).
 
+A time limit is not a terminal state (Pardo et al. 2018, "Time limits in
+reinforcement learning"): where one cut an episode, the item keeps the final
+observation x_final as the observation of an extra padding step, marked by
+`mask` 0 (see `types.Trajectory.mask` and `system.actor`), so the learner
+bootstraps from V(x_final).
+
 Two extra columns carry episode statistics to the learner with the data, so
 remote actors need no side channel: `episode_return[t]` is the raw return of
 an episode that ended at step t (NaN elsewhere) and `episode_length[t]` its
@@ -77,6 +83,7 @@ def item_spec(observation_spec: tf.TensorSpec,
       "reward": tf.TensorSpec([None, t], tf.float32),
       "discount": tf.TensorSpec([None, t], tf.float32),
       "behaviour_log_prob": tf.TensorSpec([None, t], tf.float32),
+      "mask": tf.TensorSpec([None, t], tf.float32),
       "episode_return": tf.TensorSpec([None, t], tf.float32),
       "episode_length": tf.TensorSpec([None, t], tf.int32),
   }
@@ -104,7 +111,8 @@ def to_trajectory(batch: Dict[str, tf.Tensor]
       discount=time_major(batch["discount"]),
       behaviour_log_prob=time_major(batch["behaviour_log_prob"]),
       core_state=tuple(batch[_core_key(i)] for i in range(
-          sum(k.startswith(_CORE_PREFIX) for k in batch))))
+          sum(k.startswith(_CORE_PREFIX) for k in batch))),
+      mask=time_major(batch["mask"]))
   stats = {k: time_major(batch[k]) for k in EPISODE_COLUMNS}
   return trajectory, stats
 
@@ -112,12 +120,12 @@ def to_trajectory(batch: Dict[str, tf.Tensor]
 def numpy_item(observations: np.ndarray, actions: np.ndarray,
                rewards: np.ndarray, discounts: np.ndarray,
                log_probs: np.ndarray, episode_returns: np.ndarray,
-               episode_lengths: np.ndarray,
+               episode_lengths: np.ndarray, masks: np.ndarray,
                core_state: Tuple[np.ndarray, ...] = ()
                ) -> Dict[str, np.ndarray]:
   """The item of time-major actor buffers `[T(+1), K, ...]` (numpy, made
-  batch-major); `core_state` is the batched state `[K, ...]` before
-  observation 0."""
+  batch-major); `masks` is 0 at padding steps; `core_state` is the batched
+  state `[K, ...]` before observation 0."""
 
   def batch_major(x):
     return np.ascontiguousarray(np.swapaxes(x, 0, 1))
@@ -128,6 +136,7 @@ def numpy_item(observations: np.ndarray, actions: np.ndarray,
       "reward": batch_major(rewards),
       "discount": batch_major(discounts),
       "behaviour_log_prob": batch_major(log_probs),
+      "mask": batch_major(masks),
       "episode_return": batch_major(episode_returns),
       "episode_length": batch_major(episode_lengths),
   }

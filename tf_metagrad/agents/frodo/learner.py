@@ -19,6 +19,13 @@ With `distributional=True` the meta-network outputs N quantile targets, the
 value loss is the quantile Huber loss and the advantage averages the
 quantiles (seed 002's composition, applied to FRODO).
 
+Time limits (Pardo et al. 2018): at a padding step (`Trajectory.mask` 0, the
+final observation x_final of a truncated episode, discount 0) the
+meta-network sees reward 0 and discount 0 like a termination, and its target
+there is left out of every inner loss term; the step before it (discount 1)
+gets sg V(x_final) as its next value, so G_eta can bootstrap from it. The
+outer and pseudo-label losses mask padding steps as `losses` does.
+
 The pseudo-label weight b1 is optionally normalised (seed 001 section 5):
 "outer" divides it by |L_outer|, the paper's b1 / L_outer; "value" by the
 outer value loss only. Either normaliser is a stop-gradiented quantity.
@@ -30,6 +37,7 @@ import tensorflow as tf
 
 from tf_metagrad import types
 from tf_metagrad.agents import actor_critic
+from tf_metagrad.agents import losses
 from tf_metagrad.agents import networks as networks_lib
 from tf_metagrad.agents.frodo import config as frodo_config
 from tf_metagrad.agents.frodo import networks as frodo_networks
@@ -75,6 +83,7 @@ class FrodoLearner(actor_critic.ActorCriticLearner):
     length = unroll // pieces
     states = (self._segment_states(batch, length, pieces)
               if self.network.recurrent else [batch.core_state] * pieces)
+    mask = types.step_mask(batch)
     segments = []
     for k in range(pieces):
       start = k * length
@@ -85,7 +94,8 @@ class FrodoLearner(actor_critic.ActorCriticLearner):
           reward=batch.reward[start:start + length],
           discount=batch.discount[start:start + length],
           behaviour_log_prob=batch.behaviour_log_prob[start:start + length],
-          core_state=states[k]))
+          core_state=states[k],
+          mask=() if mask is None else mask[start:start + length]))
     inner = segments[:-1] if pieces > 2 else segments[0]
     return inner, segments[-1]
 
@@ -153,18 +163,26 @@ class FrodoLearner(actor_critic.ActorCriticLearner):
         tf.constant(1.0, self.dtype),
         tf.exp(tf.cast(ref_policy.log_prob(batch.action), self.dtype)
                - tf.cast(batch.behaviour_log_prob, self.dtype))))
+    masks = types.step_mask(batch)
+    if masks is not None:
+      masks = tf.cast(masks, self.dtype)
     if cfg.distributional:
       n = values.shape[-1]
-      value_loss = cfg.g_v * tf.reduce_sum(distributional.quantile_huber_loss(
+      per_step = distributional.quantile_huber_loss(
           tf.reshape(values[:-1], [-1, n]), tf.reshape(target, [-1, n]),
-          self._taus, kappa=cfg.kappa))
+          self._taus, kappa=cfg.kappa)
+      if masks is not None:
+        per_step *= tf.reshape(masks, [-1])
+      value_loss = cfg.g_v * tf.reduce_sum(per_step)
       advantage = tf.reduce_mean(target - ref_values[:-1], axis=-1)
     else:
-      value_loss = cfg.g_v * tf.reduce_sum(tf.square(target - values[:-1]))
+      value_loss = cfg.g_v * losses.masked_sum(
+          tf.square(target - values[:-1]), masks)
       advantage = target - ref_values[:-1]
-    policy_loss = -cfg.g_p * tf.reduce_sum(weights * log_pi * advantage)
-    entropy_loss = -cfg.g_e * tf.reduce_sum(
-        tf.cast(policy.regularizer(), self.dtype))
+    policy_loss = -cfg.g_p * losses.masked_sum(weights * log_pi * advantage,
+                                               masks)
+    entropy_loss = -cfg.g_e * losses.masked_sum(
+        tf.cast(policy.regularizer(), self.dtype), masks)
     loss = value_loss + policy_loss + entropy_loss
     return loss, {"value_loss": value_loss, "policy_loss": policy_loss,
                   "entropy_loss": entropy_loss,
