@@ -106,3 +106,41 @@ def test_bad_actions_are_rejected():
     batch.step(np.full(4, 4))
   with pytest.raises(ValueError, match="num_envs"):
     envs.make_batched("catch", 0)
+
+
+def test_held_copies_equal_single_copies_that_wait():
+  """pad_truncations: a copy cut by the horizon shows its final observation,
+  then waits one step (padding) while the others move on; each copy still
+  equals a lone copy (same random stream and lifetime clock) that simply
+  skips the padding steps. Terminations desynchronise the copies, so holds
+  of some copies happen while others step."""
+  seed, num_envs, num_steps = 7, 6, 120
+  kwargs = {"size": 3, "horizon": 5, "toggle_every": 11}
+  batch = envs.make_batched("two_colors", num_envs, seed=seed,
+                            pad_truncations=True, **kwargs)
+  singles = [envs.make("two_colors", seed=envs.derive_seed(seed, i),
+                       **kwargs) for i in range(num_envs)]
+  want = np.stack([env.reset()[0] for env in singles])
+  np.testing.assert_array_equal(batch.reset(), want)
+  actions = np.random.default_rng(1).integers(0, 4, (num_steps, num_envs))
+  held = np.zeros(num_envs, bool)
+  mixed = 0
+  for row in actions:
+    got = batch.step(row)
+    np.testing.assert_array_equal(got.padding, held)
+    mixed += int(held.any() and not held.all())
+    for i, env in enumerate(singles):
+      if held[i]:
+        want[i] = env.reset()[0]
+        assert got.reward[i] == 0 and got.episode_length[i] == 0
+        held[i] = False
+        continue
+      obs, reward, terminated, truncated, info = env.step(int(row[i]))
+      assert got.reward[i] == np.float32(reward)
+      assert got.terminated[i] == terminated
+      assert got.truncated[i] == truncated
+      held[i] = truncated and not terminated
+      want[i] = env.reset()[0] if terminated else obs
+      assert info["total_steps"] == batch.core.total_steps[i]
+    np.testing.assert_array_equal(got.observation, want)
+  assert mixed > 0

@@ -276,3 +276,31 @@ def test_trainer_runs_on_a_user_gym_env(tmp_path):
   done = re.search(r"training completed: env_steps=(\d+)", output)
   assert done and int(done.group(1)) >= 320, output[-3000:]
   assert re.search(r"final_eval_mean_return=-?\d", output), output[-3000:]
+
+
+def test_loop_batched_truncation_is_held_for_a_padding_step():
+  """With pad_truncations a copy cut by the time limit (20 steps) returns
+  its final observation, then one padding step into the next episode."""
+  batch = envs.make_batched(GYM, 2, seed=0, pad_truncations=True)
+  batch.reset()
+  # Copy 0 stays in cell 0; copy 1 moves to cell 2, then steps left and
+  # right, and is in cell 2 again at the limit.
+  moves = [1, 1] + [0, 1] * 9
+  for move in moves:
+    step = batch.step(np.array([0, move]))
+  np.testing.assert_array_equal(step.truncated, [True, True])
+  np.testing.assert_array_equal(step.padding, [False, False])
+  np.testing.assert_array_equal(step.episode_length, [20, 20])
+  # x_final, not the reset observation.
+  np.testing.assert_array_equal(step.observation.argmax(axis=1), [0, 2])
+  held = batch.step(np.ones(2, np.int64))
+  np.testing.assert_array_equal(held.padding, [True, True])
+  np.testing.assert_array_equal(held.reward, [0.0, 0.0])
+  assert not (held.terminated | held.truncated).any()
+  np.testing.assert_array_equal(held.observation.argmax(axis=1), [0, 0])
+  np.testing.assert_array_equal(held.episode_length, [0, 0])
+  # The padding step is no environment step: the new episode counts from
+  # the next one, which moves right.
+  moved = batch.step(np.ones(2, np.int64))
+  np.testing.assert_array_equal(moved.observation[:, 1], [1.0, 1.0])
+  assert not moved.padding.any()

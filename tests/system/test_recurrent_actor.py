@@ -8,15 +8,10 @@ behaviour log-probabilities exactly (up to float32 rounding).
 
 import numpy as np
 import pytest
-import reverb
 import tensorflow as tf
 
 from tf_metagrad import runs
-from tf_metagrad.system import actor as actor_lib
-from tf_metagrad.system import dataset as dataset_lib
-from tf_metagrad.system import items
-from tf_metagrad.system import server as server_lib
-from tf_metagrad.system import weights as weights_lib
+from tests.system import collection
 
 TINY = {"mlp_hidden_sizes": (16,), "head_hidden_sizes": (16,)}
 UNROLL, ENVS = 6, 4
@@ -25,28 +20,7 @@ UNROLL, ENVS = 6, 4
 def _collect(config_overrides, unrolls=3):
   spec = runs.RunSpec(agent="stac", env="catch",
                       config_overrides=dict(TINY, **config_overrides), seed=1)
-  learner = runs.build_learner(spec)
-  network = learner.network
-  env = runs.make_env(spec)
-  item_spec = items.item_spec(env.observation_spec, env.action_space, UNROLL,
-                              core_state_spec=network.core_state_spec())
-  env.close()
-  server = server_lib.start_server(server_lib.make_tables(
-      item_spec, server_lib.weights_signature(network.variables), 4))
-  try:
-    client = reverb.Client(server_lib.local_address(server.port))
-    weights_lib.publish(client, network.variables, 0)
-    actor_network = runs.build_learner(spec).network
-    actor = actor_lib.Actor(client, "catch", actor_network, num_envs=ENVS,
-                            unroll_length=UNROLL, seed=5)
-    actor.run(max_unrolls=unrolls)
-    actor.close()
-    dataset = dataset_lib.make_dataset(
-        server_lib.local_address(server.port), item_spec, ENVS, 10_000)
-    batches = [b for b, _ in dataset.take(unrolls)]
-  finally:
-    server.stop()
-  return learner, batches
+  return collection.collect(spec, ENVS, UNROLL, unrolls, seed=5)
 
 
 def test_learner_reproduces_the_recurrent_actors_log_probs():
