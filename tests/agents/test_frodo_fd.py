@@ -15,19 +15,23 @@ TINY = dict(dtype="float64", mlp_hidden_sizes=(6,), head_hidden_sizes=(6,),
 @pytest.mark.parametrize("num_inner_steps,overrides", [
     (1, {}),
     (3, {}),
-    (3, {"pseudo_label_weight": 0.5, "pseudo_label_normalize": "value"}),
+    (3, {"pseudo_label_weight": 0.5, "pseudo_label_normalize": "value",
+         "padding": True}),
     (2, {"distributional": True, "num_quantiles": 3, "use_observation": True}),
 ])
 def test_frodo_metagradient_matches_finite_differences(num_inner_steps,
                                                       overrides, fd_seed):
+  # "padding": every batch holds a time-limit padding step (issue #17).
+  overrides = dict(overrides)
+  padding = overrides.pop("padding", False)
   rng = np.random.default_rng(fd.shaken(num_inner_steps, fd_seed))
   spec, space = helpers.spaces()
   learner = agents.make_learner("frodo", spec, space,
                                 num_inner_steps=num_inner_steps, **TINY,
                                 **overrides)
-  inner = [helpers.random_trajectory(rng, 4, 3)
+  inner = [helpers.random_trajectory(rng, 4, 3, padding=padding)
            for _ in range(num_inner_steps)]
-  outer = helpers.random_trajectory(rng, 4, 3)
+  outer = helpers.random_trajectory(rng, 4, 3, padding=padding)
   # Random directions cover every weight at once; two entries of each tensor
   # (LSTM kernels and bias, linear kernel and bias) make sure none is mixed
   # up with another.

@@ -23,7 +23,7 @@ def _spread_logits(learner):
     ("mgrl", {}, 2),
     ("mgrl", {"gamma_embedding": True, "gamma_embedding_size": 3}, 2),
     ("stac", {}, 6),
-    ("stac", {"separate_alphas": True}, 7),
+    ("stac", {"separate_alphas": True, "padding": True}, 7),
     ("stac", {"head_hidden_sizes": ()}, 6),
     ("stacx", {"num_heads": 2}, 12),
     ("stac", {"distributional": True, "num_quantiles": 3}, 6),
@@ -31,19 +31,22 @@ def _spread_logits(learner):
      12),
     ("drmg", {"num_quantiles": 3}, 3 * 3 + 3),
     ("drmg", {"num_quantiles": 3, "scalar_eta": True}, 6),
-    ("drmg", {"num_quantiles": 3, "n_step": 3}, 3 + 3 + 2),
+    ("drmg", {"num_quantiles": 3, "n_step": 3, "padding": True}, 3 + 3 + 2),
     ("drmg", {"num_quantiles": 3, "variant": "eta1"}, 3 + 2),
     ("drmg", {"num_quantiles": 3, "distributional_advantage": "vtrace",
               "outer_batch": "split"}, 12),
 ])
 def test_metagradient_matches_finite_differences(agent, overrides, expected,
                                                 fd_seed):
+  # "padding": both batches hold a time-limit padding step (issue #17).
+  overrides = dict(overrides)
+  padding = overrides.pop("padding", False)
   rng = np.random.default_rng(fd.shaken(0, fd_seed))
   spec, space = helpers.spaces()
   learner = agents.make_learner(agent, spec, space, **dict(TINY, **overrides))
   _spread_logits(learner)
-  inner = helpers.random_trajectory(rng, 4, 3)
-  outer = helpers.random_trajectory(rng, 4, 3)
+  inner = helpers.random_trajectory(rng, 4, 3, padding=padding)
+  outer = helpers.random_trajectory(rng, 4, 3, padding=padding)
   report = helpers.fd_check(learner, inner, outer, rng)
   assert len(report.labels) == expected
 
