@@ -70,7 +70,7 @@ def test_kill_9_stops_the_other_worker_and_a_restart_resumes(tmp_path):
       str(logdir)))
   assert checkpointed >= _env_steps(saved[0])
 
-  total = checkpointed + 16 * 40
+  total = checkpointed + 16 * 8
   ports = [portpicker.pick_unused_port() for _ in range(2)]
   workers = [_start(i, ports, logdir, total) for i in range(2)]
   outputs = [procs.finish(w, [], timeout=240) for w in workers]

@@ -1,8 +1,10 @@
 """The trainer with several learner steps per call: with XLA per replica,
 and under MirroredStrategy on two logical CPUs (smoke, tiny settings).
 
-Each run is stopped by SIGTERM after its first progress line, resumed to a
-fixed length, and its exported policy is played.
+The XLA run is killed with kill -9 once it has saved two checkpoints (no
+chance to clean up: every checkpoint the index names must still restore),
+the Mirrored run is stopped by SIGTERM after its first progress line; both
+are resumed to a fixed length, and their exported policies are played.
 """
 
 import os
@@ -11,7 +13,9 @@ import signal
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from tf_metagrad import runs as runs_lib
 from tf_metagrad.export import evaluate
 from tests.trainers import procs
 
@@ -29,6 +33,18 @@ CONFIGS = {
     "xla": ["--config=jit_compile=true"],
     "mirrored": ["--strategy=mirrored", "--logical_cpus=2"],
 }
+# How each first session ends, and the flags it runs with until then.
+KILL_9 = {"xla": True, "mirrored": False}
+FIRST_FLAGS = {"xla": ["--checkpoint_every_secs=0", "--native_logs=all"],
+               "mirrored": []}
+
+
+def _stop_when(name, saved):
+  """The line after which the first session of `name` is stopped."""
+  if KILL_9[name]:
+    return lambda l: (l.startswith("saved checkpoint") and
+                      saved.append(l) is None and len(saved) >= 2)
+  return lambda l: l.startswith("env_steps=")
 
 
 def _common(logdir, flags):
@@ -38,7 +54,8 @@ def _common(logdir, flags):
 
 @pytest.fixture(name="runs", scope="module")
 def runs_fixture(tmp_path_factory):
-  """name -> (logdir, output of the SIGTERM'd session, of the resumed one).
+  """name -> (logdir, output of the stopped session, of the resumed one,
+  checkpoint lines the first session printed).
 
   The two configurations run side by side: each session spends most of its
   time tracing and compiling on one core.
@@ -46,30 +63,40 @@ def runs_fixture(tmp_path_factory):
   logdirs = {name: str(tmp_path_factory.mktemp(name) / "run")
              for name in CONFIGS}
   first = {name: procs.start("trainers.train", _common(
-      logdirs[name], flags) + ["--total_env_steps=100000000"])
+      logdirs[name], flags) + FIRST_FLAGS[name] + [
+          "--total_env_steps=100000000"])
            for name, flags in CONFIGS.items()}
   stopped, outputs, second = {}, {}, {}
+  saved = {name: [] for name in CONFIGS}
   try:
     for name, proc in first.items():
       lines = []
-      procs.read_until(proc, lambda l: l.startswith("env_steps="), lines)
-      proc.send_signal(signal.SIGTERM)
+      procs.read_until(proc, _stop_when(name, saved[name]), lines)
+      if KILL_9[name]:
+        proc.kill()  # SIGKILL: no chance to checkpoint or clean up.
+      else:
+        proc.send_signal(signal.SIGTERM)
       outputs[name] = lines
     for name, proc in first.items():
       outputs[name] = procs.finish(proc, outputs[name], timeout=300)
-      assert proc.returncode == 0, outputs[name][-3000:]
-      stopped[name] = _counters("training stopped by SIGTERM: ",
-                                outputs[name])
+      if KILL_9[name]:
+        assert proc.returncode == -signal.SIGKILL
+        stopped[name] = runs_lib.checkpoint_env_steps(
+            runs_lib.latest_checkpoint(logdirs[name]))
+      else:
+        assert proc.returncode == 0, outputs[name][-3000:]
+        stopped[name] = _counters("training stopped by SIGTERM: ",
+                                  outputs[name])[0]
     # Six more steps: a call of 4, then one cut to 2 at the run's length.
     for name, flags in CONFIGS.items():
       second[name] = procs.start("trainers.train", _common(
           logdirs[name], flags) + [
-              f"--total_env_steps={stopped[name][0] + 6 * FRAMES}"])
+              f"--total_env_steps={stopped[name] + 6 * FRAMES}"])
     results = {}
     for name, proc in second.items():
       output = procs.finish(proc, [], timeout=300)
       assert proc.returncode == 0, output[-3000:]
-      results[name] = (logdirs[name], outputs[name], output)
+      results[name] = (logdirs[name], outputs[name], output, saved[name])
   finally:
     for proc in list(first.values()) + list(second.values()):
       if proc.poll() is None:
@@ -80,17 +107,22 @@ def runs_fixture(tmp_path_factory):
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_stops_resumes_and_exports_a_policy_that_plays(runs, name):
-  logdir, output, resumed = runs[name]
-  assert "training stopped by SIGTERM" in output
+  logdir, output, resumed, saved = runs[name]
   progress = [tuple(int(x) for x in re.match(
       r"env_steps=(\d+) .* learner_steps=(\d+)", l).groups())
               for l in output.splitlines() if l.startswith("env_steps=")]
   # Every call made 4 steps, and the host's counters are the graph's.
   assert progress and all(s % STEPS_PER_CALL == 0 and e == s * FRAMES
                           for e, s in progress), progress
-  stopped = _counters("training stopped by SIGTERM: ", output)
+  if KILL_9[name]:
+    stopped = _counters(r"resumed from \S+: ", resumed)
+    # At least the last checkpoint announced before the kill.
+    assert stopped[0] >= _counters("saved checkpoint.*", saved[-1])[0] > 0
+  else:
+    assert "training stopped by SIGTERM" in output
+    stopped = _counters("training stopped by SIGTERM: ", output)
+    assert _counters(r"resumed from \S+: ", resumed) == stopped
   assert stopped[0] > 0 and stopped[0] == stopped[1] * FRAMES, stopped
-  assert _counters(r"resumed from \S+: ", resumed) == stopped
   assert _counters("training completed: ", resumed) == (
       stopped[0] + 6 * FRAMES, stopped[1] + 6)
   assert "final_eval_mean_return=" in resumed
@@ -102,6 +134,22 @@ def test_stops_resumes_and_exports_a_policy_that_plays(runs, name):
   returns = evaluate.evaluate(path, episodes=2, seed=5)
   # Catch pays +1 or -1 once per episode.
   assert returns.shape == (2,) and np.all(np.abs(returns) == 1.0), returns
+
+
+def test_kill_9_leaves_every_indexed_checkpoint_restorable(runs):
+  logdir, output, resumed, _ = runs["xla"]
+  # --native_logs=all shows Reverb's start-up lines; the default drops them
+  # (see test_native_logs.py).
+  assert "Started replay server on port" in output, output[-3000:]
+  assert "[reverb/cc/" not in resumed, resumed[-3000:]
+  state = tf.train.get_checkpoint_state(os.path.join(logdir, "checkpoints"))
+  assert state and len(state.all_model_checkpoint_paths) >= 2
+  spec = runs_lib.load_spec(logdir)
+  for path in state.all_model_checkpoint_paths:
+    counter = tf.Variable(-1, dtype=tf.int64)
+    runs_lib.restore(runs_lib.make_checkpoint(
+        runs_lib.build_learner(spec), env_steps=counter), path)
+    assert int(counter.numpy()) > 0
 
 
 @pytest.mark.parametrize("flags,message", [

@@ -230,7 +230,8 @@ class PolicyModule(tf.Module):
 
     observation_spec = tf.TensorSpec((None,) + shape, dtype, "observation")
     seed_spec = tf.TensorSpec([2], tf.int64, "seed")
-    self.get_metadata = tf.function(get_metadata, input_signature=[])
+    self.get_metadata = tf.function(get_metadata, input_signature=[],
+                                    autograph=False)
     specs = state_specs(network)
     if specs:
       self._define_recurrent(policy, specs, checked, observation_spec,
@@ -249,15 +250,18 @@ class PolicyModule(tf.Module):
       return {}
 
     self.greedy_action = tf.function(greedy_action,
-                                     input_signature=[observation_spec])
+                                     input_signature=[observation_spec],
+                                     autograph=False)
     self.action = tf.function(action,
-                              input_signature=[observation_spec, seed_spec])
+                              input_signature=[observation_spec, seed_spec],
+                              autograph=False)
     self.get_initial_state = tf.function(
         get_initial_state,
-        input_signature=[tf.TensorSpec([], tf.int64, "batch_size")])
+        input_signature=[tf.TensorSpec([], tf.int64, "batch_size")],
+        autograph=False)
     self._greedy_signature = tf.function(
         lambda observation: {"action": self.greedy_action(observation)},
-        input_signature=[observation_spec])
+        input_signature=[observation_spec], autograph=False)
     self._action_signature = self.action
 
   def _define_recurrent(self, policy, specs, checked, observation_spec,
@@ -322,18 +326,22 @@ class PolicyModule(tf.Module):
 
     state_list = [specs[n] for n in names]
     self.greedy_action = tf.function(
-        greedy_action, input_signature=[observation_spec, specs])
+        greedy_action, input_signature=[observation_spec, specs],
+        autograph=False)
     self.action = tf.function(
         action, input_signature=[observation_spec, seed_spec,
-                                 specs])
+                                 specs], autograph=False)
     self.get_initial_state = tf.function(
         get_initial_state,
-        input_signature=[tf.TensorSpec([], tf.int64, "batch_size")])
+        input_signature=[tf.TensorSpec([], tf.int64, "batch_size")],
+        autograph=False)
     self._greedy_signature = tf.function(
-        greedy_signature, input_signature=[observation_spec] + state_list)
+        greedy_signature, input_signature=[observation_spec] + state_list,
+        autograph=False)
     self._action_signature = tf.function(
         action_signature,
-        input_signature=[observation_spec, seed_spec] + state_list)
+        input_signature=[observation_spec, seed_spec] + state_list,
+        autograph=False)
 
   def signature_functions(self) -> Dict[str, Any]:
     """The concrete functions to save as signatures, by signature name."""

@@ -82,7 +82,7 @@ class Publisher(threading.Thread):
     self._timeout_s = timeout_s
     # One dispatch copies every variable, instead of one per `v.numpy()`.
     self._snapshot = tf.function(
-        lambda: [tf.identity(v) for v in variables])
+        lambda: [tf.identity(v) for v in variables], autograph=False)
     self._min_interval_s = min_interval_s
     self._last_snapshot = -float("inf")
     self._cond = threading.Condition()

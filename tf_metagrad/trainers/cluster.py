@@ -109,7 +109,8 @@ class Cluster:
     self.num_workers = len(self.names)
     self._local_replicas = max(
         1, strategy.num_replicas_in_sync // self.num_workers)
-    self._sum_fn = tf.function(self._sum) if self.num_workers > 1 else None
+    self._sum_fn = (tf.function(self._sum, autograph=False)
+                    if self.num_workers > 1 else None)
 
   @property
   def name(self) -> str:

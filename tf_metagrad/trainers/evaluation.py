@@ -32,7 +32,7 @@ def evaluate(learner: Optional[agents_base.Learner], spec: runs.RunSpec,
       policy.state_spec())
   greedy = tf.function(policy.greedy_step, input_signature=[
       tf.TensorSpec([None] + obs_spec.shape.as_list(), obs_spec.dtype),
-      state_specs])
+      state_specs], autograph=False)
   returns = []
   try:
     for episode in range(episodes):
@@ -79,7 +79,8 @@ class PeriodicEvaluator(threading.Thread):
     self._every = every_env_steps
     self._episodes = episodes
     self._next = (start_env_steps // every_env_steps + 1) * every_env_steps
-    self._snapshot = tf.function(lambda: [tf.identity(v) for v in variables])
+    self._snapshot = tf.function(lambda: [tf.identity(v) for v in variables],
+                                 autograph=False)
     config = runs.agent_config(spec)
     env = runs.make_env(spec)
     try:
