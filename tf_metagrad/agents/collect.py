@@ -62,7 +62,8 @@ class TrajectoryCollector:
         policy.sample_step,
         input_signature=[
             tf.TensorSpec([None] + obs_spec.shape.as_list(), obs_spec.dtype),
-            state_spec, tf.TensorSpec([2], tf.int64)])
+            state_spec, tf.TensorSpec([2], tf.int64)],
+        autograph=False)
     self._observation = env.reset(seed=self._seed)
     self._state = tuple(np.asarray(s)
                         for s in policy.initial_state(env.num_envs))

@@ -88,7 +88,8 @@ class Actor:
         self._policy.sample_step,
         input_signature=[
             tf.TensorSpec([None] + obs_spec.shape.as_list(), obs_spec.dtype),
-            state_spec, tf.TensorSpec([2], tf.int64)])
+            state_spec, tf.TensorSpec([2], tf.int64)],
+        autograph=False)
     self._num_envs = num_envs
     self._unroll = unroll_length
     self._seed = seed
