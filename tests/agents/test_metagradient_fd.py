@@ -20,8 +20,8 @@ def _spread_logits(learner):
 
 
 @pytest.mark.parametrize("agent,overrides,expected", [
-    ("mgrl", {}, 2),
-    ("mgrl", {"gamma_embedding": True, "gamma_embedding_size": 3}, 2),
+    ("mgrl", {"gamma_embedding_size": 3}, 2),
+    ("mgrl", {"gamma_embedding": False}, 2),
     ("stac", {}, 6),
     ("stac", {"separate_alphas": True}, 7),
     ("stac", {"head_hidden_sizes": ()}, 6),
