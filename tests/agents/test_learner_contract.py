@@ -219,7 +219,10 @@ def test_step_from_iterator_is_step_on_the_next_element(agent):
                                   extra["episode_return"].numpy())
   for a, b in zip(direct.network.variables, drawn.network.variables):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
-  assert int(drawn.learner_steps.numpy()) == 2
+  # Two updates per batch for DrMG (seed 002 section 5.2's swapped halves).
+  steps = 2 * drawn.updates_per_batch
+  assert drawn.updates_per_batch == (2 if agent == "drmg" else 1)
+  assert int(drawn.learner_steps.numpy()) == steps
   # An exhausted iterator raises and changes nothing.
   before = _state(drawn)
   with pytest.raises(tf.errors.OutOfRangeError):
@@ -228,4 +231,4 @@ def test_step_from_iterator_is_step_on_the_next_element(agent):
   assert len(after) == len(before)
   for a, b in zip(before, after):
     np.testing.assert_array_equal(a, b)
-  assert int(drawn.learner_steps.numpy()) == 2
+  assert int(drawn.learner_steps.numpy()) == steps
