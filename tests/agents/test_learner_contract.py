@@ -132,6 +132,13 @@ def test_bad_names_and_values_are_clear_errors():
      r"meta_b1 must be in \[0, 1\), got -0.1"),
     ("frodo", {"outer_batch": "split"}, ValueError,
      r"outer_batch must be 'same', got 'split'"),
+    ("frodo", {"meta_direction": "reverse"}, ValueError,
+     r"meta_direction must be one of \('forward', 'backward'\), got "
+     r"'reverse'"),
+    ("frodo", {"use_observation": 1}, TypeError,
+     r"use_observation must be a bool, got 1 \(int\)"),
+    ("drmg", {"outer_batch": "halves"}, ValueError,
+     r"outer_batch must be 'same' or 'split', got 'halves'"),
     ("impala", {"mlp_hidden_sizes": 5}, TypeError,
      r"mlp_hidden_sizes must be a tuple of int values, got 5 \(int\)"),
     ("impala", {"mlp_hidden_sizes": (8, 2.5)}, TypeError,
