@@ -85,6 +85,9 @@ def test_drmg_default_swaps_the_halves_of_the_batch(fd_seed):
   for after_step, after_passes in zip(stepped.variables, manual.variables):
     np.testing.assert_allclose(after_step.numpy(), after_passes.numpy(),
                                rtol=0, atol=5e-12, err_msg=after_step.name)
+  with pytest.raises(ValueError, match="at least 2 trajectories .* got "
+                     "batch size 1"):
+    manual._passes(helpers.random_trajectory(rng, 4, 1))
 
 
 @pytest.mark.parametrize("agent,overrides,expected", [
