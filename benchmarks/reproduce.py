@@ -123,11 +123,12 @@ def _run(experiment: str, arm: str, agent: str, overrides: Dict,
   # before it became 256 for throughput; fewer copies keep the behaviour
   # policy fresher, which these small-budget comparisons care about.
   envs_per_actor = run_overrides.get("envs_per_actor", 64)
-  if preset.decay_learning_rate:
-    config["decay_steps"] = max(1, steps // (unroll * batch))
-  else:
+  if not preset.decay_learning_rate:
     config.pop("end_learning_rate", None)
   config.update(overrides)
+  if preset.decay_learning_rate:
+    config["decay_steps"] = presets.decay_steps(agent, config, steps,
+                                                unroll * batch)
   safe = "".join(c if c.isalnum() else "_" for c in arm)
   logdir = os.path.join(FLAGS.workdir, experiment, safe, f"seed{seed}")
   env_kwargs = {}

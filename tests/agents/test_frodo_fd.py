@@ -17,7 +17,9 @@ TINY = dict(dtype="float64", mlp_hidden_sizes=(6,), head_hidden_sizes=(6,),
     (3, {}),
     (3, {"pseudo_label_weight": 0.5, "pseudo_label_normalize": "value",
          "padding": True}),
-    (2, {"distributional": True, "num_quantiles": 3, "use_observation": True}),
+    # The former defaults: no observation input, the LSTM run backwards.
+    (2, {"distributional": True, "num_quantiles": 3,
+         "use_observation": False, "meta_direction": "backward"}),
 ])
 def test_frodo_metagradient_matches_finite_differences(num_inner_steps,
                                                       overrides, fd_seed):
@@ -45,16 +47,20 @@ def test_frodo_metagradient_matches_finite_differences(num_inner_steps,
 
 def test_frodo_metagradient_every_meta_weight_matches_finite_differences(
     fd_seed):
-  """Central differences in every entry of every meta-network tensor, M = 1."""
+  """Central differences in every entry of every meta-network tensor, M = 1,
+  the default meta-network (observation input, forward LSTM; a
+  2-dimensional observation keeps the input kernel small)."""
   rng = np.random.default_rng(fd.shaken(5, fd_seed))
-  spec, space = helpers.spaces()
+  spec, space = helpers.spaces(obs_shape=(2,))
   learner = agents.make_learner("frodo", spec, space, num_inner_steps=1,
                                 **TINY)
-  inner = helpers.random_trajectory(rng, 4, 3)
-  outer = helpers.random_trajectory(rng, 4, 3)
-  # LSTM kernels [3, 16], [4, 16] and bias [16]; linear [4, 1] and [1].
+  assert learner.config.use_observation
+  assert not learner.meta_network.reverse
+  inner, outer = (helpers.random_trajectory(rng, 4, 3, obs_shape=(2,))
+                  for _ in range(2))
+  # LSTM kernels [3 + 2, 16], [4, 16] and bias [16]; linear [4, 1] and [1].
   report = helpers.fd_check(learner, inner, outer, rng)
-  assert len(report.labels) == 133
+  assert len(report.labels) == 165
 
 
 def test_frodo_step_splits_unroll_into_consecutive_trajectories():

@@ -61,7 +61,10 @@ def test_frozen_metaparameters_keep_their_outer_values():
     ("full", {"gamma", "lambda_", "alpha", "g_v", "g_p", "g_e"}),
 ])
 def test_drmg_variants_meta_learn_exactly_their_sets(variant, keys):
-  learner = _make("drmg", variant=variant, num_quantiles=4)
+  # One update per step: the sets do not depend on the batch scheme, and
+  # the default's two updates would trace the step twice.
+  learner = _make("drmg", variant=variant, num_quantiles=4,
+                  outer_batch="same")
   assert set(learner.meta_params()) == keys
   before = {k: v.numpy() for k, v in learner.meta_params().items()}
   metrics = learner.step(_batch())
@@ -132,6 +135,13 @@ def test_bad_names_and_values_are_clear_errors():
      r"meta_b1 must be in \[0, 1\), got -0.1"),
     ("frodo", {"outer_batch": "split"}, ValueError,
      r"outer_batch must be 'same', got 'split'"),
+    ("frodo", {"meta_direction": "reverse"}, ValueError,
+     r"meta_direction must be one of \('forward', 'backward'\), got "
+     r"'reverse'"),
+    ("frodo", {"use_observation": 1}, TypeError,
+     r"use_observation must be a bool, got 1 \(int\)"),
+    ("drmg", {"outer_batch": "halves"}, ValueError,
+     r"outer_batch must be 'same' or 'split', got 'halves'"),
     ("impala", {"mlp_hidden_sizes": 5}, TypeError,
      r"mlp_hidden_sizes must be a tuple of int values, got 5 \(int\)"),
     ("impala", {"mlp_hidden_sizes": (8, 2.5)}, TypeError,
@@ -219,7 +229,10 @@ def test_step_from_iterator_is_step_on_the_next_element(agent):
                                   extra["episode_return"].numpy())
   for a, b in zip(direct.network.variables, drawn.network.variables):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
-  assert int(drawn.learner_steps.numpy()) == 2
+  # Two updates per batch for DrMG (seed 002 section 5.2's swapped halves).
+  steps = 2 * drawn.updates_per_batch
+  assert drawn.updates_per_batch == (2 if agent == "drmg" else 1)
+  assert int(drawn.learner_steps.numpy()) == steps
   # An exhausted iterator raises and changes nothing.
   before = _state(drawn)
   with pytest.raises(tf.errors.OutOfRangeError):
@@ -228,4 +241,4 @@ def test_step_from_iterator_is_step_on_the_next_element(agent):
   assert len(after) == len(before)
   for a, b in zip(before, after):
     np.testing.assert_array_equal(a, b)
-  assert int(drawn.learner_steps.numpy()) == 2
+  assert int(drawn.learner_steps.numpy()) == steps

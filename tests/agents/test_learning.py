@@ -8,7 +8,7 @@ from tests.agents import chain
 @pytest.mark.parametrize("agent,overrides,unroll", [
     ("impala", {}, 6),
     ("mgrl", {}, 6),
-    ("mgrl", {"gamma_embedding": True}, 6),
+    ("mgrl", {"gamma_embedding": False}, 6),
     ("stac", {}, 6),
     ("stacx", {"num_heads": 2}, 6),
     ("drmg", {"num_quantiles": 4}, 6),

@@ -41,7 +41,10 @@ CASES = {
     "stac": {},
     "stacx": {"num_heads": 2},
     "frodo": {"num_inner_steps": 5, "meta_units": 4},
-    "drmg": {"num_quantiles": 4},
+    # One update per step, the error model above: DrMG's default swapped
+    # halves chain two updates, whose composition the float64 test in
+    # test_metagradient_fd.py checks (the compiled function is the same).
+    "drmg": {"num_quantiles": 4, "outer_batch": "same"},
 }
 TINY = dict(mlp_hidden_sizes=(WIDTH,), head_hidden_sizes=(WIDTH,),
             dtype="float32", learning_rate=0.05, meta_learning_rate=0.01)
@@ -119,9 +122,17 @@ def test_xla_step_equals_the_plain_step(steps, agent):
     moved += 1
     assert error < RTOL, (name, error, scale)
   assert moved >= len(before) // 2, (moved, len(before))
-  for key in ("inner_loss", "grad_norm"):
-    np.testing.assert_allclose(m_xla[key], m_plain[key], rtol=RTOL,
-                               err_msg=key)
+  np.testing.assert_allclose(m_xla["grad_norm"], m_plain["grad_norm"],
+                             rtol=RTOL)
+  # The inner loss adds signed terms (policy, entropy) that can cancel, so
+  # its rounding scales with the sum of their magnitudes, not with the total
+  # (with FRODO's default meta-network the total here is about 1/50 of
+  # the terms' magnitudes).
+  terms = sum(abs(float(v)) for k, v in m_plain.items()
+              if "/" not in k and k.endswith(
+                  ("value_loss", "policy_loss", "entropy_loss")))
+  np.testing.assert_allclose(m_xla["inner_loss"], m_plain["inner_loss"],
+                             rtol=RTOL, atol=RTOL * terms)
   if agent != "impala":
     np.testing.assert_allclose(m_xla["meta_grad_norm"],
                                m_plain["meta_grad_norm"], rtol=RTOL)

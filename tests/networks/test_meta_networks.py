@@ -95,6 +95,7 @@ def test_meta_parameters_config_and_checkpoint(tmp_path):
 
 
 def np_frodo(net, rewards, discounts, next_values, embedding=None):
+  """The meta-network written out in numpy, in `net`'s direction."""
   features = np.stack([rewards, discounts, next_values], axis=-1)
   if embedding is not None:
     features = np.concatenate([features, embedding], axis=-1)
@@ -103,7 +104,7 @@ def np_frodo(net, rewards, discounts, next_values, embedding=None):
   zeros = np.zeros((batch, net.units))
   outputs, _, _ = helpers.np_lstm(
       features, zeros, zeros, cell.kernel.numpy(),
-      cell.recurrent_kernel.numpy(), cell.bias.numpy(), reverse=True)
+      cell.recurrent_kernel.numpy(), cell.bias.numpy(), reverse=net.reverse)
   return outputs @ net.linear.kernel.numpy() + net.linear.bias.numpy()
 
 
@@ -115,8 +116,10 @@ def _trajectory(seed=0, steps=5, batch=3):
           rng.normal(size=(steps, batch)))
 
 
-def test_frodo_target_matches_backward_lstm_reference():
-  net = networks.FrodoTargetNetwork(units=4, dtype='float64')
+@pytest.mark.parametrize('reverse', [False, True])
+def test_frodo_target_matches_lstm_reference(reverse):
+  net = networks.FrodoTargetNetwork(units=4, reverse=reverse,
+                                    dtype='float64')
   net.build([None, None])
   assert net.lstm.cell.kernel.shape == (3, 16)
   helpers.randomize(net)
@@ -124,13 +127,14 @@ def test_frodo_target_matches_backward_lstm_reference():
   got = net(rewards, discounts, next_values).numpy()
   expected = np_frodo(net, rewards, discounts, next_values)[..., 0]
   np.testing.assert_allclose(got, expected, rtol=1e-12)
-  # Backwards: the target at the last step depends only on the last inputs.
+  # Forward (the default, seed 001 section 5.2), the target at the first
+  # step depends only on the first inputs; backwards, the last on the last.
+  first, rest = (-1, slice(None, -1)) if reverse else (0, slice(1, None))
   moved = rewards.copy()
-  moved[:-1] += 1.0
-  np.testing.assert_array_equal(
-      net(moved, discounts, next_values).numpy()[-1], got[-1])
-  assert not np.allclose(net(moved, discounts, next_values).numpy()[0],
-                         got[0])
+  moved[rest] += 1.0
+  after = net(moved, discounts, next_values).numpy()
+  np.testing.assert_array_equal(after[first], got[first])
+  assert not np.allclose(after[-1 - first], got[-1 - first])
 
 
 def test_frodo_target_default_is_32_units():

@@ -115,7 +115,7 @@ _CASES = {
         dtype=DTYPE), _meta_parameters_case()),
     'FrodoTargetNetwork': (lambda: networks.FrodoTargetNetwork(
         units=3, output_size=2, use_observation_embedding=True,
-        embedding_size=2, dtype=DTYPE), _frodo_case()),
+        embedding_size=2, reverse=True, dtype=DTYPE), _frodo_case()),
     'GaussianQuantileHead': (lambda: agent_networks.GaussianQuantileHead(
         2, 3, (6,), dtype=DTYPE), _single_input((B, 5))),
     'AgentNetwork': (lambda: agent_networks.AgentNetwork(

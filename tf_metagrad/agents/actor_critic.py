@@ -208,7 +208,12 @@ class ActorCriticLearner(base.Learner):
       return batch, batch
     # "split": inner loss on the first half of the batch, outer on the rest.
     # Time-major fields carry the batch on axis 1, the core state on axis 0.
-    half = batch.reward.shape[1] // 2
+    size = batch.reward.shape[1]
+    if size is not None and size < 2:
+      raise ValueError(
+          f"outer_batch='split' needs a batch of at least 2 trajectories "
+          f"(one per half), got batch size {size}.")
+    half = size // 2
     mask = types.step_mask(batch)
     batch = batch._replace(mask=() if mask is None else mask)
     halves = []

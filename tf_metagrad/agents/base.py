@@ -15,6 +15,13 @@ One learner step is one `tf.function`, run through `strategy.run`:
 A non-finite loss or gradient anywhere skips both updates (every variable
 keeps its value) and increments `skipped_updates`.
 
+A batch may feed several such updates in turn (`updates_per_batch`, from the
+config; 2 for DrMG's swapped halves, seed 002 section 5.2): `_passes` gives
+one (inner batch, outer batch) pair per update, each update starts from the
+variables the previous one wrote and advances `learner_steps` by one, and
+the step returns the metrics of the last update, as `steps_from_iterator`
+does for its last step.
+
 XLA (`jit_compile=True`; "auto", the default, means on under TPUStrategy
 and off elsewhere, see `resolve_jit_compile`) compiles the replica function, the one given to
 `strategy.run` (all-reduces included), as TPUStrategy does: the batch comes
@@ -196,6 +203,7 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
                                        name="learner_steps")
       self.skipped_updates = tf.Variable(0, dtype=tf.int64, trainable=False,
                                          name="skipped_updates")
+    self.updates_per_batch = config.updates_per_batch()
     self.jit_compile = resolve_jit_compile(
         self.strategy, config.jit_compile,
         getattr(network, "torso_kind", "mlp"))
@@ -253,6 +261,11 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
   def _split(self, batch) -> Tuple[Any, Any]:
     """(inner batch or list of M batches, outer batch) of one learner step."""
     return batch, batch
+
+  def _passes(self, batch) -> List[Tuple[Any, Any]]:
+    """The `updates_per_batch` (inner, outer) pairs a batch feeds, in the
+    order their updates are made (default: the one pair of `_split`)."""
+    return [self._split(batch)]
 
   # ---------------------------------------------------------------- public
   def learning_rate(
@@ -461,7 +474,20 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
     return metrics, stacked
 
   def _replica_step(self, batch):
-    inner_batch, outer_batch = self._split(batch)
+    passes = self._passes(batch)
+    if len(passes) != self.updates_per_batch:
+      raise ValueError(
+          f"{type(self).__name__} made {len(passes)} (inner, outer) pairs of "
+          f"a batch, expected updates_per_batch={self.updates_per_batch}.")
+    for inner_batch, outer_batch in passes:
+      # Each update reads the variables the previous one assigned (the
+      # reads follow the assignments in program order inside tf.function).
+      metrics = self._update(inner_batch, outer_batch)
+    return metrics
+
+  def _update(self, inner_batch, outer_batch):
+    """One update of theta (and eta) from one (inner, outer) pair; assigns
+    the variables and counters and returns the metrics."""
     meta_vars = self._meta_variables()
     variables = list(self.network.trainable_variables)
     lr = self.learning_rate()

@@ -133,7 +133,10 @@ class AgentConfig:
   meta_epsilon: float = 1e-4
   meta_max_grad_norm: Optional[float] = None
   meta_init: float = 4.6
-  outer_batch: str = "same"  # "same" (STAC) or "split" (two halves).
+  # "same" (STAC) or "split": inner loss on the first half of the batch,
+  # outer on the second (DrMG's default, where the halves also swap roles
+  # in a second update; see `DrmgConfig`).
+  outer_batch: str = "same"
   # None: the (leaky) V-trace lambda-return; n: the n-step bootstrapped
   # return instead (a fixed n-step target; DrMG's "+n-step" ablation).
   n_step: Optional[int] = None
@@ -221,6 +224,11 @@ class AgentConfig:
            f"outer_batch must be 'same' or 'split', got {self.outer_batch!r}.")
     _check(self.num_quantiles >= 1,
            f"num_quantiles must be >= 1, got {self.num_quantiles}.")
+
+
+  def updates_per_batch(self) -> int:
+    """Learner updates one batch feeds (each advances `learner_steps`)."""
+    return 1
 
 
 def dtype_policy(config: AgentConfig) -> str:

@@ -147,11 +147,13 @@ class MetaParameters(params.ParamLayer):
 class FrodoTargetNetwork(params.ParamLayer):
   """The FRODO meta-network G_eta(tau) (Xu et al. 2020; seed 001 section 4.1).
 
-  An LSTM runs backwards in time over per-step inputs
-  [r_t, discount_t, v(x_{t+1})] (optionally concatenated with an observation
-  embedding), so the output at t can summarise the rest of the trajectory like
-  a return does; a linear layer maps each LSTM output to the target
-  G_eta(tau)_t. seed 001: 32 LSTM units and a 32 -> 1 linear layer.
+  An LSTM runs over per-step inputs [r_t, discount_t, v(x_{t+1})]
+  (optionally concatenated with an observation embedding), and a linear
+  layer maps each LSTM output to the target G_eta(tau)_t. seed 001: 32 LSTM
+  units and a 32 -> 1 linear layer. By default the LSTM runs forward in
+  time, as the unidirectional LSTM of seed 001's code (section 5.2) reads
+  its inputs in step order; `reverse=True` runs it backwards, so that the
+  output at t summarises steps t .. T-1 as a return does.
   The LSTM state is not reset where discount_t = 0: the discount is an
   input, so the network can learn to cut its summary at episode ends.
 
@@ -162,12 +164,14 @@ class FrodoTargetNetwork(params.ParamLayer):
     use_observation_embedding: whether `call` takes an `[T, B, E]` embedding.
     embedding_size: E, needed to build the weights before the first call
       (otherwise they are created on the first call, which sees E).
+    reverse: run the LSTM from t = T-1 down to 0 instead of forward.
     **kwargs: Keras layer arguments.
   """
 
   def __init__(self, units: int = 32, output_size: int = 1,
                use_observation_embedding: bool = False,
                embedding_size: Optional[int] = None,
+               reverse: bool = False,
                **kwargs: Any) -> None:
     super().__init__(**kwargs)
     self.units = int(units)
@@ -181,7 +185,8 @@ class FrodoTargetNetwork(params.ParamLayer):
     if self.embedding_size is not None and not self.use_observation_embedding:
       raise ValueError('embedding_size is only meaningful with '
                        'use_observation_embedding=True.')
-    self.lstm = primitives.StaticLSTM(self.units, reverse=True,
+    self.reverse = bool(reverse)
+    self.lstm = primitives.StaticLSTM(self.units, reverse=self.reverse,
                                       dtype=self.dtype_policy, name='lstm')
     self.linear = primitives.Linear(self.output_size, dtype=self.dtype_policy,
                                     name='linear')
@@ -257,5 +262,5 @@ class FrodoTargetNetwork(params.ParamLayer):
     config = super().get_config()
     config.update(units=self.units, output_size=self.output_size,
                   use_observation_embedding=self.use_observation_embedding,
-                  embedding_size=self.embedding_size)
+                  embedding_size=self.embedding_size, reverse=self.reverse)
     return config

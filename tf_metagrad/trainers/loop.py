@@ -345,7 +345,7 @@ def train(spec: runs.RunSpec, options: Options,
       last_data = time.monotonic()
       previous = counts["learner"]
       counts["env"] += num_steps * frames_per_step
-      counts["learner"] += num_steps
+      counts["learner"] += num_steps * learner.updates_per_batch
       # Publish when the call crossed a multiple of weights_every.
       if counts["learner"] // options.weights_every > (
           previous // options.weights_every):

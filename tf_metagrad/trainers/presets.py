@@ -39,6 +39,25 @@ PRESETS = {
 }
 
 
+def decay_steps(agent: str, config: Dict[str, Any], total_env_steps: int,
+                frames_per_batch: int) -> int:
+  """Learner updates in a run of `total_env_steps`: the length of the
+  learning-rate decay (STAC Table 3).
+
+  Args:
+    agent: the agent name.
+    config: the run's validated config overrides (they decide, e.g., DrMG's
+      two updates per batch, `AgentConfig.updates_per_batch`).
+    total_env_steps: the run's length in environment frames.
+    frames_per_batch: frames one learner batch holds (unroll x batch).
+  """
+  from tf_metagrad import agents  # pylint: disable=g-import-not-at-top
+  # decay_steps=1 only lets a config with an end_learning_rate validate.
+  updates = agents.make_config(
+      agent, **dict(config, decay_steps=1)).updates_per_batch()
+  return max(1, total_env_steps // frames_per_batch) * updates
+
+
 def family(env_name: str) -> str:
   """The preset family of an environment name."""
   if env_name.startswith("atari:"):

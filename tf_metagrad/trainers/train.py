@@ -161,7 +161,8 @@ def _options_and_spec():
   # --total_env_steps keeps the stored decay (runs.check_or_save_spec).
   derived = {}
   if preset.decay_learning_rate:
-    derived["decay_steps"] = max(1, FLAGS.total_env_steps // (unroll * batch))
+    # Any length validates the overrides; the run's is set once they are.
+    derived["decay_steps"] = 1
   else:
     config.pop("end_learning_rate", None)
   if FLAGS.learning_rate is not None:
@@ -170,6 +171,9 @@ def _options_and_spec():
     config["meta_learning_rate"] = FLAGS.meta_learning_rate
   config.update(flags_check.agent_config(FLAGS.agent, FLAGS.config,
                                          dict(config, **derived)))
+  if derived:
+    derived["decay_steps"] = presets.decay_steps(
+        FLAGS.agent, config, FLAGS.total_env_steps, unroll * batch)
   env_kwargs = flags_check.environment(FLAGS.env, FLAGS.env_kwargs,
                                        FLAGS.seed)
   spec = runs.RunSpec(agent=FLAGS.agent, env=FLAGS.env,

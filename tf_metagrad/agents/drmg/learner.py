@@ -22,3 +22,11 @@ class DrmgLearner(actor_critic.ActorCriticLearner):
     specs = [actor_critic.MetaSpec(name, tuple(shape))
              for name, shape in config.meta_shapes().items()]
     super().__init__(config, network, meta_specs=specs, strategy=strategy)
+
+  def _passes(self, batch):
+    """(A, B) then (B, A) with the swapped halves (seed 002 section 5.2)."""
+    first = self._split(batch)
+    if self.updates_per_batch == 1:
+      return [first]
+    inner, outer = first
+    return [(inner, outer), (outer, inner)]

@@ -1,5 +1,16 @@
 """FRODO hyperparameters (seed 001 sections 3-5; Xu et al. 2020).
 
+The meta-network follows seed 001 by default. Its inputs are the four that
+section 4.1 lists (observation x_t, reward, discount, and the agent's value
+of the next state) and that the code of section 5.2 stacks into a
+4-feature step input; here the observation enters flattened, so its size
+is the observation's. Its LSTM is unidirectional and reads the steps in
+increasing time order in that code, i.e. forward in time (`meta_direction=
+"forward"`). The previous defaults stay available: `use_observation=False`
+(reward, discount and next value only) and `meta_direction="backward"`
+(the LSTM runs from the last step to the first, so the target at t sees
+only steps t onwards, like a return).
+
 Choices where seed 001 is silent or ambiguous:
 - M = 5 inner trajectories and 1 held-out outer trajectory per learner step:
   seed 001 4.1.2 says a reward switch every 960 steps of 16-step
@@ -29,6 +40,7 @@ from typing import Union
 from tf_metagrad.agents import config as config_lib
 
 PSEUDO_LABEL_NORMALIZERS = ("none", "outer", "value")
+META_DIRECTIONS = ("forward", "backward")
 
 
 @dataclasses.dataclass
@@ -39,8 +51,12 @@ class FrodoConfig(config_lib.AgentConfig):
     num_inner_steps: M inner updates, each on its own trajectory.
     meta_units: LSTM size of the meta-network (seed 001: 32).
     use_observation: also feed the flattened observation x_t to the
-      meta-network (seed 001's agent fed the observation; large
-      observations such as Atari frames are not meant for this).
+      meta-network (default True: seed 001 section 4.1 and 5.2 feed it).
+      Every observation entry becomes an LSTM input, so large observations
+      such as Atari frames (84 x 84 x 4) want False.
+    meta_direction: "forward" (default, seed 001 section 5.2's LSTM over
+      the steps in time order) or "backward" (from the last step to the
+      first).
     pseudo_label_weight: b1 of seed 001 section 5 (0 = plain FRODO).
     pseudo_label_normalize: "none" (weight b1), "outer" (b1 / |L_outer|,
       seed 001 section 5) or "value" (b1 / L_value_outer); the normaliser is
@@ -51,7 +67,8 @@ class FrodoConfig(config_lib.AgentConfig):
 
   num_inner_steps: int = 5
   meta_units: int = 32
-  use_observation: bool = False
+  use_observation: bool = True
+  meta_direction: str = "forward"
   pseudo_label_weight: float = 0.0
   pseudo_label_normalize: Union[str, bool] = "none"
   g_kl: float = 0.0
@@ -65,6 +82,10 @@ class FrodoConfig(config_lib.AgentConfig):
       raise ValueError(
           f"pseudo_label_normalize must be one of {PSEUDO_LABEL_NORMALIZERS} "
           f"(or a bool), got {self.pseudo_label_normalize!r}.")
+    if self.meta_direction not in META_DIRECTIONS:
+      raise ValueError(
+          f"meta_direction must be one of {META_DIRECTIONS}, got "
+          f"{self.meta_direction!r}.")
     if self.outer_batch != "same":
       raise ValueError(
           "FRODO's outer trajectory is the last of the M+1 segments of the "

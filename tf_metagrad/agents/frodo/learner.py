@@ -7,8 +7,9 @@ place of the bootstrapped return):
          - g_p sum_t min(1, IS_t) log pi(a_t|x_t) (G_t - sg V(x_t))
          - g_e sum_t H_t,
 
-with G = G_eta(r, discount, sg V(x_{t+1})[, x_t]) from the LSTM run backwards
-over the trajectory. The truncated importance weight min(1, IS) corrects the
+with G = G_eta(x_t, r, discount, sg V(x_{t+1})) from the meta-network's LSTM
+run forward over the trajectory by default (seed 001 sections 4.1 and 5.2;
+`use_observation` and `meta_direction` select the inputs and direction). The truncated importance weight min(1, IS) corrects the
 small policy lag of the actors (seed 001 is on-policy, where it is 1). After M
 such updates on M trajectories, the outer loss is the canonical V-trace
 actor-critic loss at theta' on a held-out trajectory (plus, with the

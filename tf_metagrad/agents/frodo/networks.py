@@ -1,8 +1,9 @@
 """FRODO's networks: the actor-critic agent network and the meta-network.
 
 The agent network is the shared actor-critic one (`agents.networks`); the
-meta-network G_eta(tau) is the backward LSTM of seed 001 section 4.1
-(`networks.meta_networks.FrodoTargetNetwork`), sized from the config.
+meta-network G_eta(tau) is the LSTM of seed 001 sections 4.1 and 5.2
+(`networks.meta_networks.FrodoTargetNetwork`), sized, fed and run in the
+direction the config says.
 """
 
 from typing import Any, Dict
@@ -21,8 +22,9 @@ def make_meta_network(
   """The built meta-network G_eta for `config` and the agent `network`.
 
   Args:
-    config: a `FrodoConfig`; `meta_units` LSTM units, one output per step,
-      or `num_quantiles` outputs with a distributional value head.
+    config: a `FrodoConfig`; `meta_units` LSTM units run in
+      `meta_direction`, one output per step, or `num_quantiles` outputs
+      with a distributional value head.
     network: the agent network, whose observation size the meta-network
       reads when `config.use_observation`.
 
@@ -36,7 +38,8 @@ def make_meta_network(
       units=config.meta_units,
       output_size=config.num_quantiles if config.distributional else 1,
       use_observation_embedding=config.use_observation,
-      embedding_size=obs_size, dtype=config.dtype,
+      embedding_size=obs_size, reverse=config.meta_direction == "backward",
+      dtype=config.dtype,
       name="frodo_target_network")
   meta_network.build([None, None])
   return meta_network
