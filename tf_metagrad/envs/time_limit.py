@@ -4,12 +4,13 @@ Every step pays `reward` (1 by default), no state is terminal, and the episode
 is truncated after `horizon` (H) steps. The observation is a clock: the
 one-hot of (steps taken in the episode) mod H, float32 `[H]`, so the final
 observation of an episode shows the same clock as the first of the next
-(and its value is learned there). The `num_actions` actions do nothing. With discount gamma the value of every state is
-reward / (1 - gamma): the limit is not part of the task (Pardo et al. 2018,
-"Time limits in reinforcement learning"), so a learner that bootstraps
-across it learns that value at every position, while one that treats the
-limit as a terminal state learns reward (1 - gamma^(H - k)) / (1 - gamma) at
-position k, only `reward` at the last. It is the check that time limits
+(and its value is learned there). The `num_actions` actions do nothing.
+With discount gamma the value of every state is reward / (1 - gamma): the
+limit is not part of the task (Pardo et al. 2018, "Time limits in
+reinforcement learning"), so a learner that bootstraps across it learns
+that value at every position, while one that treats the limit as a
+terminal state learns reward (1 - gamma^(H - k)) / (1 - gamma) at position
+k, only `reward` at the last. It is the check that time limits
 bootstrap (`tests/agents/test_time_limits.py`).
 """
 

@@ -9,8 +9,9 @@ place of the bootstrapped return):
 
 with G = G_eta(x_t, r, discount, sg V(x_{t+1})) from the meta-network's LSTM
 run forward over the trajectory by default (seed 001 sections 4.1 and 5.2;
-`use_observation` and `meta_direction` select the inputs and direction). The truncated importance weight min(1, IS) corrects the
-small policy lag of the actors (seed 001 is on-policy, where it is 1). After M
+`use_observation` and `meta_direction` select the inputs and direction).
+The truncated importance weight min(1, IS) corrects the small policy lag of
+the actors (seed 001 is on-policy, where it is 1). After M
 such updates on M trajectories, the outer loss is the canonical V-trace
 actor-critic loss at theta' on a held-out trajectory (plus, with the
 extension, b1 times the fixed-target loss on the inner trajectories), and
