@@ -3,7 +3,14 @@
 - atari: STAC Table 3, Atari column (unroll 20, batch 32, learning rate
   6e-4 decayed linearly to 0, gamma 0.995, rewards clipped to [-1, 1]).
 - dmc: STAC Table 3, control column (unroll 40, batch 24, learning rate
-  1e-3 -> 1e-4, gamma 0.99, no reward clipping).
+  1e-3 -> 1e-4, gamma 0.99, no reward clipping) and Table 2's control
+  columns (features and pixels): an LSTM core of 256 after the torso, and
+  heads of one hidden layer of 256 (Table 2 "head hiddens 256"; section 9.3
+  calls each head "a two-layered MLP with 256 hidden units", which we read
+  as that hidden layer plus the output layer). Table 2 gives the same head
+  width for Atari; the atari preset still keeps the library's (256, 256).
+  The ResNet channels stay IMPALA's (16, 32, 32) (`agents.networks`):
+  Table 2's Atari column prints "(13, 32, 32)", which we take for a typo.
 - toy: the seeds' small domains (Catch, random walk, two colors): unroll 20,
   batch 32, constant learning rate 6e-4, gamma 0.99, 2x256 MLP. 256 copies
   per actor: one policy call then serves 256 frames, which on 2 cores
@@ -34,7 +41,8 @@ PRESETS = {
                     decay_learning_rate=True),
     "dmc": Preset(unroll_length=40, batch_size=24, envs_per_actor=4,
                   config=dict(gamma=0.99, learning_rate=1e-3,
-                              end_learning_rate=1e-4, reward_clip=None),
+                              end_learning_rate=1e-4, reward_clip=None,
+                              core_units=256, head_hidden_sizes=(256,)),
                   decay_learning_rate=True),
 }
 
