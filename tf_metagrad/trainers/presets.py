@@ -11,6 +11,9 @@
   width for Atari; the atari preset still keeps the library's (256, 256).
   The ResNet channels stay IMPALA's (16, 32, 32) (`agents.networks`):
   Table 2's Atari column prints "(13, 32, 32)", which we take for a typo.
+  Table 3's "overlap length" 30 (Atari: 0) is an unroll stride of 10: an
+  actor writes an item every 10 steps holding the last 40 (`system.actor`),
+  capped at the item unroll length when --unroll_length is shorter.
 - toy: the seeds' small domains (Catch, random walk, two colors): unroll 20,
   batch 32, constant learning rate 6e-4, gamma 0.99, 2x256 MLP. 256 copies
   per actor: one policy call then serves 256 frames, which on 2 cores
@@ -19,7 +22,7 @@
 """
 
 import dataclasses
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +32,8 @@ class Preset:
   envs_per_actor: int
   config: Dict[str, Any]
   decay_learning_rate: bool
+  # Steps between an actor's consecutive items; None: the unroll length.
+  unroll_stride: Optional[int] = None
 
 
 PRESETS = {
@@ -43,7 +48,7 @@ PRESETS = {
                   config=dict(gamma=0.99, learning_rate=1e-3,
                               end_learning_rate=1e-4, reward_clip=None,
                               core_units=256, head_hidden_sizes=(256,)),
-                  decay_learning_rate=True),
+                  decay_learning_rate=True, unroll_stride=10),
 }
 
 
