@@ -126,9 +126,14 @@ def _run(experiment: str, arm: str, agent: str, overrides: Dict,
   if not preset.decay_learning_rate:
     config.pop("end_learning_rate", None)
   config.update(overrides)
+  # The preset's overlapping items (dmc: a new item every 10 steps). Only
+  # dmc overlaps, and its arms (IMPALA, STAC) write items of `unroll` steps.
+  stride = run_overrides.get("unroll_stride", preset.unroll_stride)
+  if stride is not None and stride >= unroll:
+    stride = None
   if preset.decay_learning_rate:
-    config["decay_steps"] = presets.decay_steps(agent, config, steps,
-                                                unroll * batch)
+    config["decay_steps"] = presets.decay_steps(
+        agent, config, steps, (stride or unroll) * batch)
   safe = "".join(c if c.isalnum() else "_" for c in arm)
   logdir = os.path.join(FLAGS.workdir, experiment, safe, f"seed{seed}")
   env_kwargs = {}
@@ -141,8 +146,8 @@ def _run(experiment: str, arm: str, agent: str, overrides: Dict,
                       env_kwargs=env_kwargs, seed=seed)
   options = loop.Options(
       logdir=logdir, total_env_steps=steps, unroll_length=unroll,
-      batch_size=batch, num_actors=2, envs_per_actor=envs_per_actor,
-      eval_episodes=0, export=False, summary_every_s=2.0, log_every_s=30.0,
+      batch_size=batch, unroll_stride=stride, num_actors=2,
+      envs_per_actor=envs_per_actor, eval_episodes=0, export=False, summary_every_s=2.0, log_every_s=30.0,
       checkpoint_every_s=1e9)
   started = time.monotonic()
   summary = loop.train(spec, options, log=lambda m: None)

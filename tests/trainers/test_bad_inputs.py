@@ -33,6 +33,8 @@ _PARSE_CASES = [
     ("trainers.train", ["--batch_size=0"], "--batch_size=0: expected an "
      "integer >= 1"),
     ("trainers.train", ["--unroll_length=0"], "--unroll_length=0:"),
+    ("trainers.train", ["--unroll_stride=0"], "--unroll_stride=0: expected "
+     "an integer >= 1"),
     ("trainers.train", ["--envs_per_actor=0"], "--envs_per_actor=0:"),
     ("trainers.train", ["--envs_per_actor=-3"], "--envs_per_actor=-3:"),
     ("trainers.train", ["--num_actors=-1"], "--num_actors=-1: expected an "
@@ -87,6 +89,7 @@ _PARSE_CASES = [
     ("trainers.actor", [_ADDRESS, "--unroll_length=-1"],
      "--unroll_length=-1:"),
     ("trainers.actor", [_ADDRESS, "--refresh_every=0"], "--refresh_every=0:"),
+    ("trainers.actor", [_ADDRESS, "--unroll_stride=0"], "--unroll_stride=0:"),
     ("trainers.actor", [_ADDRESS, "--max_unrolls=0"], "--max_unrolls=0:"),
     ("trainers.actor", [_ADDRESS, "--seed=-4"], "--seed=-4:"),
     ("trainers.actor", [_ADDRESS, "--server_timeout_secs=0"],
@@ -101,6 +104,8 @@ _LIBRARY_CASES = {
         (["--agent=sarsa"], "--agent=sarsa: expected one of drmg, frodo, "
          "impala, mgrl, stac, stacx"),
         (["--config=gamma=2"], "--config=gamma=2: gamma must be in [0, 1]"),
+        (["--unroll_length=4", "--unroll_stride=5"], "--unroll_stride=5: "
+         "expected an integer in [1, 4] (the item unroll length)"),
         (["--config=gama=0.9"], "--config gama: unknown field"),
         (["--config=gamma"], "--config entries must look like name=value"),
         (["--config=learning_rate=-1"], "--config=learning_rate=-1: "

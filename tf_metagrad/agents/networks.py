@@ -1,7 +1,8 @@
 """The agent network: a torso chosen from the observation spec, and heads.
 
 Torso (STAC supplement Table 2): `[H, W, 4]` uint8 frames -> the IMPALA deep
-ResNet (Atari); `[H, W, 3]` uint8 pixels -> the DM Control conv torso; any
+ResNet (Atari) with IMPALA's channels (16, 32, 32) (Table 2 prints
+"(13, 32, 32)", taken for a typo); `[H, W, 3]` uint8 pixels -> the DM Control conv torso; any
 other observation is flattened and fed to a (256, 256) MLP (features, toy
 domains). Heads: one or more (STACX) policy/value heads; discrete actions get
 softmax logits, `Box` actions a tanh-squashed Gaussian; the value is a scalar

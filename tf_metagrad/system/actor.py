@@ -25,6 +25,18 @@ A recurrent policy's state is kept per environment copy, zeroed where an
 episode starts (the steps written with discount 0: a termination or a
 padding step), and each item carries the state before its first
 observation as `core_state`, from which the learner re-runs the core.
+
+Overlapping unrolls (STAC supplement Table 3, control: trajectory length 40,
+overlap length 30): with `unroll_stride` S < T, the first item of an actor
+holds T steps and every later one is written after S more steps and holds
+the last T, so consecutive items share T - S steps (observations, actions,
+rewards, discounts, masks, behaviour log-probs), and each item's
+`core_state` is the state before its own first step. The episode
+statistics columns are kept only on the S new steps (NaN and 0 on the
+shared ones), so an episode's return reaches the learner's statistics once.
+S == T is the unroll-by-unroll writing, item for item. `stats.env_steps`
+counts the frames the environments stepped: T for the first item, S for
+each later one.
 """
 
 import threading
@@ -61,6 +73,8 @@ class Actor:
     network: a built agent network (this actor's private copy).
     num_envs: K environment copies stepped together.
     unroll_length: T of each written item.
+    unroll_stride: S, the steps between consecutive items (1 <= S <= T;
+      None: T, items do not overlap). See the module docstring.
     seed: seeds the environments and the action sampling.
     env_kwargs: passed to `envs.make_batched`.
     refresh_every: unrolls between weight refreshes from the server.
@@ -72,9 +86,14 @@ class Actor:
                network: networks_lib.AgentNetwork,
                num_envs: int, unroll_length: int, seed: int,
                env_kwargs: Optional[Dict] = None, refresh_every: int = 1,
-               write_timeout_ms: int = 1000) -> None:
+               write_timeout_ms: int = 1000,
+               unroll_stride: Optional[int] = None) -> None:
     if num_envs < 1:
       raise ValueError(f"num_envs must be >= 1, got {num_envs}.")
+    stride = unroll_length if unroll_stride is None else unroll_stride
+    if not 1 <= stride <= unroll_length:
+      raise ValueError(f"unroll_stride must be in [1, unroll_length="
+                       f"{unroll_length}], got {unroll_stride}.")
     self._client = client
     self._env = envs.make_batched(env_name, num_envs, seed=seed,
                                   pad_truncations=True, **(env_kwargs or {}))
@@ -92,6 +111,9 @@ class Actor:
         autograph=False)
     self._num_envs = num_envs
     self._unroll = unroll_length
+    self._stride = stride
+    # The last item's buffers and per-step states, kept while items overlap.
+    self._window = None
     self._seed = seed
     self._refresh_every = max(1, refresh_every)
     self._timeout_ms = write_timeout_ms
@@ -129,22 +151,42 @@ class Actor:
     return True
 
   def _collect(self):
-    """One unroll of T steps of all K copies, as time-major numpy buffers."""
+    """The next item's T steps of all K copies, as time-major numpy buffers,
+    and the state before its first step: T new steps, or with overlapping
+    items (after the first) S new ones after the previous item's last
+    T - S."""
     k, t = self._num_envs, self._unroll
+    new = t if self._window is None else self._stride
+    keep = t - new
     obs = np.empty((t + 1, k) + self._observation.shape[1:],
                    self._observation.dtype)
     rewards = np.empty((t, k), np.float32)
     discounts = np.empty((t, k), np.float32)
     log_probs = np.empty((t, k), np.float32)
     masks = np.empty((t, k), np.float32)
+    # The shared steps' episodes were reported by the previous item.
     ep_returns = np.full((t, k), np.nan, np.float32)
     ep_lengths = np.zeros((t, k), np.int32)
     actions = None
-    obs[0] = self._observation
-    start_state = self._state
-    state = start_state
-    for step in range(t):
-      seed = tf.constant([self._seed, self.stats.env_steps + step], tf.int64)
+    # states[i]: the state before step i of this item.
+    states = []
+    if keep:
+      # Fresh arrays, not views: an item's buffers stay as written.
+      last = self._window
+      obs[:keep + 1] = last["obs"][new:]
+      for name, buffer in (("rewards", rewards), ("discounts", discounts),
+                           ("log_probs", log_probs), ("masks", masks)):
+        buffer[:keep] = last[name][new:]
+      actions = np.empty_like(last["actions"])
+      actions[:keep] = last["actions"][new:]
+      states = last["states"][new:]
+    else:
+      obs[0] = self._observation
+    state = self._state
+    for step in range(keep, t):
+      states.append(state)
+      seed = tf.constant(
+          [self._seed, self.stats.env_steps + step - keep], tf.int64)
       action, log_prob, state = self._sample(obs[step], state, seed)
       action = action.numpy()
       if actions is None:
@@ -166,9 +208,13 @@ class Actor:
       state = self._reset_where(state, discounts[step] == 0)
     self._observation = obs[-1]
     self._state = state
-    self.stats.env_steps += t
+    self.stats.env_steps += new
+    if self._stride < t:
+      self._window = dict(obs=obs, actions=actions, rewards=rewards,
+                          discounts=discounts, log_probs=log_probs,
+                          masks=masks, states=states)
     return (obs, actions, rewards, discounts, log_probs, ep_returns,
-            ep_lengths, masks), start_state
+            ep_lengths, masks), states[0]
 
   @staticmethod
   def _reset_where(state, new_episode: np.ndarray):

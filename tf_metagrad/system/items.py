@@ -23,7 +23,9 @@ bootstraps from V(x_final).
 Two extra columns carry episode statistics to the learner with the data, so
 remote actors need no side channel: `episode_return[t]` is the raw return of
 an episode that ended at step t (NaN elsewhere) and `episode_length[t]` its
-length (0 elsewhere).
+length (0 elsewhere). Items of an actor writing overlapping unrolls
+(`system.actor`, `unroll_stride`) carry them only on their new steps, so
+that each episode is reported once.
 
 A recurrent policy's state before observation 0 (`Trajectory.core_state`)
 travels as one column per tensor of the flattened state, `core_state_0`,

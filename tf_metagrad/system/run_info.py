@@ -34,7 +34,8 @@ _SAMPLE_TIMEOUT_S = 10.0
 # Fields an actor builds its environment, network and items from: a
 # restarted learner that differs in one of them needs another actor.
 _ACTOR_BUILT_FROM = ("agent", "env", "env_kwargs", "config_overrides",
-                     "derived_config", "unroll_length", "item_signature")
+                     "derived_config", "unroll_length", "unroll_stride",
+                     "item_signature")
 
 
 class RunInfoError(ValueError):
@@ -67,6 +68,8 @@ class RunInfo:
     derived_config: config values the trainer computed (`RunSpec`).
     seed: the run's seed, the base of an actor's default seed.
     unroll_length: T of the items (FRODO: M+1 times the learner's unroll).
+    unroll_stride: steps between an actor's consecutive items (T: no
+      overlap); the learner counts S new frames per item and copy.
     envs_per_actor: environment copies the trainer's own actors step.
     refresh_every: unrolls between the trainer's actors' weight refreshes.
     item_signature: column -> {"shape": [...], "dtype": name} of the queue's
@@ -82,6 +85,7 @@ class RunInfo:
   derived_config: Dict[str, Any]
   seed: int
   unroll_length: int
+  unroll_stride: int
   envs_per_actor: int
   refresh_every: int
   item_signature: Dict[str, Dict[str, Any]]
@@ -151,7 +155,8 @@ class RunInfo:
                 env: Optional[str] = None,
                 config: Optional[Dict[str, Any]] = None,
                 env_kwargs: Optional[Dict[str, Any]] = None,
-                unroll_length: Optional[int] = None
+                unroll_length: Optional[int] = None,
+                unroll_stride: Optional[int] = None
                 ) -> List[Tuple[str, str, str]]:
     """Settings an actor was given that differ from this run's.
 
@@ -162,6 +167,7 @@ class RunInfo:
         resolved config (a value equal to the default is no conflict).
       env_kwargs: parsed environment options.
       unroll_length: T of the items.
+      unroll_stride: steps between consecutive items.
 
     Returns:
       (setting, given, the run's) texts, e.g. ("config",
@@ -188,6 +194,9 @@ class RunInfo:
     if unroll_length is not None and unroll_length != self.unroll_length:
       out.append(("unroll_length", str(unroll_length),
                   str(self.unroll_length)))
+    if unroll_stride is not None and unroll_stride != self.unroll_stride:
+      out.append(("unroll_stride", str(unroll_stride),
+                  str(self.unroll_stride)))
     return out
 
 
@@ -208,7 +217,8 @@ def signature_json(item_spec: Dict[str, tf.TensorSpec]
 
 def describe(spec: runs.RunSpec, unroll_length: int,
              item_spec: Dict[str, tf.TensorSpec], envs_per_actor: int,
-             refresh_every: int = 1) -> RunInfo:
+             refresh_every: int = 1,
+             unroll_stride: Optional[int] = None) -> RunInfo:
   """The run info of a learner starting now (a new `run_id`).
 
   Args:
@@ -217,24 +227,32 @@ def describe(spec: runs.RunSpec, unroll_length: int,
     item_spec: the queue's signature (`items.item_spec`).
     envs_per_actor: copies per actor of the trainer's own actors.
     refresh_every: unrolls between their weight refreshes.
+    unroll_stride: steps between an actor's consecutive items, in [1,
+      unroll_length]; None: unroll_length (no overlap).
 
   Returns:
     The info in the form `read` gives it back, so the two compare equal.
 
   Raises:
-    ValueError: if a count is < 1.
+    ValueError: if a count is < 1 or the stride exceeds the unroll.
   """
+  stride = unroll_length if unroll_stride is None else unroll_stride
   for name, value in (("unroll_length", unroll_length),
                       ("envs_per_actor", envs_per_actor),
-                      ("refresh_every", refresh_every)):
+                      ("refresh_every", refresh_every),
+                      ("unroll_stride", stride)):
     if value < 1:
       raise ValueError(f"{name} must be >= 1, got {value}.")
+  if stride > unroll_length:
+    raise ValueError(f"unroll_stride must be <= unroll_length="
+                     f"{unroll_length}, got {stride}.")
   info = RunInfo(
       run_id=uuid.uuid4().hex, agent=spec.agent, env=spec.env,
       env_kwargs=_published(spec.env_kwargs),
       config_overrides=dict(spec.config_overrides),
       derived_config=dict(spec.derived_config), seed=spec.seed,
-      unroll_length=unroll_length, envs_per_actor=envs_per_actor,
+      unroll_length=unroll_length, unroll_stride=stride,
+      envs_per_actor=envs_per_actor,
       refresh_every=refresh_every, item_signature=signature_json(item_spec))
   return RunInfo.from_json(info.to_json())
 

@@ -6,10 +6,11 @@ The learner publishes its run on its server (`tf_metagrad.system.run_info`:
 agent, environment and its options, config, item unroll length, copies per
 actor, seed, the items' signature), so the address is all an actor needs.
 --num_envs, --seed and --refresh_every may differ from what the trainer's
-own actors use. --agent, --env, --config, --env_kwargs and --unroll_length
-are only checked against the learner's: neither the weights nor the items
-of an actor that differs would fit, so it refuses to start (--config is
-read only next to --agent, --env_kwargs only next to --env).
+own actors use. --agent, --env, --config, --env_kwargs, --unroll_length and
+--unroll_stride are only checked against the learner's: neither the weights
+nor the items of an actor that differs would fit (nor, for the stride, the
+learner's env-step count), so it refuses to start (--config is read only
+next to --agent, --env_kwargs only next to --env).
 
 The actor outlives a learner restart: once the server stops answering, it
 retries with exponential backoff (1 s doubling to 30 s) until the server
@@ -55,6 +56,9 @@ flags.DEFINE_integer("num_envs", None, "Environments stepped together "
 flags.DEFINE_integer("unroll_length", None, "Must be the learner's item "
                      "unroll length (FRODO: (M+1) x its --unroll_length; "
                      "default: the learner's).")
+flags.DEFINE_integer("unroll_stride", None, "Must be the learner's steps "
+                     "between consecutive items (it counts that many new "
+                     "frames per item; default: the learner's).")
 flags.DEFINE_integer("seed", None, "Seed of this actor (default: drawn at "
                      "random above the run's seed, and printed).")
 flags.DEFINE_integer("refresh_every", None, "Unrolls between weight "
@@ -82,6 +86,7 @@ cli.register({
                        "Reverb server, PORT in [1, 65535]"),
     "num_envs": cli.integer(1, unset="the learner's"),
     "unroll_length": cli.integer(1, unset="the learner's"),
+    "unroll_stride": cli.integer(1, unset="the learner's"),
     "seed": cli.integer(0, cli.SEED_MAX, unset="a random one"),
     "refresh_every": cli.integer(1, unset="the learner's"),
     "max_unrolls": cli.integer(1, unset="no limit"),
@@ -211,7 +216,8 @@ def _build_actor(client, info, given):
   config_overrides, env_kwargs = given
   conflicts = info.conflicts(
       agent=FLAGS.agent, env=FLAGS.env, config=config_overrides,
-      env_kwargs=env_kwargs, unroll_length=FLAGS.unroll_length)
+      env_kwargs=env_kwargs, unroll_length=FLAGS.unroll_length,
+      unroll_stride=FLAGS.unroll_stride)
   if conflicts:
     setting, mine, learners = conflicts[0]
     raise cli.FlagError(
@@ -244,12 +250,14 @@ def _build_actor(client, info, given):
                    else FLAGS.refresh_every)
   print(f"actor: feeding run {info.run_id} at {FLAGS.reverb_address}: "
         f"agent={info.agent} env={info.env} "
-        f"unroll_length={info.unroll_length} num_envs={num_envs} "
+        f"unroll_length={info.unroll_length} "
+        f"unroll_stride={info.unroll_stride} num_envs={num_envs} "
         f"seed={seed} refresh_every={refresh_every}", flush=True)
   return actor_lib.Actor(client, info.env, network, num_envs=num_envs,
                          unroll_length=info.unroll_length, seed=seed,
                          env_kwargs=dict(info.env_kwargs),
-                         refresh_every=refresh_every)
+                         refresh_every=refresh_every,
+                         unroll_stride=info.unroll_stride)
 
 
 def _act(actor, client, info, stop: threading.Event) -> None:

@@ -87,17 +87,20 @@ class ActorPool:
       actor, refresh period, logdir for the processes' logs).
     address: "host:port" of the Reverb server.
     unroll: item unroll length the actors write.
+    stride: steps between an actor's consecutive items (`system.actor`).
     stop: set when the run stops; no restarts after that.
     log: one-line logger.
   """
 
   def __init__(self, spec: runs.RunSpec, options: "loop.Options",
                address: str, unroll: int, stop: threading.Event,
-               log: Callable[[str], None]) -> None:
+               log: Callable[[str], None], stride: Optional[int] = None
+               ) -> None:
     self._spec = spec
     self._options = options
     self._address = address
     self._unroll = unroll
+    self._stride = unroll if stride is None else stride
     self._stop = stop
     self._log = log
     self.threads: List[Optional[system_actor.ActorThread]] = []
@@ -135,7 +138,8 @@ class ActorPool:
           reverb.Client(self._address), spec.env, network,
           num_envs=options.envs_per_actor, unroll_length=self._unroll,
           seed=seed, env_kwargs=spec.env_kwargs,
-          refresh_every=options.actor_refresh_every)
+          refresh_every=options.actor_refresh_every,
+          unroll_stride=self._stride)
 
     thread = system_actor.ActorThread(make, self._stop, f"actor-{index}")
     thread.start()
@@ -150,6 +154,7 @@ class ActorPool:
            f"--reverb_address={self._address}", f"--agent={spec.agent}",
            f"--env={spec.env}", f"--num_envs={options.envs_per_actor}",
            f"--unroll_length={self._unroll}",
+           f"--unroll_stride={self._stride}",
            f"--seed={spec.seed * 1000 + 7 * index + 100_003 * self._generation}",
            f"--refresh_every={options.actor_refresh_every}",
            # The trainer restarts its own actors; one orphaned by a killed

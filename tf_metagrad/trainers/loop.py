@@ -8,8 +8,13 @@ threads:
 
 The learner counts environment steps as the frames it consumed (every item
 in the queue is consumed exactly once), which makes the counter exact and
-resumable. Checkpoints hold the learner (network, optimizer and
-meta-optimizer state, metaparameters, learner step) and the env-step counter.
+resumable. With overlapping items (`Options.unroll_stride` S < T, STAC's
+control setup) an item brings S new frames per copy, so a learner step
+counts S x batch environment steps, not the T x batch frames it trains on;
+only each actor's first item, which holds T new frames, is counted short
+(by T - S per copy, once per actor start). Checkpoints hold the learner
+(network, optimizer and meta-optimizer state, metaparameters, learner step)
+and the env-step counter.
 
 Each learner call runs `steps_per_call` steps in one `tf.function` (the TPU
 training-loop pattern, see `Learner.steps_from_iterator`); both counters
@@ -74,6 +79,9 @@ class Options:
   steps_per_call: int = 1  # Learner steps per tf.function call.
   eval_every_env_steps: int = 0  # Periodic greedy evaluation (0: none).
   preset: Optional[str] = None  # Recorded in run_spec.json only.
+  # Steps between an actor's consecutive items, in [1, item unroll length];
+  # None: the item unroll length (no overlap). See `system.actor`.
+  unroll_stride: Optional[int] = None
 
 
 class StopFlag:
@@ -169,6 +177,11 @@ def train(spec: runs.RunSpec, options: Options,
   # Checked before anything is written, so that a finished run is left
   # untouched and a mismatched one is refused.
   spec = runs.resolve_spec(options.logdir, spec)
+  unroll = item_unroll_length(spec, options.unroll_length)
+  stride = unroll if options.unroll_stride is None else options.unroll_stride
+  if not 1 <= stride <= unroll:
+    raise ValueError(f"unroll_stride must be in [1, {unroll}] (the item "
+                     f"unroll length), got {options.unroll_stride}.")
   latest = runs.latest_checkpoint(options.logdir)
   runs.check_checkpoint_index(options.logdir, latest)
   if latest:
@@ -208,7 +221,6 @@ def train(spec: runs.RunSpec, options: Options,
   env = runs.make_env(spec)
   obs_spec, action_space = env.observation_spec, env.action_space
   env.close()
-  unroll = item_unroll_length(spec, options.unroll_length)
   item_spec = items.item_spec(obs_spec, action_space, unroll,
                               core_state_spec=learner.network.core_state_spec())
   variables = learner.network.variables
@@ -229,7 +241,7 @@ def train(spec: runs.RunSpec, options: Options,
   # After the weights: an actor that finds the run info finds weights too.
   run_info.publish(client, run_info.describe(
       spec, unroll, item_spec, options.envs_per_actor,
-      options.actor_refresh_every))
+      options.actor_refresh_every, unroll_stride=stride))
   log(f"reverb server on port {server.port} (actors: "
       f"--reverb_address=HOST:{server.port}); agent={spec.agent} "
       f"env={spec.env} unroll={unroll} batch={options.batch_size} "
@@ -244,14 +256,15 @@ def train(spec: runs.RunSpec, options: Options,
   # Each worker's actors act on seeds of their own.
   pool = actor_pool.ActorPool(
       dataclasses.replace(spec, seed=spec.seed + 7919 * cluster.index), own,
-      address, unroll, stop.event, log)
+      address, unroll, stop.event, log, stride=stride)
   pool.start()
   dataset = dataset_lib.distributed_dataset(
       strategy, address, item_spec, options.batch_size,
       int(options.data_timeout_s * 1000))
   iterator = iter(dataset)
 
-  frames_per_step = unroll * options.batch_size
+  # New environment frames per learner step (see the module docstring).
+  frames_per_step = stride * options.batch_size
   reporter = outputs.Reporter(own.logdir, strategy,
                               options.total_env_steps, counts["env"])
   resolved = dataclasses.asdict(runs.agent_config(spec))

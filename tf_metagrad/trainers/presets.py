@@ -3,7 +3,17 @@
 - atari: STAC Table 3, Atari column (unroll 20, batch 32, learning rate
   6e-4 decayed linearly to 0, gamma 0.995, rewards clipped to [-1, 1]).
 - dmc: STAC Table 3, control column (unroll 40, batch 24, learning rate
-  1e-3 -> 1e-4, gamma 0.99, no reward clipping).
+  1e-3 -> 1e-4, gamma 0.99, no reward clipping) and Table 2's control
+  columns (features and pixels): an LSTM core of 256 after the torso, and
+  heads of one hidden layer of 256 (Table 2 "head hiddens 256"; section 9.3
+  calls each head "a two-layered MLP with 256 hidden units", which we read
+  as that hidden layer plus the output layer). Table 2 gives the same heads
+  for Atari, so the atari preset has them too.
+  The ResNet channels stay IMPALA's (16, 32, 32) (`agents.networks`):
+  Table 2's Atari column prints "(13, 32, 32)", which we take for a typo.
+  Table 3's "overlap length" 30 (Atari: 0) is an unroll stride of 10: an
+  actor writes an item every 10 steps holding the last 40 (`system.actor`),
+  capped at the item unroll length when --unroll_length is shorter.
 - toy: the seeds' small domains (Catch, random walk, two colors): unroll 20,
   batch 32, constant learning rate 6e-4, gamma 0.99, 2x256 MLP. 256 copies
   per actor: one policy call then serves 256 frames, which on 2 cores
@@ -12,7 +22,7 @@
 """
 
 import dataclasses
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +32,8 @@ class Preset:
   envs_per_actor: int
   config: Dict[str, Any]
   decay_learning_rate: bool
+  # Steps between an actor's consecutive items; None: the unroll length.
+  unroll_stride: Optional[int] = None
 
 
 PRESETS = {
@@ -30,12 +42,14 @@ PRESETS = {
                   decay_learning_rate=False),
     "atari": Preset(unroll_length=20, batch_size=32, envs_per_actor=8,
                     config=dict(gamma=0.995, learning_rate=6e-4,
-                                end_learning_rate=0.0, reward_clip=1.0),
+                                end_learning_rate=0.0, reward_clip=1.0,
+                                head_hidden_sizes=(256,)),
                     decay_learning_rate=True),
     "dmc": Preset(unroll_length=40, batch_size=24, envs_per_actor=4,
                   config=dict(gamma=0.99, learning_rate=1e-3,
-                              end_learning_rate=1e-4, reward_clip=None),
-                  decay_learning_rate=True),
+                              end_learning_rate=1e-4, reward_clip=None,
+                              core_units=256, head_hidden_sizes=(256,)),
+                  decay_learning_rate=True, unroll_stride=10),
 }
 
 

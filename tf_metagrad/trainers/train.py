@@ -37,6 +37,12 @@ flags.DEFINE_enum("preset", "auto", ["auto", "toy", "atari", "dmc"],
                   "Domain defaults (auto: from the env name).")
 flags.DEFINE_integer("unroll_length", None, "T of each unroll (FRODO: of "
                      "each of its M+1 trajectories). Default: preset.")
+flags.DEFINE_integer("unroll_stride", None, "Steps between an actor's "
+                     "consecutive unrolls, in [1, unroll length]: each "
+                     "holds the last T steps, so consecutive ones overlap by "
+                     "T - stride, and a learner step counts stride x batch "
+                     "env steps. Default: the preset's (dmc: 10, STAC's "
+                     "overlap 30 of 40; at most the unroll length), else T.")
 flags.DEFINE_integer("batch_size", None, "Unrolls per learner step "
                      "(global). Default: preset.")
 flags.DEFINE_integer("num_actors", 2, "Actor threads in this process.")
@@ -93,6 +99,7 @@ cli.register({
     "total_env_steps": cli.integer(1),
     "seed": cli.integer(0, flags_check.LEARNER_SEED_MAX),
     "unroll_length": cli.integer(1, unset=_PRESET),
+    "unroll_stride": cli.integer(1, unset=_PRESET),
     "batch_size": cli.integer(1, unset=_PRESET),
     "num_actors": cli.integer(0),
     "num_actor_processes": cli.integer(0),
@@ -171,9 +178,23 @@ def _options_and_spec():
     config["meta_learning_rate"] = FLAGS.meta_learning_rate
   config.update(flags_check.agent_config(FLAGS.agent, FLAGS.config,
                                          dict(config, **derived)))
+  item_unroll = loop.item_unroll_length(
+      runs.RunSpec(agent=FLAGS.agent, env=FLAGS.env,
+                   config_overrides=config, derived_config=derived), unroll)
+  if FLAGS.unroll_stride is None:
+    stride = min(preset.unroll_stride or item_unroll, item_unroll)
+  elif FLAGS.unroll_stride > item_unroll:
+    raise cli.FlagError(
+        f"--unroll_stride={FLAGS.unroll_stride}: expected an integer in "
+        f"[1, {item_unroll}] (the item unroll length)")
+  else:
+    stride = FLAGS.unroll_stride
   if derived:
+    # With overlapping items each learner batch holds stride x batch new
+    # env steps (see `loop`).
+    frames = stride * batch if stride < item_unroll else unroll * batch
     derived["decay_steps"] = presets.decay_steps(
-        FLAGS.agent, config, FLAGS.total_env_steps, unroll * batch)
+        FLAGS.agent, config, FLAGS.total_env_steps, frames)
   env_kwargs = flags_check.environment(FLAGS.env, FLAGS.env_kwargs,
                                        FLAGS.seed)
   spec = runs.RunSpec(agent=FLAGS.agent, env=FLAGS.env,
@@ -190,6 +211,7 @@ def _options_and_spec():
   options = loop.Options(
       logdir=logdir, total_env_steps=FLAGS.total_env_steps,
       unroll_length=unroll, batch_size=batch, num_actors=FLAGS.num_actors,
+      unroll_stride=stride,
       num_actor_processes=FLAGS.num_actor_processes,
       envs_per_actor=envs_per_actor,
       reverb_port=FLAGS.reverb_port, queue_capacity=FLAGS.queue_capacity,
