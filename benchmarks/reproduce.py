@@ -48,6 +48,9 @@ flags.DEFINE_enum("experiment", "catch",
                   ["catch", "two_colors", "stac_ablation", "meta_trajectories",
                    "cartpole", "random_walk"], "Which experiment.")
 flags.DEFINE_integer("seeds", 5, "Seeds per arm.")
+flags.DEFINE_list("arms", None, "Only these arms of a trainer experiment "
+                  "(names as in its results.md, e.g. STAC,IMPALA). "
+                  "Default: all.")
 flags.DEFINE_float("scale", 1.0, "Multiplies every run's env-step budget.")
 flags.DEFINE_string("workdir", "/tmp/tf_metagrad_repro", "Raw run dirs.")
 flags.DEFINE_string("outdir", None, "Where results are written (relative "
@@ -204,8 +207,16 @@ def _trainer_experiment(name: str, outdir: str):
   exp = EXPERIMENTS[name]
   steps = int(exp["steps"] * FLAGS.scale)
   grid = np.linspace(0, steps, exp.get("grid_points", 40) + 1)[1:]
+  arms = exp["arms"]
+  if FLAGS.arms:
+    unknown = [a for a in FLAGS.arms if a not in arms]
+    if unknown:
+      raise app.UsageError(
+          f"--arms={','.join(FLAGS.arms)}: {name} has no arm "
+          f"{', '.join(unknown)}; its arms are {', '.join(arms)}.")
+    arms = {a: arms[a] for a in FLAGS.arms}
   arms_curves, metas = {}, {}
-  for arm, (agent, overrides, run_overrides) in exp["arms"].items():
+  for arm, (agent, overrides, run_overrides) in arms.items():
     arms_curves[arm] = []
     for seed in range(FLAGS.seeds):
       data = plotting.read_metrics(_run(name, arm, agent, overrides,
@@ -354,13 +365,16 @@ def main(argv):
   outdir = FLAGS.outdir or os.path.join(
       "runs", time.strftime("reproduce-%Y%m%d-%H%M%S"))
   if FLAGS.experiment == "random_walk":
+    if FLAGS.arms:
+      raise app.UsageError("--arms: random_walk always runs both of its "
+                           "targets.")
     _random_walk(outdir)
   else:
     _trainer_experiment(FLAGS.experiment, outdir)
   with open(os.path.join(outdir, FLAGS.experiment, "command.json"),
             "w") as f:
     json.dump({"experiment": FLAGS.experiment, "seeds": FLAGS.seeds,
-               "scale": FLAGS.scale}, f)
+               "scale": FLAGS.scale, "arms": FLAGS.arms}, f)
   print(f"wrote {os.path.join(_ROOT, outdir, FLAGS.experiment)}", flush=True)
 
 

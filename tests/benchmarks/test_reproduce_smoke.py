@@ -15,16 +15,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
 
 
 # meta_trajectories: 750 env steps, two learner steps of the toy preset
-# (20 x 32 frames) per arm, through the trainer like every experiment but
-# random_walk (which steps learners in-process and has no smoke test: its
-# 30 s did not fit the suite's budget).
+# (20 x 32 frames) of its STAC arm (--arms), through the trainer like every
+# experiment but random_walk (which steps learners in-process and has no
+# smoke test: its 30 s did not fit the suite's budget).
 @pytest.mark.parametrize("experiment,scale", [("meta_trajectories", 0.003)])
 def test_reproduce_writes_csv_png_and_markdown(tmp_path, experiment, scale):
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
   proc = subprocess.run(
       [sys.executable, "-m", "benchmarks.reproduce",
        f"--experiment={experiment}", "--seeds=1", f"--scale={scale}",
-       f"--outdir={tmp_path}", f"--workdir={tmp_path / 'runs'}"],
+       "--arms=STAC", f"--outdir={tmp_path}",
+       f"--workdir={tmp_path / 'runs'}"],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
       check=False)
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
@@ -34,3 +35,5 @@ def test_reproduce_writes_csv_png_and_markdown(tmp_path, experiment, scale):
   assert len(rows) > 2 and rows[0][0] == "env_steps"
   assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
   assert (out / "results.md").read_text().startswith("# ")
+  assert rows[0][1].startswith("STAC meta/"), rows[0]
+  assert not any(name.startswith("STACX") for name in rows[0]), rows[0]

@@ -16,7 +16,9 @@ import portpicker
 from tests.trainers import procs
 from tf_metagrad import runs
 
-_FLAGS = ["--strategy=multi_worker", "--agent=stac", "--env=catch",
+# IMPALA: what is tested here is the processes (the cross-replica
+# meta-gradient of STAC and FRODO is tests/meta/test_mirrored.py's).
+_FLAGS = ["--strategy=multi_worker", "--agent=impala", "--env=catch",
           "--num_actors=1", "--checkpoint_every_secs=2", *procs.TINY_FLAGS]
 
 
