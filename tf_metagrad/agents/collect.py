@@ -7,8 +7,10 @@ write to Reverb (`tf_metagrad.system.actor`): episodes continue across
 unrolls, a termination gives discount 0, a time-limit truncation is a
 normal step into the final observation followed by a padding step (mask 0,
 discount 0) into the next episode, and a recurrent network's state is
-zeroed before each episode's first observation. It is the short path from Python to a learner step; the
-trainer's actors (`tf_metagrad.system.actor`) do the same through Reverb.
+zeroed before each episode's first observation. It is the short path from
+Python to a learner step; the trainer's actors (`tf_metagrad.system.actor`)
+do the same through Reverb (`envs.batched.recorded_step` is what both
+record of an environment step).
 """
 
 from typing import List
@@ -84,17 +86,17 @@ class TrajectoryCollector:
       action, log_prob, state = self._sample(observations[-1], state, seed)
       action = action.numpy()
       result = self._env.step(action)
-      padding = result.padding
-      actions.append(np.where(
-          padding.reshape((-1,) + (1,) * (action.ndim - 1)), 0,
-          action).astype(np.int32 if self._discrete else np.float32))
-      log_probs.append(np.where(padding, 0, log_prob.numpy()))
-      rewards.append(np.asarray(result.reward, np.float32))
       # Truncated steps are not terminal; the padding step after one is
       # where the episode ends (see the module docstring).
-      starts = result.terminated | padding
-      discounts.append((~starts).astype(np.float32))
-      masks.append((~padding).astype(np.float32))
+      action, log_prob, discount, mask = batched.recorded_step(
+          result, action, log_prob.numpy())
+      actions.append(action.astype(np.int32 if self._discrete
+                                   else np.float32))
+      log_probs.append(log_prob)
+      rewards.append(np.asarray(result.reward, np.float32))
+      discounts.append(discount)
+      masks.append(mask)
+      starts = discount == 0
       observations.append(result.observation)
       self.episode_returns.extend(float(r) for r in result.episode_return[
           result.terminated | result.truncated])

@@ -2,11 +2,12 @@
 
 Torso (STAC supplement Table 2): `[H, W, 4]` uint8 frames -> the IMPALA deep
 ResNet (Atari) with IMPALA's channels (16, 32, 32) (Table 2 prints
-"(13, 32, 32)", taken for a typo); `[H, W, 3]` uint8 pixels -> the DM Control conv torso; any
-other observation is flattened and fed to a (256, 256) MLP (features, toy
-domains). Heads: one or more (STACX) policy/value heads; discrete actions get
-softmax logits, `Box` actions a tanh-squashed Gaussian; the value is a scalar
-or N quantiles (distributional).
+"(13, 32, 32)", taken for a typo); `[H, W, 3]` uint8 pixels -> the DM
+Control conv torso; any other observation is flattened and fed to a
+(256, 256) MLP (features, toy domains). Heads: one or more (STACX)
+policy/value heads; discrete actions get softmax logits, `Box` actions a
+tanh-squashed Gaussian; the value is a scalar or N quantiles
+(distributional).
 
 The network always stacks heads on a leading axis (size 1 without STACX), so
 outputs are `(logits [n, ..., A], value [n, ...] or [n, ..., N])` or

@@ -56,6 +56,22 @@ class BatchStep(NamedTuple):
   padding: np.ndarray
 
 
+def recorded_step(step: BatchStep, action: np.ndarray, log_prob: np.ndarray
+                  ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  """What a trajectory records for `step`, taken with the sampled `action`
+  `[K, ...]` of behaviour log-prob `log_prob` `[K]`: (action, log-prob,
+  discount, mask). A padding step (`step.padding`) records action 0,
+  log-prob 0, discount 0 and mask 0; a truncated step is not terminal
+  (discount 1, see the module docstring); a terminated one has discount 0.
+  """
+  padding = step.padding
+  action = np.where(padding.reshape((-1,) + (1,) * (action.ndim - 1)), 0,
+                    action)
+  log_prob = np.where(padding, 0, log_prob)
+  discount = (~(step.terminated | padding)).astype(np.float32)
+  return action, log_prob, discount, (~padding).astype(np.float32)
+
+
 class EpisodeTracker:
   """Accumulates per-copy returns and lengths and reports ended episodes."""
 

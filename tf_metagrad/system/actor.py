@@ -48,6 +48,7 @@ import reverb
 import tensorflow as tf
 
 from tf_metagrad import envs
+from tf_metagrad.envs import batched
 from tf_metagrad.agents import actor as actor_lib
 from tf_metagrad.agents import networks as networks_lib
 from tf_metagrad.system import items
@@ -90,10 +91,7 @@ class Actor:
                unroll_stride: Optional[int] = None) -> None:
     if num_envs < 1:
       raise ValueError(f"num_envs must be >= 1, got {num_envs}.")
-    stride = unroll_length if unroll_stride is None else unroll_stride
-    if not 1 <= stride <= unroll_length:
-      raise ValueError(f"unroll_stride must be in [1, unroll_length="
-                       f"{unroll_length}], got {unroll_stride}.")
+    stride = items.resolve_stride(unroll_stride, unroll_length)
     self._client = client
     self._env = envs.make_batched(env_name, num_envs, seed=seed,
                                   pad_truncations=True, **(env_kwargs or {}))
@@ -193,15 +191,11 @@ class Actor:
         actions = np.empty((t,) + action.shape,
                            np.int32 if self._discrete else np.float32)
       result = self._env.step(action)
-      padding = result.padding
-      actions[step] = np.where(
-          padding.reshape((k,) + (1,) * (action.ndim - 1)), 0, action)
-      log_probs[step] = np.where(padding, 0, log_prob.numpy())
-      rewards[step] = result.reward
       # A truncated step is not terminal (discount 1, x_final follows); the
       # padding step after it ends the episode (see the module docstring).
-      discounts[step] = ~(result.terminated | padding)
-      masks[step] = ~padding
+      (actions[step], log_probs[step], discounts[step],
+       masks[step]) = batched.recorded_step(result, action, log_prob.numpy())
+      rewards[step] = result.reward
       ep_returns[step] = result.episode_return
       ep_lengths[step] = result.episode_length
       obs[step + 1] = result.observation

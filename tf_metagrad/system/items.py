@@ -33,7 +33,7 @@ travels as one column per tensor of the flattened state, `core_state_0`,
 give the state `()`.
 """
 
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import gymnasium
 import numpy as np
@@ -58,6 +58,17 @@ def action_spec(action_space: gymnasium.spaces.Space) -> tf.TensorSpec:
   raise TypeError(
       "action_space must be gymnasium.spaces.Discrete or Box, got "
       f"{type(action_space).__name__}.")
+
+
+def resolve_stride(unroll_stride: Optional[int], unroll_length: int) -> int:
+  """The steps between an actor's consecutive items: `unroll_stride`, or
+  `unroll_length` (no overlap) for None; it must be in [1, unroll_length]
+  (see `system.actor`)."""
+  stride = unroll_length if unroll_stride is None else unroll_stride
+  if not 1 <= stride <= unroll_length:
+    raise ValueError(f"unroll_stride must be in [1, unroll_length="
+                     f"{unroll_length}], got {unroll_stride}.")
+  return stride
 
 
 def item_spec(observation_spec: tf.TensorSpec,

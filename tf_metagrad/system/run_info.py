@@ -25,6 +25,7 @@ import reverb
 import tensorflow as tf
 
 from tf_metagrad import runs
+from tf_metagrad.system import items
 from tf_metagrad.system import server as server_lib
 from tf_metagrad.system import weights as weights_lib
 
@@ -234,18 +235,14 @@ def describe(spec: runs.RunSpec, unroll_length: int,
     The info in the form `read` gives it back, so the two compare equal.
 
   Raises:
-    ValueError: if a count is < 1 or the stride exceeds the unroll.
+    ValueError: if a count is < 1 or the stride is outside [1, unroll].
   """
-  stride = unroll_length if unroll_stride is None else unroll_stride
   for name, value in (("unroll_length", unroll_length),
                       ("envs_per_actor", envs_per_actor),
-                      ("refresh_every", refresh_every),
-                      ("unroll_stride", stride)):
+                      ("refresh_every", refresh_every)):
     if value < 1:
       raise ValueError(f"{name} must be >= 1, got {value}.")
-  if stride > unroll_length:
-    raise ValueError(f"unroll_stride must be <= unroll_length="
-                     f"{unroll_length}, got {stride}.")
+  stride = items.resolve_stride(unroll_stride, unroll_length)
   info = RunInfo(
       run_id=uuid.uuid4().hex, agent=spec.agent, env=spec.env,
       env_kwargs=_published(spec.env_kwargs),

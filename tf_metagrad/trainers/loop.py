@@ -178,10 +178,7 @@ def train(spec: runs.RunSpec, options: Options,
   # untouched and a mismatched one is refused.
   spec = runs.resolve_spec(options.logdir, spec)
   unroll = item_unroll_length(spec, options.unroll_length)
-  stride = unroll if options.unroll_stride is None else options.unroll_stride
-  if not 1 <= stride <= unroll:
-    raise ValueError(f"unroll_stride must be in [1, {unroll}] (the item "
-                     f"unroll length), got {options.unroll_stride}.")
+  stride = items.resolve_stride(options.unroll_stride, unroll)
   latest = runs.latest_checkpoint(options.logdir)
   runs.check_checkpoint_index(options.logdir, latest)
   if latest:
