@@ -67,6 +67,7 @@ _FRODO_RUN = {"unroll_length": 16, "batch_size": 8}
 # stayed at chance level on Catch for 250k steps (M=5, lr 6e-4, meta lr 1e-3),
 # and M=5 with lr 1e-2 had not learned by 200k steps either; seed 001 used
 # 1e-1 (agent) and 1e-2 (meta-network) with a different optimizer.
+_CONTROL_RUN = {"envs_per_actor": 4}
 _FRODO = {"num_inner_steps": 2, "learning_rate": 1e-2,
           "meta_learning_rate": 1e-2}
 
@@ -102,10 +103,12 @@ EXPERIMENTS = {
     "meta_trajectories": dict(env="catch", steps=250_000, metric="meta",
                               arms={"STAC": ("stac", {}, {}),
                                     "STACX": ("stacx", {}, {})}),
+    # The dmc preset's 4 copies per actor: 1000-step episodes end every
+    # 125 env steps of the whole run instead of every 16k with 2 x 64.
     "cartpole": dict(env="dmc:cartpole-swingup", steps=200_000,
                      metric="episode_return", arms={
-                         "IMPALA": ("impala", {}, {}),
-                         "STAC": ("stac", {}, {}),
+                         "IMPALA": ("impala", {}, _CONTROL_RUN),
+                         "STAC": ("stac", {}, _CONTROL_RUN),
                      }),
 }
 
@@ -129,14 +132,19 @@ def _run(experiment: str, arm: str, agent: str, overrides: Dict,
   if not preset.decay_learning_rate:
     config.pop("end_learning_rate", None)
   config.update(overrides)
-  # The preset's overlapping items (dmc: a new item every 10 steps). Only
-  # dmc overlaps, and its arms (IMPALA, STAC) write items of `unroll` steps.
+  # The preset's overlapping items (dmc: a new item every 10 steps); an
+  # item is M+1 unrolls for FRODO (`loop.item_unroll_length`).
+  item_unroll = loop.item_unroll_length(
+      runs.RunSpec(agent=agent, env=env, config_overrides=config,
+                   derived_config=({"decay_steps": 1}
+                                   if preset.decay_learning_rate else {})),
+      unroll)
   stride = run_overrides.get("unroll_stride", preset.unroll_stride)
-  if stride is not None and stride >= unroll:
+  if stride is None or stride >= item_unroll:
     stride = None
   if preset.decay_learning_rate:
     config["decay_steps"] = presets.decay_steps(
-        agent, config, steps, (stride or unroll) * batch)
+        agent, config, steps, (stride or item_unroll) * batch)
   safe = "".join(c if c.isalnum() else "_" for c in arm)
   logdir = os.path.join(FLAGS.workdir, experiment, safe, f"seed{seed}")
   env_kwargs = {}

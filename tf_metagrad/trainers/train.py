@@ -190,11 +190,11 @@ def _options_and_spec():
   else:
     stride = FLAGS.unroll_stride
   if derived:
-    # With overlapping items each learner batch holds stride x batch new
-    # env steps (see `loop`).
-    frames = stride * batch if stride < item_unroll else unroll * batch
+    # Each learner batch holds stride x batch new env steps, as `loop`
+    # counts them (stride = the item's length without overlap; FRODO's item
+    # is M+1 unrolls).
     derived["decay_steps"] = presets.decay_steps(
-        FLAGS.agent, config, FLAGS.total_env_steps, frames)
+        FLAGS.agent, config, FLAGS.total_env_steps, stride * batch)
   env_kwargs = flags_check.environment(FLAGS.env, FLAGS.env_kwargs,
                                        FLAGS.seed)
   spec = runs.RunSpec(agent=FLAGS.agent, env=FLAGS.env,
