@@ -92,7 +92,7 @@ def train(agent, steps, unroll=6, batch=16, continuous=False, lag=3,
   learner = agents.make_learner(agent, spec, space,
                                 **dict(SMALL, **overrides))
   acting = networks.make_network(learner.config, spec, space)
-  sample = tf.function(actor.Policy(acting).sample)
+  sample = tf.function(actor.Policy(acting).sample, autograph=False)
   policy = type("P", (), {"sample": staticmethod(sample)})
   env = Chain(batch, continuous=continuous)
   before_meta = {k: v.numpy() for k, v in learner.meta_params().items()}

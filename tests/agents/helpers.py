@@ -74,9 +74,12 @@ def fd_check(learner, inner, outer, rng, entries=None, directions=0,
   grads = learner.metagradient(inner, outer)
   base = learner.meta_params()
   assert set(grads) == set(base)
-  # Traced once: the check evaluates the loss 4 times per entry.
+  # Traced once: the check evaluates the loss 4 times per entry. Without
+  # autograph, whose conversion of every library function the loss calls
+  # took most of a FRODO check's time (the library's own functions are
+  # traced without it, see agents/base.py).
   loss_at = tf.function(lambda meta: learner.outer_loss_after_inner_update(
-      inner, outer, meta_params=meta))
+      inner, outer, meta_params=meta), autograph=False)
 
   def loss(point):
     return float(loss_at({k: tf.constant(v) for k, v in point.items()}))

@@ -135,7 +135,7 @@ def _greedy_catch_return(network, episodes=200, seed=123):
   (each lasts rows - 1 = 9 steps)."""
   env = envs.make_batched("catch", episodes, seed=seed)
   obs = env.reset(seed=seed)
-  greedy = tf.function(actor.Policy(network).greedy)
+  greedy = tf.function(actor.Policy(network).greedy, autograph=False)
   total = np.zeros(episodes)
   done = np.zeros(episodes, bool)
   for _ in range(9):
@@ -157,7 +157,7 @@ def test_stac_with_bfloat16_compute_learns_catch():
   learner = agents.make_learner("stac", spec, space,
                                 **dict(chain.SMALL, **BF16))
   acting = networks.make_network(learner.config, spec, space)
-  sample = tf.function(actor.Policy(acting).sample)
+  sample = tf.function(actor.Policy(acting).sample, autograph=False)
   policy = type("P", (), {"sample": staticmethod(sample)})
   env = _BatchedCatch(32, seed=0)
   before = _greedy_catch_return(learner.network)

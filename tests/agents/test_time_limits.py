@@ -55,7 +55,8 @@ def _old_batches(learner, env):
   """Unrolls written as before issue #17: discount 0 at a truncation, the
   next observation the reset one, no padding step (mask all ones, which is
   bit for bit no mask, so the learner's step is not traced again)."""
-  policy = tf.function(actor.Policy(learner.network).sample)
+  policy = tf.function(actor.Policy(learner.network).sample,
+                       autograph=False)
   observation = env.reset(seed=0)
   step = 0
   while True:

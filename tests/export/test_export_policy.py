@@ -149,7 +149,8 @@ def test_load_policy_errors(tmp_path):
   with pytest.raises(FileNotFoundError, match="No SavedModel at"):
     serving.load_policy(str(tmp_path / "nothing"))
   module = tf.Module()
-  module.f = tf.function(lambda: tf.constant(1.0), input_signature=[])
+  module.f = tf.function(lambda: tf.constant(1.0), input_signature=[],
+                         autograph=False)
   tf.saved_model.save(module, str(tmp_path / "other"))
   with pytest.raises(ValueError, match="not a policy exported by"):
     serving.load_policy(str(tmp_path / "other"))

@@ -137,7 +137,7 @@ def test_metagradient_under_jit_compile_matches_eager():
   eager = _metagradient(engine, inner_fn, outer_fn, params, state, batches,
                         outer, meta)
 
-  @tf.function(jit_compile=True)
+  @tf.function(jit_compile=True, autograph=False)
   def compiled(meta):
     return _metagradient(engine, inner_fn, outer_fn, params, state, batches,
                          outer, meta).meta_grads

@@ -191,7 +191,7 @@ def test_inside_tf_function(jit_compile):
   x = _frames()
   weights = [v * 1.5 for v in model.trainable_variables]
 
-  @tf.function(jit_compile=jit_compile)
+  @tf.function(jit_compile=jit_compile, autograph=False)
   def outputs_and_grads(weights, x):
     with tf.GradientTape() as tape:
       tape.watch(weights)
@@ -287,7 +287,7 @@ def test_inside_mirrored_strategy_replica_fn():
     model = _agent()
   x = _obs()
 
-  @tf.function
+  @tf.function(autograph=False)
   def replica_fn(x):
     weights = [2.0 * v for v in model.trainable_variables]
     return networks.call_with_weights(model, weights, x)

@@ -86,7 +86,7 @@ def test_static_lstm_matches_numpy_static_and_scan(reverse, with_reset):
   np.testing.assert_allclose(final.cell.numpy(), ec, rtol=1e-12)
 
   # Unknown T at trace time: the tf.scan path must agree.
-  @tf.function(input_signature=[
+  @tf.function(autograph=False, input_signature=[
       tf.TensorSpec([None, 4, 2], tf.float64),
       tf.TensorSpec([None, 4], tf.bool)])
   def dynamic(xs, reset):

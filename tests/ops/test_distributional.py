@@ -153,7 +153,7 @@ def test_jit_matches_eager(dtype, rtol, atol):
 
   args = (tf.constant(predictions, dtype), tf.constant(targets, dtype))
   eager = loss_and_grad(*args)
-  jitted = tf.function(loss_and_grad, jit_compile=True)(*args)
+  jitted = tf.function(loss_and_grad, jit_compile=True, autograph=False)(*args)
   for e, j in zip(eager, jitted):
     assert j.dtype == dtype
     np.testing.assert_allclose(j.numpy(), e.numpy(), rtol=rtol, atol=atol)

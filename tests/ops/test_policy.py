@@ -258,7 +258,8 @@ def test_jit_matches_eager(dtype, rtol, atol):
   args = (tf.constant(mean, dtype), tf.constant(std, dtype),
           tf.constant(logits, dtype), tf.constant(actions))
   eager = everything(*args)
-  jitted = tf.function(everything, jit_compile=True)(*args)
+  jitted = tf.function(everything, jit_compile=True,
+                       autograph=False)(*args)
   for e, j in zip(eager, jitted):
     assert j.dtype == dtype
     np.testing.assert_allclose(j.numpy(), e.numpy(), rtol=rtol, atol=atol)

@@ -336,7 +336,8 @@ def test_jit_matches_eager(dtype, rtol):
           for k in ('rewards', 'discounts', 'values', 'bootstrap_value')]
   args.append(tf.constant([0.2, 0.5, 0.8, 1.0], dtype))
   eager = all_returns(*args)
-  jitted = tf.function(all_returns, jit_compile=True)(*args)
+  jitted = tf.function(all_returns, jit_compile=True,
+                       autograph=False)(*args)
   for e, j in zip(eager, jitted):
     assert j.dtype == dtype
     np.testing.assert_allclose(j.numpy(), e.numpy(), rtol=rtol, atol=rtol)
@@ -345,7 +346,7 @@ def test_jit_matches_eager(dtype, rtol):
 def test_unknown_time_dimension():
   inputs = make_inputs(seed=15)
   step = tf.TensorSpec([None, B], tf.float64)
-  dynamic = tf.function(all_returns, input_signature=[
+  dynamic = tf.function(all_returns, autograph=False, input_signature=[
       step, step, step, tf.TensorSpec([B], tf.float64),
       tf.TensorSpec([], tf.float64)])
   args = [tf.constant(inputs[k])

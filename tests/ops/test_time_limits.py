@@ -199,7 +199,7 @@ def test_masked_gradients_match_finite_differences(quantiles, fd_seed):
   inputs['alpha'] = np.array(0.4)
   w_vs, w_pg, w_lambda, w_n = (rng.normal(size=shape) for _ in range(4))
 
-  @tf.function
+  @tf.function(autograph=False)
   def objective(args):
     result = vtrace.from_importance_weights(
         args['log_rhos'], args['discounts'], args['rewards'], args['values'],

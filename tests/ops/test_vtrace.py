@@ -335,7 +335,8 @@ def test_jit_matches_eager(dtype, rtol):
                     'bootstrap_value')]
   args += [tf.constant(0.9, dtype), tf.constant(0.5, dtype)]
   eager = meta_gradients(*args)
-  jitted = tf.function(meta_gradients, jit_compile=True)(*args)
+  jitted = tf.function(meta_gradients, jit_compile=True,
+                       autograph=False)(*args)
   for e, j in zip(eager, jitted):
     assert j.dtype == dtype
     assert np.all(np.isfinite(j.numpy()))
@@ -351,7 +352,8 @@ def test_unknown_time_dimension_falls_back_to_scan():
   scalar = tf.TensorSpec([], tf.float64)
   signature = [step, step, step, step, tf.TensorSpec([B], tf.float64),
                scalar, scalar]
-  dynamic = tf.function(meta_gradients, input_signature=signature)
+  dynamic = tf.function(meta_gradients, input_signature=signature,
+                        autograph=False)
   args = [tf.constant(inputs[k]) for k in ('log_rhos', 'discounts', 'rewards',
                                            'values', 'bootstrap_value')]
   args += [tf.constant(0.9, tf.float64), tf.constant(0.5, tf.float64)]

@@ -232,7 +232,7 @@ def test_variable_optimizer_equals_pure_update(name, make, reference,
   applier = optim.VariableOptimizer(make(), variables)
   apply = applier.apply
   if in_function:
-    apply = tf.function(apply)
+    apply = tf.function(apply, autograph=False)
   pure = make()
   theta = [tf.constant(p) for p in params]
   state = pure.init(theta)
@@ -269,7 +269,7 @@ def test_variable_optimizer_in_mirrored_replica_context():
     applier = optim.VariableOptimizer(optim.RMSProp(), variables)
   grads = [tf.constant([0.5, -1.0]), tf.constant(2.0)]
 
-  @tf.function
+  @tf.function(autograph=False)
   def step():
     applier.apply(grads, variables, tf.constant(0.01))
 
