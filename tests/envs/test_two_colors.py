@@ -144,13 +144,24 @@ def test_default_toggle_happens_at_step_100000():
   env = envs.make("two_colors", seed=0)
   env.reset()
   core = env.core  # Stepped directly (with its own resets) to save time.
-  actions = np.random.default_rng(0).integers(0, 4, size=(100_000, 1))
-  for t in range(100_000):
-    if t == 99_999:
-      np.testing.assert_allclose(core.current_key_rewards()[0], [0.7, 0.3])
-    _, terminated, truncated = core.step(actions[t])
-    if terminated[0] or truncated[0]:
-      core.reset(np.ones(1, bool))
+  actions = np.random.default_rng(0).integers(0, 4, size=(2_000, 1))
+
+  def play(first, last):
+    for t in range(first, last):
+      if t == 99_999:
+        np.testing.assert_allclose(core.current_key_rewards()[0], [0.7, 0.3])
+      _, terminated, truncated = core.step(actions[t % 2_000])
+      if terminated[0] or truncated[0]:
+        core.reset(np.ones(1, bool))
+
+  # The lifetime count goes on across episodes...
+  play(0, 1_000)
+  assert core.total_steps[0] == 1_000
+  np.testing.assert_allclose(core.current_key_rewards()[0], [0.7, 0.3])
+  # ...and its last thousand steps before the toggle are played for real
+  # (the 98k in between only count).
+  core.total_steps[:] = 99_000
+  play(99_000, 100_000)
   assert core.total_steps[0] == 100_000
   np.testing.assert_allclose(core.current_key_rewards()[0], [0.3, 0.7])
 
