@@ -78,6 +78,14 @@ EXPERIMENTS = {
         "FRODO": ("frodo", _FRODO, _FRODO_RUN),
         "FRODO+ext": ("frodo", dict(_FRODO, pseudo_label_weight=1.0,
                                     pseudo_label_normalize="outer"), _FRODO_RUN),
+        # Which of issue #17's two meta-network defaults moves the result:
+        # the LSTM's direction alone, then both back as they were.
+        "FRODO+ext backward": ("frodo", dict(
+            _FRODO, pseudo_label_weight=1.0, pseudo_label_normalize="outer",
+            meta_direction="backward"), _FRODO_RUN),
+        "FRODO+ext backward, no obs": ("frodo", dict(
+            _FRODO, pseudo_label_weight=1.0, pseudo_label_normalize="outer",
+            meta_direction="backward", use_observation=False), _FRODO_RUN),
     }),
     # 8 grid points per toggle period (1e5 steps) to show the recoveries.
     "two_colors": dict(env="two_colors", steps=2_000_000, grid_points=160,

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-# pytest-xdist runs two workers on a 2-core machine, and many tests start
+# pytest-xdist runs three workers on a 2-core machine, and many tests start
 # trainer and actor processes besides: one TensorFlow op thread per process
 # keeps them from fighting over the cores (set before TensorFlow is
 # imported; subprocesses inherit it). An explicit setting wins.
@@ -45,9 +45,9 @@ def pytest_configure(config):
 
 
 # Files that start processes or compile with XLA, each a minute or more on a
-# loaded 2-core machine. run.sh hands files to the two xdist workers in
+# loaded 2-core machine. run.sh hands files to the xdist workers in
 # collection order (--dist loadfile --no-loadscope-reorder); these go first,
-# so that no long file starts last and leaves the other worker idle.
+# so that no long file starts last and leaves the other workers idle.
 _LONG_FIRST = ("tests/trainers/", "tests/benchmarks/",
                "tests/meta/test_mirrored.py", "tests/agents/test_xla_step.py",
                "tests/system/test_recurrent_actor.py", "tests/export/",
