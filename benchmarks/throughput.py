@@ -7,8 +7,9 @@ fixed env-step budget and measures the steady-state rate from its
 metrics.csv (the first --warmup_fraction of the run, which includes
 tf.function tracing, is left out). The learner alone is timed in the same
 process on random batches of the same shape, before and after the run; its
-ceiling is T x B frames over the mean step time, the same statistic as the
-run's rate (frames over elapsed time). Step times on this shared 2-core
+ceiling is the new frames of a batch (S x B for a stride of S steps between
+an actor's items, T x B without overlap) over the mean step time, the same
+statistic as the run's rate (frames over elapsed time). Step times on this shared 2-core
 machine are skewed (a tail of slow steps even with nothing else running), so
 the median would overstate what the learner sustains; both are printed, and
 the higher of the two ceilings (before, after) is used, which can only
@@ -39,6 +40,9 @@ flags.DEFINE_integer("num_actor_processes", 0, "Actor processes.")
 flags.DEFINE_integer("envs_per_actor", None, "Default: preset.")
 flags.DEFINE_integer("unroll_length", None, "Default: preset.")
 flags.DEFINE_integer("batch_size", None, "Default: preset.")
+flags.DEFINE_integer("unroll_stride", None, "Steps between an actor's "
+                     "items (overlapping unrolls). Default: the preset's, "
+                     "at most the item's unroll length.")
 flags.DEFINE_float("warmup_fraction", 0.25, "Leading part of the run left "
                    "out of the rate.")
 flags.DEFINE_integer("ceiling_repeats", 60, "Learner-only timed steps, "
@@ -89,13 +93,15 @@ def main(argv):
   spec = runs.RunSpec(agent=FLAGS.agent, env=FLAGS.env,
                       config_overrides=config)
   item_unroll = loop.item_unroll_length(spec, unroll)
+  stride = FLAGS.unroll_stride or min(preset.unroll_stride or item_unroll,
+                                      item_unroll)
   before = _learner_step_times(spec, item_unroll, batch,
                                FLAGS.ceiling_repeats)
   logdir = tempfile.mkdtemp(prefix="tf_metagrad_throughput_")
   options = loop.Options(
       logdir=logdir, total_env_steps=FLAGS.total_env_steps,
-      unroll_length=unroll, batch_size=batch, num_actors=FLAGS.num_actors,
-      num_actor_processes=FLAGS.num_actor_processes,
+      unroll_length=unroll, batch_size=batch, unroll_stride=stride,
+      num_actors=FLAGS.num_actors, num_actor_processes=FLAGS.num_actor_processes,
       envs_per_actor=FLAGS.envs_per_actor or preset.envs_per_actor,
       eval_episodes=0, export=False, summary_every_s=1.0, log_every_s=10.0,
       checkpoint_every_s=1e9)
@@ -105,12 +111,12 @@ def main(argv):
   after = _learner_step_times(spec, item_unroll, batch,
                               FLAGS.ceiling_repeats)
 
-  frames = item_unroll * batch
+  frames = stride * batch
   for name, times in (("before", before), ("after", after)):
     print(f"learner-only step {name} the run: mean {1e3 * times.mean():.1f} "
           f"ms, median {1e3 * np.median(times):.1f} ms, p90 "
           f"{1e3 * np.percentile(times, 90):.1f} ms for {item_unroll} x "
-          f"{batch} frames")
+          f"{batch} frames, {frames} of them new")
   ceiling = frames / min(before.mean(), after.mean())
   median_ceiling = frames / min(np.median(before), np.median(after))
   print(f"run: {summary['env_steps']} env steps, {summary['learner_steps']} "
