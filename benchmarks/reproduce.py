@@ -147,12 +147,11 @@ def _run(experiment: str, arm: str, agent: str, overrides: Dict,
                    derived_config=({"decay_steps": 1}
                                    if preset.decay_learning_rate else {})),
       unroll)
-  stride = run_overrides.get("unroll_stride", preset.unroll_stride)
-  if stride is None or stride >= item_unroll:
-    stride = None
+  stride = min(run_overrides.get("unroll_stride") or
+               preset.stride_for(item_unroll), item_unroll)
   if preset.decay_learning_rate:
     config["decay_steps"] = presets.decay_steps(
-        agent, config, steps, (stride or item_unroll) * batch)
+        agent, config, steps, stride * batch)
   safe = "".join(c if c.isalnum() else "_" for c in arm)
   logdir = os.path.join(FLAGS.workdir, experiment, safe, f"seed{seed}")
   env_kwargs = {}

@@ -9,11 +9,11 @@ tf.function tracing, is left out). The learner alone is timed in the same
 process on random batches of the same shape, before and after the run; its
 ceiling is the new frames of a batch (S x B for a stride of S steps between
 an actor's items, T x B without overlap) over the mean step time, the same
-statistic as the run's rate (frames over elapsed time). Step times on this shared 2-core
-machine are skewed (a tail of slow steps even with nothing else running), so
-the median would overstate what the learner sustains; both are printed, and
-the higher of the two ceilings (before, after) is used, which can only
-lower the ratio. The last line is machine-readable:
+statistic as the run's rate (frames over elapsed time). Step times on this
+shared 2-core machine are skewed (a tail of slow steps even with nothing
+else running), so the median would overstate what the learner sustains;
+both are printed, and the higher of the two ceilings (before, after) is
+used, which can only lower the ratio. The last line is machine-readable:
   env_steps_per_s=<float> learner_ceiling_steps_per_s=<float> ratio=<float>
 """
 
@@ -93,15 +93,15 @@ def main(argv):
   spec = runs.RunSpec(agent=FLAGS.agent, env=FLAGS.env,
                       config_overrides=config)
   item_unroll = loop.item_unroll_length(spec, unroll)
-  stride = FLAGS.unroll_stride or min(preset.unroll_stride or item_unroll,
-                                      item_unroll)
+  stride = FLAGS.unroll_stride or preset.stride_for(item_unroll)
   before = _learner_step_times(spec, item_unroll, batch,
                                FLAGS.ceiling_repeats)
   logdir = tempfile.mkdtemp(prefix="tf_metagrad_throughput_")
   options = loop.Options(
       logdir=logdir, total_env_steps=FLAGS.total_env_steps,
       unroll_length=unroll, batch_size=batch, unroll_stride=stride,
-      num_actors=FLAGS.num_actors, num_actor_processes=FLAGS.num_actor_processes,
+      num_actors=FLAGS.num_actors,
+      num_actor_processes=FLAGS.num_actor_processes,
       envs_per_actor=FLAGS.envs_per_actor or preset.envs_per_actor,
       eval_episodes=0, export=False, summary_every_s=1.0, log_every_s=10.0,
       checkpoint_every_s=1e9)

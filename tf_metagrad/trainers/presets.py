@@ -35,6 +35,11 @@ class Preset:
   # Steps between an actor's consecutive items; None: the unroll length.
   unroll_stride: Optional[int] = None
 
+  def stride_for(self, item_unroll: int) -> int:
+    """The default stride of items of `item_unroll` steps: this preset's
+    `unroll_stride`, capped at `item_unroll` (no overlap)."""
+    return min(self.unroll_stride or item_unroll, item_unroll)
+
 
 PRESETS = {
     "toy": Preset(unroll_length=20, batch_size=32, envs_per_actor=256,

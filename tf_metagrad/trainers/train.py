@@ -182,7 +182,7 @@ def _options_and_spec():
       runs.RunSpec(agent=FLAGS.agent, env=FLAGS.env,
                    config_overrides=config, derived_config=derived), unroll)
   if FLAGS.unroll_stride is None:
-    stride = min(preset.unroll_stride or item_unroll, item_unroll)
+    stride = preset.stride_for(item_unroll)
   elif FLAGS.unroll_stride > item_unroll:
     raise cli.FlagError(
         f"--unroll_stride={FLAGS.unroll_stride}: expected an integer in "
