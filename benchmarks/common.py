@@ -6,10 +6,12 @@ import sys
 import time
 from typing import Callable, Dict, List, Sequence, Tuple
 
+from absl import flags
 import numpy as np
 import tensorflow as tf
 
 from tf_metagrad import types
+from tf_metagrad.trainers import strategies
 
 
 def peak_rss_mb() -> float:
@@ -101,3 +103,21 @@ def summary_ms(seconds: Sequence[float]) -> Tuple[float, float, float]:
   """(median, min, max) of wall times, in milliseconds."""
   ms = [1e3 * s for s in seconds]
   return statistics.median(ms), min(ms), max(ms)
+
+
+def define_thread_flags():
+  """--inter_op_threads and --intra_op_threads, as in trainers.train."""
+  return (flags.DEFINE_integer(
+      "inter_op_threads", 0, "Threads that run independent TF ops side by "
+      "side (0: TF's default).", lower_bound=0),
+          flags.DEFINE_integer(
+              "intra_op_threads", 0, "Threads that split one TF op (0: TF's "
+              "default).", lower_bound=0))
+
+
+def configure_threads(thread_flags) -> str:
+  """Applies `define_thread_flags`' values before any op runs; returns them
+  as `inter_op_threads=I intra_op_threads=J` for the header line."""
+  inter, intra = (f.value for f in thread_flags)
+  strategies.configure_threads(inter, intra)
+  return f"inter_op_threads={inter} intra_op_threads={intra}"

@@ -67,6 +67,7 @@ _HEAD_HIDDEN_SIZES = flags.DEFINE_list(
     "MLP, comma-separated; empty (--head_hidden_sizes=) for linear heads on "
     "the torso's features, the IMPALA network. Default: the library's "
     "(256, 256).")
+_THREADS = common.define_thread_flags()
 _TINY = flags.DEFINE_boolean(
     "tiny", False, "8-unit layers (4-channel ResNet): for smoke tests only, "
     "not a meaningful measurement.")
@@ -117,6 +118,7 @@ def _step_call(learner, batch):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}.")
+  threads = common.configure_threads(_THREADS)
   agent, network = _AGENT.value, _NETWORK.value
   batch_size = _BATCH_SIZE.value or _DEFAULT_BATCH_SIZE[network]
   repeats = _REPEATS.value or _DEFAULT_REPEATS[network]
@@ -146,7 +148,8 @@ def main(argv):
         f"batch_size={batch_size} unroll_length={unroll} "
         f"frames_per_step={(unroll + 1) * batch_size} "
         f"jit_compile={_JIT_COMPILE.value} warmup={_WARMUP.value} "
-        f"repeats={repeats} tiny={_TINY.value}{extra}", flush=True)
+        f"repeats={repeats} tiny={_TINY.value} {threads}{extra}",
+        flush=True)
 
   times = common.interleaved_times(
       {name: _step_call(learner, batch) for name, learner in learners.items()},

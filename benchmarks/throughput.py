@@ -32,6 +32,7 @@ from tf_metagrad.trainers import loop
 from tf_metagrad.trainers import presets
 
 FLAGS = flags.FLAGS
+_THREADS = common.define_thread_flags()
 flags.DEFINE_string("agent", "stac", "Agent.")
 flags.DEFINE_string("env", "catch", "Environment.")
 flags.DEFINE_integer("total_env_steps", 600_000, "Env steps of the run.")
@@ -85,6 +86,7 @@ def _learner_step_times(spec, unroll: int, batch: int, repeats: int):
 
 def main(argv):
   del argv
+  print(common.configure_threads(_THREADS), flush=True)
   preset = presets.PRESETS[presets.family(FLAGS.env)]
   unroll = FLAGS.unroll_length or preset.unroll_length
   batch = FLAGS.batch_size or preset.batch_size

@@ -31,7 +31,10 @@ def _counters(pattern, output):
 
 CONFIGS = {
     "xla": ["--config=jit_compile=true"],
-    "mirrored": ["--strategy=mirrored", "--logical_cpus=2"],
+    # The thread-pool flags ride along: they must be applied before the
+    # logical devices and the strategy start the runtime.
+    "mirrored": ["--strategy=mirrored", "--logical_cpus=2",
+                 "--inter_op_threads=2", "--intra_op_threads=1"],
 }
 # How each first session ends, and the flags it runs with until then.
 KILL_9 = {"xla": True, "mirrored": False}
