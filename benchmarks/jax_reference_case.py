@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 
-from absl import app
 import numpy as np
 import tensorflow as tf
 
@@ -117,11 +116,15 @@ def export_case(learners, batch, warm_batch, check_steps: int, path: str):
 
 
 def jax_python(flag_value):
-  """The JAX interpreter from the flag or the environment; UsageError if
-  neither names one."""
+  """The JAX interpreter from the flag or the environment.
+
+  Raises:
+    ValueError: neither names one (the message is the script's one error
+      line).
+  """
   python = flag_value or os.environ.get(JAX_PYTHON_ENV)
   if not python:
-    raise app.UsageError(
+    raise ValueError(
         f"jax_reference: no JAX python: pass --jax_python=/path/to/python or "
         f"set {JAX_PYTHON_ENV} (install it from "
         f"benchmarks/jax_requirements.txt).")

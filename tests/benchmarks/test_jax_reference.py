@@ -5,7 +5,6 @@ worker itself on a tiny case (skipped otherwise)."""
 import os
 import re
 
-from absl import app
 import numpy as np
 import pytest
 
@@ -100,7 +99,7 @@ def test_unsupported_configs_are_refused():
 
 def test_missing_jax_python_is_one_clear_error(monkeypatch):
   monkeypatch.delenv(case_lib.JAX_PYTHON_ENV, raising=False)
-  with pytest.raises(app.UsageError, match="TF_METAGRAD_JAX_PYTHON"):
+  with pytest.raises(ValueError, match="TF_METAGRAD_JAX_PYTHON"):
     case_lib.jax_python(None)
   monkeypatch.setenv(case_lib.JAX_PYTHON_ENV, "/some/python")
   assert case_lib.jax_python(None) == "/some/python"
