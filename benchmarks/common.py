@@ -7,11 +7,47 @@ import time
 from typing import Callable, Dict, List, Sequence, Tuple
 
 from absl import flags
+import gymnasium
 import numpy as np
 import tensorflow as tf
 
+from tf_metagrad import agents
 from tf_metagrad import types
 from tf_metagrad.trainers import strategies
+
+# The benchmarks' agent networks (see benchmarks.learner_step's docstring).
+NETWORKS = {
+    # name: (observation shape, observation dtype, number of actions, torso)
+    "resnet": ((84, 84, 4), "uint8", 18, "resnet"),
+    "mlp": ((64,), "float32", 6, "mlp"),
+    "conv": ((84, 84, 3), "uint8", 6, "conv"),
+}
+
+
+def network_overrides(network: str, tiny: bool) -> dict:
+  """Config overrides that pick the benchmark's network."""
+  overrides = {"torso": NETWORKS[network][3]}
+  if tiny:
+    overrides.update(mlp_hidden_sizes=(8,), head_hidden_sizes=(8,),
+                     resnet_channels=(4,))
+  return overrides
+
+
+def build_learner(agent: str, network: str, jit_compile: bool, seed: int,
+                  tiny: bool = False, frodo_inner_steps: int = 1,
+                  head_hidden_sizes=None):
+  """The learner of `agent` on one of `NETWORKS`; `head_hidden_sizes` None
+  keeps the config's default heads, () gives linear heads."""
+  shape, dtype, num_actions, _ = NETWORKS[network]
+  overrides = dict(network_overrides(network, tiny), jit_compile=jit_compile,
+                   seed=seed)
+  if head_hidden_sizes is not None:
+    overrides["head_hidden_sizes"] = tuple(head_hidden_sizes)
+  if agent == "frodo":
+    overrides["num_inner_steps"] = frodo_inner_steps
+  return agents.make_learner(agent, tf.TensorSpec(shape, dtype),
+                             gymnasium.spaces.Discrete(num_actions),
+                             **overrides)
 
 
 def peak_rss_mb() -> float:

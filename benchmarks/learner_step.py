@@ -25,19 +25,12 @@ FRODO splits the unroll into num_inner_steps + 1 consecutive segments (see
 
 from absl import app
 from absl import flags
-import gymnasium
 import numpy as np
-import tensorflow as tf
 
 from benchmarks import common
 from tf_metagrad import agents
 
-NETWORKS = {
-    # name: (observation shape, observation dtype, number of actions, torso)
-    "resnet": ((84, 84, 4), "uint8", 18, "resnet"),
-    "mlp": ((64,), "float32", 6, "mlp"),
-    "conv": ((84, 84, 3), "uint8", 6, "conv"),
-}
+NETWORKS = common.NETWORKS
 _DEFAULT_BATCH_SIZE = {"mlp": 32, "resnet": 8, "conv": 8}
 _DEFAULT_REPEATS = {"mlp": 10, "resnet": 3, "conv": 3}
 
@@ -73,30 +66,9 @@ _TINY = flags.DEFINE_boolean(
     "not a meaningful measurement.")
 
 
-def network_overrides(network: str, tiny: bool) -> dict:
-  """Config overrides that pick the benchmark's network."""
-  overrides = {"torso": NETWORKS[network][3]}
-  if tiny:
-    overrides.update(mlp_hidden_sizes=(8,), head_hidden_sizes=(8,),
-                     resnet_channels=(4,))
-  return overrides
-
-
-def build_learner(agent: str, network: str, jit_compile: bool, seed: int,
-                  tiny: bool = False, frodo_inner_steps: int = 1,
-                  head_hidden_sizes=None):
-  """The learner of `agent` on one of `NETWORKS`; `head_hidden_sizes` None
-  keeps the config's default heads, () gives linear heads."""
-  shape, dtype, num_actions, _ = NETWORKS[network]
-  overrides = dict(network_overrides(network, tiny), jit_compile=jit_compile,
-                   seed=seed)
-  if head_hidden_sizes is not None:
-    overrides["head_hidden_sizes"] = tuple(head_hidden_sizes)
-  if agent == "frodo":
-    overrides["num_inner_steps"] = frodo_inner_steps
-  return agents.make_learner(agent, tf.TensorSpec(shape, dtype),
-                             gymnasium.spaces.Discrete(num_actions),
-                             **overrides)
+# Kept here for the benchmarks that import them from this module.
+network_overrides = common.network_overrides
+build_learner = common.build_learner
 
 
 def head_hidden_sizes():
