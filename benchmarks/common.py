@@ -135,6 +135,17 @@ def interleaved_times(calls: Dict[str, Callable[[], tf.Tensor]],
   return times
 
 
+def cpu_ms_per_call(fn: Callable[[], tf.Tensor], calls: int) -> float:
+  """Mean CPU time of the whole process (every thread: TF's pools spin and
+  split ops) per call of `fn`, over `calls` back-to-back calls, in ms. On a
+  machine that also runs actors, this, not the wall time, is what a learner
+  step takes from them."""
+  start = time.process_time()
+  for _ in range(calls):
+    np.asarray(fn())
+  return 1e3 * (time.process_time() - start) / calls
+
+
 def summary_ms(seconds: Sequence[float]) -> Tuple[float, float, float]:
   """(median, min, max) of wall times, in milliseconds."""
   ms = [1e3 * s for s in seconds]

@@ -53,8 +53,9 @@ Measured on 2026-11-27 (2 shared cores, another benchmark running; jax
     503 ms vs 2206 ms (0.23); compile 12 s and 4.6 s. XLA:CPU's
     convolutions are the cost here, as for TF's own jit_compile
     (`agents.base.resolve_jit_compile`: IMPALA 2028 vs 338 ms).
-`learner.step` also checks the batch's values on the host before every
-step (`agents.trajectory_checks`): 0.5-0.8 ms of the MLP steps above.
+Those TF times include `learner.step`'s host-side batch checks (0.5-0.8 ms
+of the MLP steps), which the timed calls now skip (`check=False`), as the
+training loop does.
 
 Why two processes: installing the newest JAX (0.10.2) into our venv would
 replace numpy 1.26.4 by 2.4.6 and ml_dtypes 0.3.2 by 0.6.0 (pip's dry run),
@@ -110,6 +111,7 @@ _TIMEOUT = flags.DEFINE_integer(
     lower_bound=1)
 _TINY = flags.DEFINE_boolean(
     "tiny", False, "8-unit layers (4-channel ResNet): for smoke tests only.")
+_THREADS = common.define_thread_flags()
 
 
 def main(argv):
@@ -119,6 +121,7 @@ def main(argv):
     python = case_lib.jax_python(_JAX_PYTHON.value)
   except ValueError as e:
     sys.exit(str(e))
+  threads = common.configure_threads(_THREADS)
   network, agents = _NETWORK.value, case_lib.agent_names(_AGENT.value)
   batch_size = _BATCH_SIZE.value or case_lib.DEFAULT_BATCH_SIZE[network]
   unroll, repeats, warmup = (_UNROLL_LENGTH.value, _REPEATS.value,
@@ -137,7 +140,7 @@ def main(argv):
   print(f"network={network} agents={','.join(agents)} "
         f"batch_size={batch_size} unroll_length={unroll} warmup={warmup} "
         f"repeats={repeats} check_steps={_CHECK_STEPS.value} "
-        f"tiny={_TINY.value}", flush=True)
+        f"tiny={_TINY.value} {threads}", flush=True)
   with tempfile.TemporaryDirectory() as tmp:
     case = os.path.join(tmp, "case.npz")
     case_lib.export_case(learners, batch, warm_batch, _CHECK_STEPS.value,
@@ -150,8 +153,10 @@ def main(argv):
 
     try:
       first = run(_FLOAT64_REFERENCE.value)
+      # export_case stepped each learner on `batch` with the host checks;
+      # the timed steps skip them, as the training loop does.
       times = common.interleaved_times(
-          {name: (lambda l=l: l.step(batch)["inner_loss"])
+          {name: (lambda l=l: l.step(batch, check=False)["inner_loss"])
            for name, l in learners.items()}, warmup, repeats)
       tf_ms = {}
       for name in agents:

@@ -7,13 +7,18 @@ Usage:
 Builds the agent's learner and an IMPALA learner on the same network and the
 same random batch, runs `--warmup` untimed steps of each (the first traces
 the tf.function), then `--repeats` timed steps of each, taking turns. A step
-is timed from the call to the moment one of its metrics is read on the host.
+is timed from the call to the moment one of its metrics is read on the host;
+the batch is checked on the host once, not at every call (`Learner.step`'s
+`check`), as in the training loop.
 Networks:
   resnet: 84x84x4 uint8 frames, 18 actions, the IMPALA deep ResNet torso;
   mlp: 64-dim float32 features, 6 actions, a (256, 256) MLP torso;
   conv: 84x84x3 uint8 pixels, 6 actions, the DM Control pixel torso (STAC
     Table 2's residual conv torso, `ConvTorso`).
 
+Each learner's line also gives `cpu_ms`, the process CPU time per step
+(all threads) over `--repeats` more steps: what a step takes from actors
+sharing the machine.
 The last line printed is machine-readable:
   agent=A network=N step_ms=<median> impala_step_ms=<median> ratio=<A/IMPALA>
   peak_rss_mb=<peak RSS of the whole process (both learners)>
@@ -84,7 +89,10 @@ def head_hidden_sizes():
 
 
 def _step_call(learner, batch):
-  return lambda: learner.step(batch)["inner_loss"]
+  # One checked (and tracing) call; the warm-up and timed calls then run the
+  # step as the training loop does, without the host-side batch checks.
+  learner.step(batch)
+  return lambda: learner.step(batch, check=False)["inner_loss"]
 
 
 def main(argv):
@@ -123,18 +131,20 @@ def main(argv):
         f"repeats={repeats} tiny={_TINY.value} {threads}{extra}",
         flush=True)
 
-  times = common.interleaved_times(
-      {name: _step_call(learner, batch) for name, learner in learners.items()},
-      _WARMUP.value, repeats)
+  calls = {name: _step_call(learner, batch)
+           for name, learner in learners.items()}
+  times = common.interleaved_times(calls, _WARMUP.value, repeats)
   medians = {}
   for name, learner in learners.items():
     median, low, high = common.summary_ms(times[name])
     medians[name] = median
+    cpu_ms = common.cpu_ms_per_call(calls[name], repeats)
     # More than one trace would mean retracing was timed as well.
     step_fn = learner._step_fn  # pylint: disable=protected-access
     traces = step_fn.experimental_get_tracing_count()
     print(f"{name}: median_ms={median:.3f} min_ms={low:.3f} "
-          f"max_ms={high:.3f} traces={traces}", flush=True)
+          f"max_ms={high:.3f} cpu_ms={cpu_ms:.3f} traces={traces}",
+          flush=True)
   step_ms, impala_ms = medians[agent], medians["impala"]
   print(f"agent={agent} network={network} step_ms={step_ms:.3f} "
         f"impala_step_ms={impala_ms:.3f} ratio={step_ms / impala_ms:.3f} "

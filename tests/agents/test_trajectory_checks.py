@@ -215,3 +215,22 @@ def test_numpy_trajectories_are_checked_too(learners):
   with pytest.raises(ValueError, match=r"^batch\.action must have values"):
     learners["discrete"].step(batch._replace(
         action=np.full((T, B), 7, np.int32)))
+
+
+def test_unchecked_step_skips_only_the_host_checks():
+  """`step(check=False)` makes the same update, and an out-of-range batch
+  that `step` refuses goes through unchecked (as in the training loop)."""
+  checked, unchecked = _learner("discrete"), _learner("discrete")
+  unchecked.network.set_weights(checked.network.get_weights())
+  a = checked.step(_batch("discrete"))
+  b = unchecked.step(_batch("discrete"), check=False)
+  np.testing.assert_array_equal(a["inner_loss"].numpy(),
+                                b["inner_loss"].numpy())
+  for x, y in zip(checked.network.get_weights(),
+                  unchecked.network.get_weights()):
+    np.testing.assert_array_equal(x, y)
+  out_of_range = _with(discount=tf.fill([T, B], 2.0))
+  with pytest.raises(ValueError, match=r"discount must have values in"):
+    checked.step(out_of_range)
+  unchecked.step(out_of_range, check=False)
+  assert int(unchecked.learner_steps.numpy()) == 2
