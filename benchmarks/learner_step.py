@@ -35,13 +35,12 @@ import numpy as np
 from benchmarks import common
 from tf_metagrad import agents
 
-NETWORKS = common.NETWORKS
 _DEFAULT_BATCH_SIZE = {"mlp": 32, "resnet": 8, "conv": 8}
 _DEFAULT_REPEATS = {"mlp": 10, "resnet": 3, "conv": 3}
 
 _AGENT = flags.DEFINE_enum("agent", "stac", sorted(agents.AGENTS),
                            "Agent whose learner step is measured.")
-_NETWORK = flags.DEFINE_enum("network", "mlp", sorted(NETWORKS),
+_NETWORK = flags.DEFINE_enum("network", "mlp", sorted(common.NETWORKS),
                              "Agent network (see the module docstring).")
 _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", None, "Trajectories per batch (default: 32 for mlp, 8 for "
@@ -69,11 +68,6 @@ _THREADS = common.define_thread_flags()
 _TINY = flags.DEFINE_boolean(
     "tiny", False, "8-unit layers (4-channel ResNet): for smoke tests only, "
     "not a meaningful measurement.")
-
-
-# Kept here for the benchmarks that import them from this module.
-network_overrides = common.network_overrides
-build_learner = common.build_learner
 
 
 def head_hidden_sizes():
@@ -109,14 +103,14 @@ def main(argv):
         f"--unroll_length must be divisible by --frodo_inner_steps + 1 = "
         f"{inner_steps + 1} for agent=frodo, got {unroll}.")
 
-  shape, dtype, num_actions, _ = NETWORKS[network]
+  shape, dtype, num_actions, _ = common.NETWORKS[network]
   batch = common.random_trajectory(np.random.default_rng(_SEED.value),
                                    unroll, batch_size, shape, dtype,
                                    num_actions)
   heads = head_hidden_sizes()
   names = ["impala"] if agent == "impala" else [agent, "impala"]
   learners = {
-      name: build_learner(name, network, _JIT_COMPILE.value, _SEED.value,
+      name: common.build_learner(name, network, _JIT_COMPILE.value, _SEED.value,
                           tiny=_TINY.value, frodo_inner_steps=inner_steps,
                           head_hidden_sizes=heads)
       for name in names}

@@ -47,7 +47,7 @@ def main(argv):
     raise app.UsageError(
         f"--unroll_length must be divisible by --frodo_inner_steps + 1 = "
         f"{inner_steps + 1}, got {unroll}.")
-  shape, dtype, num_actions, _ = learner_step.NETWORKS[network]
+  shape, dtype, num_actions, _ = common.NETWORKS[network]
   batch = common.random_trajectory(np.random.default_rng(0), unroll,
                                    batch_size, shape, dtype,
                                    num_actions)
@@ -57,7 +57,7 @@ def main(argv):
         f"tiny={FLAGS.tiny}", flush=True)
   for agent in _AGENTS.value:
     learners = {
-        name: learner_step.build_learner(
+        name: common.build_learner(
             agent, network, jit, seed=0, tiny=FLAGS.tiny,
             frodo_inner_steps=inner_steps,
             head_hidden_sizes=learner_step.head_hidden_sizes())
