@@ -30,6 +30,10 @@ def test_throughput_prints_its_ratio():
   rate, ceiling, ratio = map(float, match.groups())
   assert rate > 0 and ceiling > 0
   assert abs(ratio - rate / ceiling) < 1e-2
+  cpu = [l for l in lines if l.startswith("cpu")]
+  assert cpu and (cpu[0] == "cpu: the run was too short to sample" or (
+      re.match(r"cpu: \d+\.\d+ cores busy", cpu[0])
+      and "MainThread" in cpu[1])), cpu
 
 
 def test_metagrad_approximation_prints_its_error():
