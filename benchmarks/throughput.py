@@ -13,7 +13,11 @@ statistic as the run's rate (frames over elapsed time). Step times on this
 shared 2-core machine are skewed (a tail of slow steps even with nothing
 else running), so the median would overstate what the learner sustains;
 both are printed, and the higher of the two ceilings (before, after) is
-used, which can only lower the ratio. The last line is machine-readable:
+used, which can only lower the ratio. Two `cpu` lines say where the CPU
+went over the last (1 - --warmup_fraction) of the run, per learner step
+(learner steps counted from the steady rate): in all, against the learner
+alone (process CPU of the learner-only steps), and by thread group (from
+/proc, see `_ThreadCpu`). The last line is machine-readable:
   env_steps_per_s=<float> learner_ceiling_steps_per_s=<float> ratio=<float>
 """
 
@@ -200,7 +204,8 @@ def main(argv):
 
 
 def _print_cpu(sampler, learner_steps_per_s: float, learner_only_cpu_s):
-  """Where the CPU went in the run's steady part, per learner step."""
+  """Where the CPU went over the last (1 - --warmup_fraction) of the
+  sampled time, per learner step at the steady rate."""
   if len(sampler.samples) < 2:
     print("cpu: the run was too short to sample")
     return
