@@ -22,6 +22,8 @@ NETWORKS = {
     "mlp": ((64,), "float32", 6, "mlp"),
     "conv": ((84, 84, 3), "uint8", 6, "conv"),
 }
+# Trajectories per benchmark batch: the batches the speed comparisons use.
+DEFAULT_BATCH_SIZE = {"mlp": 32, "resnet": 8, "conv": 8}
 
 
 def network_overrides(network: str, tiny: bool) -> dict:

@@ -78,7 +78,7 @@ from benchmarks import jax_reference_case as case_lib
 _AGENT = flags.DEFINE_enum("agent", "both", ["both", "stac", "impala"],
                            "Learner step(s) to compare.")
 _NETWORK = flags.DEFINE_enum("network", "mlp",
-                             sorted(case_lib.DEFAULT_BATCH_SIZE),
+                             case_lib.NETWORKS,
                              "Agent network, as in benchmarks.learner_step "
                              "with --head_hidden_sizes= (linear heads).")
 _BATCH_SIZE = flags.DEFINE_integer(
@@ -123,7 +123,7 @@ def main(argv):
     sys.exit(str(e))
   threads = common.configure_threads(_THREADS)
   network, agents = _NETWORK.value, case_lib.agent_names(_AGENT.value)
-  batch_size = _BATCH_SIZE.value or case_lib.DEFAULT_BATCH_SIZE[network]
+  batch_size = _BATCH_SIZE.value or common.DEFAULT_BATCH_SIZE[network]
   unroll, repeats, warmup = (_UNROLL_LENGTH.value, _REPEATS.value,
                              _WARMUP.value)
   shape, dtype, num_actions, _ = common.NETWORKS[network]

@@ -12,8 +12,8 @@ import subprocess
 import numpy as np
 import tensorflow as tf
 
-# The networks the JAX port implements, with their default batch sizes.
-DEFAULT_BATCH_SIZE = {"mlp": 32, "resnet": 8}
+# The networks (of `benchmarks.common.NETWORKS`) the JAX port implements.
+NETWORKS = ("mlp", "resnet")
 _WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                        "jax_reference_worker.py")
 JAX_PYTHON_ENV = "TF_METAGRAD_JAX_PYTHON"

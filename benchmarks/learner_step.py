@@ -35,7 +35,6 @@ import numpy as np
 from benchmarks import common
 from tf_metagrad import agents
 
-_DEFAULT_BATCH_SIZE = {"mlp": 32, "resnet": 8, "conv": 8}
 _DEFAULT_REPEATS = {"mlp": 10, "resnet": 3, "conv": 3}
 
 _AGENT = flags.DEFINE_enum("agent", "stac", sorted(agents.AGENTS),
@@ -94,7 +93,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}.")
   threads = common.configure_threads(_THREADS)
   agent, network = _AGENT.value, _NETWORK.value
-  batch_size = _BATCH_SIZE.value or _DEFAULT_BATCH_SIZE[network]
+  batch_size = _BATCH_SIZE.value or common.DEFAULT_BATCH_SIZE[network]
   repeats = _REPEATS.value or _DEFAULT_REPEATS[network]
   unroll = _UNROLL_LENGTH.value
   inner_steps = _FRODO_INNER_STEPS.value
