@@ -1,4 +1,5 @@
-"""Suite-wide options: `--fd-seeds=N` shakes the finite-difference checks.
+"""Suite-wide options: `--fd-seeds=N` shakes the finite-difference checks,
+and every run ends with the CPU seconds each test file took.
 
 A test that takes the `fd_seed` fixture draws its random point from it. By
 default it runs once with seed 0; `pytest --fd-seeds=20` runs it at 20
@@ -7,7 +8,9 @@ points, which is how tolerances are shown to sit far from the noise floor
 the `fd` marker, so `pytest -m fd` selects them.
 """
 
+import collections
 import os
+import resource
 
 import pytest
 
@@ -30,6 +33,9 @@ def pytest_addoption(parser):
   parser.addoption(
       "--fd-seeds", type=int, default=1,
       help="run every finite-difference test at this many random points")
+  parser.addoption(
+      "--cpu-report", type=int, default=12, metavar="N",
+      help="list the N test files that took the most CPU (0: none)")
 
 
 def pytest_generate_tests(metafunc):
@@ -65,3 +71,54 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(name="fd_seed")
 def fd_seed_fixture():
   return 0
+
+
+# The suite's budget is wall time on 2 cores, where three workers and the
+# processes the tests start keep both cores busy: wall time is then about
+# the CPU used divided by 2, and CPU (user + system, of the worker and of
+# the processes it started and waited for) is the measure that stays
+# comparable between runs on a busy machine, unlike --durations.
+_CPU_START = pytest.StashKey[float]()
+_CPU_BY_FILE = collections.Counter()
+
+
+def _cpu_seconds():
+  own = resource.getrusage(resource.RUSAGE_SELF)
+  children = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return (own.ru_utime + own.ru_stime + children.ru_utime
+          + children.ru_stime)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+  # Called at the end of each phase (setup, call, teardown); each phase's
+  # CPU runs from the end of the previous one, so module fixtures count
+  # for the test that first used them.
+  now = _cpu_seconds()
+  outcome = yield
+  start = item.stash.get(_CPU_START, None)
+  if start is None:
+    start = item.session.stash.get(_CPU_START, now)
+  outcome.get_result().user_properties.append(("cpu_s", now - start))
+  item.stash[_CPU_START] = now
+  item.session.stash[_CPU_START] = now
+
+
+def pytest_runtest_logreport(report):
+  # Runs where the reports arrive: the controller under xdist, which
+  # receives each worker's report with its user properties.
+  for name, value in report.user_properties:
+    if name == "cpu_s":
+      _CPU_BY_FILE[report.nodeid.split("::")[0]] += value
+
+
+def pytest_terminal_summary(terminalreporter, config):
+  count = config.getoption("cpu_report")
+  total = sum(_CPU_BY_FILE.values())
+  if not count or total <= 0:
+    return
+  terminalreporter.write_sep("-", f"CPU of the tests: {total:.0f} s "
+                             f"(user + system, processes started included)")
+  for name, seconds in _CPU_BY_FILE.most_common(count):
+    terminalreporter.write_line(f"{seconds:7.1f} s {100 * seconds / total:5.1f}% "
+                                f"{name}")
