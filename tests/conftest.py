@@ -90,18 +90,21 @@ def _cpu_seconds():
 
 
 @pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+  item.stash[_CPU_START] = _cpu_seconds()
+  yield
+
+
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-  # Called at the end of each phase (setup, call, teardown); each phase's
-  # CPU runs from the end of the previous one, so module fixtures count
-  # for the test that first used them.
+  # Called at the end of each phase (setup, call, teardown): each phase's
+  # CPU runs from the end of the one before, so a module fixture counts
+  # for the test whose setup built it.
   now = _cpu_seconds()
   outcome = yield
-  start = item.stash.get(_CPU_START, None)
-  if start is None:
-    start = item.session.stash.get(_CPU_START, now)
-  outcome.get_result().user_properties.append(("cpu_s", now - start))
+  outcome.get_result().user_properties.append(
+      ("cpu_s", now - item.stash[_CPU_START]))
   item.stash[_CPU_START] = now
-  item.session.stash[_CPU_START] = now
 
 
 def pytest_runtest_logreport(report):
