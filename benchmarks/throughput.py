@@ -17,14 +17,15 @@ used, which can only lower the ratio. Two `cpu` lines say where the CPU
 went over the last (1 - --warmup_fraction) of the run, per learner step
 (learner steps counted from the steady rate): in all, against the learner
 alone (process CPU of the learner-only steps), and by thread group (from
-/proc, see `_ThreadCpu`). The last line is machine-readable:
+/proc, see `benchmarks.thread_cpu`). After the run, the actors alone act and write
+for --acting_unrolls unrolls each (`_acting_cpu_per_frame`): their CPU per
+frame, times a learner step's new frames, is what acting costs a learner
+step, TF's pool threads included. The last line is machine-readable:
   env_steps_per_s=<float> learner_ceiling_steps_per_s=<float> ratio=<float>
 """
 
-import collections
 import csv
 import os
-import re
 import tempfile
 import threading
 import time
@@ -33,8 +34,16 @@ from absl import app
 from absl import flags
 import numpy as np
 
+import reverb
+
 from benchmarks import common
+from benchmarks import thread_cpu
 from tf_metagrad import runs
+from tf_metagrad.agents import networks as networks_lib
+from tf_metagrad.system import actor as actor_lib
+from tf_metagrad.system import items
+from tf_metagrad.system import server as server_lib
+from tf_metagrad.system import weights as weights_lib
 from tf_metagrad.trainers import loop
 from tf_metagrad.trainers import presets
 
@@ -53,6 +62,8 @@ flags.DEFINE_integer("unroll_stride", None, "Steps between an actor's "
                      "at most the item's unroll length.")
 flags.DEFINE_float("warmup_fraction", 0.25, "Leading part of the run left "
                    "out of the rate.")
+flags.DEFINE_integer("acting_unrolls", 8, "Unrolls each actor thread "
+                     "writes in the acting-only measurement (0: skip it).")
 flags.DEFINE_integer("ceiling_repeats", 60, "Learner-only timed steps, "
                      "before and after the run each.")
 
@@ -65,62 +76,6 @@ def _steady_rate(path: str, warmup_fraction: float) -> float:
   start = np.searchsorted(steps, steps[-1] * warmup_fraction)
   start = min(start, len(steps) - 2)
   return (steps[-1] - steps[start]) / (wall[-1] - wall[start])
-
-
-class _ThreadCpu(threading.Thread):
-  """Samples the CPU time of every thread of this process from /proc.
-
-  Each sample maps a thread to its group and its CPU seconds so far. The
-  group is the Python thread's name with its index dropped ("actor",
-  "weights-publisher", "MainThread": the learner loop) or "unnamed" for the
-  threads Python did not start: TF's op pools (the learner's step, and the
-  ops of the actors' policy calls that TF hands to its pools), Reverb's and
-  gRPC's, which TF 2.15 and Reverb leave with the process's name.
-  """
-
-  def __init__(self, every_s: float = 0.5):
-    super().__init__(name="cpu-sampler", daemon=True)
-    self.samples = []  # (monotonic time, {tid: (group, cpu seconds)})
-    self._every_s = every_s
-    self._done = threading.Event()
-
-  @staticmethod
-  def snapshot():
-    names = {t.native_id: re.sub(r"-\d+$", "", t.name)
-             for t in threading.enumerate()}
-    tick = os.sysconf("SC_CLK_TCK")
-    out = {}
-    for tid in os.listdir("/proc/self/task"):
-      try:
-        with open(f"/proc/self/task/{tid}/stat") as f:
-          stat = f.read()
-      except OSError:  # The thread ended.
-        continue
-      comm = stat[stat.index("(") + 1:stat.rindex(")")]
-      fields = stat[stat.rindex(")") + 2:].split()
-      cpu = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
-      out[int(tid)] = (names.get(int(tid), f"unnamed ({comm})"), cpu)
-    return out
-
-  def run(self):
-    while not self._done.wait(self._every_s):
-      self.samples.append((time.monotonic(), self.snapshot()))
-
-  def stop(self):
-    self._done.set()
-    self.join()
-
-  def per_group(self, start_fraction: float):
-    """(wall seconds, {group: CPU seconds}) from the sample at
-    `start_fraction` of the sampled time to the last sample."""
-    first_t, last_t = self.samples[0][0], self.samples[-1][0]
-    cut = first_t + start_fraction * (last_t - first_t)
-    begin = next(s for s in self.samples if s[0] >= cut)
-    (t0, a), (t1, b) = begin, self.samples[-1]
-    groups = collections.defaultdict(float)
-    for tid, (group, cpu) in b.items():
-      groups[group] += cpu - a.get(tid, (group, 0.0))[1]
-    return t1 - t0, dict(groups)
 
 
 def _learner_step_times(spec, unroll: int, batch: int, repeats: int):
@@ -153,6 +108,68 @@ def _learner_step_times(spec, unroll: int, batch: int, repeats: int):
   return np.array(times), (time.process_time() - cpu_start) / repeats
 
 
+def _acting_cpu_per_frame(spec, unroll: int, stride: int, envs_per_actor: int,
+                          num_actors: int, unrolls: int) -> float:
+  """Process CPU seconds per env frame of the run's actor threads alone.
+
+  The same actors as the run's (network, copies, unroll and stride), with
+  weights published once, write into a FIFO table of the run's item
+  signature that nobody reads: a full table drops its oldest item, so the
+  actors never wait. What is measured is acting and writing, the policy's
+  ops on TF's pools included, which the run's per-thread figures cannot
+  tell from the learner's. The first unroll of each actor (tracing, the
+  first weights) is left out.
+  """
+  config = runs.agent_config(spec)
+  env = runs.make_env(spec)
+  try:
+    def network():
+      return networks_lib.make_network(config, env.observation_spec,
+                                       env.action_space)
+    published = network()
+    item_spec = items.item_spec(
+        env.observation_spec, env.action_space, unroll,
+        core_state_spec=published.core_state_spec())
+  finally:
+    env.close()
+  tables = server_lib.make_tables(
+      item_spec, server_lib.weights_signature(published.variables), 1)[1:]
+  tables.append(reverb.Table(
+      name=server_lib.TRAJECTORY_TABLE, sampler=reverb.selectors.Fifo(),
+      remover=reverb.selectors.Fifo(), max_size=4 * num_actors,
+      rate_limiter=reverb.rate_limiters.MinSize(1), signature=item_spec))
+  server = server_lib.start_server(tables)
+  address = server_lib.local_address(server.port)
+  try:
+    weights_lib.publish(reverb.Client(address), published.variables, 0)
+    actors = [actor_lib.Actor(
+        reverb.Client(address), spec.env, network(), num_envs=envs_per_actor,
+        unroll_length=unroll, seed=index, env_kwargs=spec.env_kwargs,
+        unroll_stride=stride) for index in range(num_actors)]
+    try:
+      warm = [threading.Thread(target=a.run, kwargs=dict(max_unrolls=1))
+              for a in actors]
+      timed = [threading.Thread(target=a.run,
+                                kwargs=dict(max_unrolls=1 + unrolls))
+               for a in actors]
+      for group in (warm, timed):
+        frames = sum(a.stats.env_steps for a in actors)
+        cpu = time.process_time()
+        for thread in group:
+          thread.start()
+        for thread in group:
+          thread.join(timeout=600)
+          if thread.is_alive():
+            raise RuntimeError("an acting-only actor did not finish in 600 s")
+      frames = sum(a.stats.env_steps for a in actors) - frames
+      return (time.process_time() - cpu) / (frames * envs_per_actor)
+    finally:
+      for a in actors:
+        a.close()
+  finally:
+    server.stop()
+
+
 def main(argv):
   del argv
   print(common.configure_threads(_THREADS), flush=True)
@@ -176,7 +193,7 @@ def main(argv):
       envs_per_actor=FLAGS.envs_per_actor or preset.envs_per_actor,
       eval_episodes=0, export=False, summary_every_s=1.0, log_every_s=10.0,
       checkpoint_every_s=1e9)
-  sampler = _ThreadCpu()
+  sampler = thread_cpu.ThreadCpu()
   sampler.start()
   summary = loop.train(spec, options, log=print)
   sampler.stop()
@@ -199,6 +216,13 @@ def main(argv):
         f"{options.envs_per_actor} envs; ratio to the median-step ceiling "
         f"({median_ceiling:.1f}): {rate / median_ceiling:.3f}")
   _print_cpu(sampler, rate / frames, min(cpu_before, cpu_after))
+  if FLAGS.acting_unrolls:
+    acting = _acting_cpu_per_frame(
+        spec, item_unroll, stride, options.envs_per_actor, FLAGS.num_actors,
+        FLAGS.acting_unrolls)
+    print(f"cpu of acting alone: {1e6 * acting:.1f} us per env frame, "
+          f"{1e3 * acting * frames:.1f} ms for a learner step's {frames} new "
+          f"frames")
   print(f"env_steps_per_s={rate:.1f} learner_ceiling_steps_per_s="
         f"{ceiling:.1f} ratio={rate / ceiling:.3f}")
 

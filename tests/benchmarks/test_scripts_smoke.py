@@ -22,7 +22,8 @@ def _run(module, *flags):
 def test_throughput_prints_its_ratio():
   lines = _run("benchmarks.throughput", "--agent=impala", "--env=catch",
                "--unroll_length=4", "--batch_size=4", "--envs_per_actor=4",
-               "--total_env_steps=320", "--ceiling_repeats=2")
+               "--total_env_steps=320", "--ceiling_repeats=2",
+               "--acting_unrolls=2")
   match = re.fullmatch(r"env_steps_per_s=([\d.]+) "
                        r"learner_ceiling_steps_per_s=([\d.]+) ratio=([\d.]+)",
                        lines[-1])
@@ -34,6 +35,13 @@ def test_throughput_prints_its_ratio():
   assert cpu and (cpu[0] == "cpu: the run was too short to sample" or (
       re.match(r"cpu: \d+\.\d+ cores busy", cpu[0])
       and "MainThread" in cpu[1])), cpu
+  acting = [re.fullmatch(r"cpu of acting alone: ([\d.]+) us per env frame, "
+                         r"([\d.]+) ms for a learner step's 16 new frames", l)
+            for l in lines if l.startswith("cpu of acting")]
+  assert len(acting) == 1 and acting[0], lines
+  per_frame_us, per_step_ms = map(float, acting[0].groups())
+  assert per_frame_us > 0
+  assert abs(per_step_ms - 16 * per_frame_us / 1e3) <= 0.05 + 1e-3 * per_step_ms
 
 
 def test_metagrad_approximation_prints_its_error():
