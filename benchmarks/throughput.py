@@ -17,10 +17,11 @@ used, which can only lower the ratio. Two `cpu` lines say where the CPU
 went over the last (1 - --warmup_fraction) of the run, per learner step
 (learner steps counted from the steady rate): in all, against the learner
 alone (process CPU of the learner-only steps), and by thread group (from
-/proc, see `benchmarks.thread_cpu`). After the run, the actors alone act and write
-for --acting_unrolls unrolls each (`_acting_cpu_per_frame`): their CPU per
-frame, times a learner step's new frames, is what acting costs a learner
-step, TF's pool threads included. The last line is machine-readable:
+/proc, see `benchmarks.thread_cpu`). After the run, the actors alone act
+and write for --acting_unrolls unrolls each (`_acting_cpu_per_frame`):
+their CPU per frame, times a learner step's new frames, is what acting
+costs a learner step, TF's pool threads included. The last line is
+machine-readable:
   env_steps_per_s=<float> learner_ceiling_steps_per_s=<float> ratio=<float>
 """
 
@@ -33,7 +34,6 @@ import time
 from absl import app
 from absl import flags
 import numpy as np
-
 import reverb
 
 from benchmarks import common
@@ -122,52 +122,66 @@ def _acting_cpu_per_frame(spec, unroll: int, stride: int, envs_per_actor: int,
   """
   config = runs.agent_config(spec)
   env = runs.make_env(spec)
-  try:
-    def network():
-      return networks_lib.make_network(config, env.observation_spec,
-                                       env.action_space)
-    published = network()
-    item_spec = items.item_spec(
-        env.observation_spec, env.action_space, unroll,
-        core_state_spec=published.core_state_spec())
-  finally:
-    env.close()
-  tables = server_lib.make_tables(
-      item_spec, server_lib.weights_signature(published.variables), 1)[1:]
+  obs_spec, action_space = env.observation_spec, env.action_space
+  env.close()
+
+  def network():
+    return networks_lib.make_network(config, obs_spec, action_space)
+
+  published = network()
+  item_spec = items.item_spec(obs_spec, action_space, unroll,
+                              core_state_spec=published.core_state_spec())
+  tables = [t for t in server_lib.make_tables(
+      item_spec, server_lib.weights_signature(published.variables), 1)
+            if t.name != server_lib.TRAJECTORY_TABLE]
   tables.append(reverb.Table(
       name=server_lib.TRAJECTORY_TABLE, sampler=reverb.selectors.Fifo(),
       remover=reverb.selectors.Fifo(), max_size=4 * num_actors,
       rate_limiter=reverb.rate_limiters.MinSize(1), signature=item_spec))
   server = server_lib.start_server(tables)
   address = server_lib.local_address(server.port)
+  actors = []
   try:
     weights_lib.publish(reverb.Client(address), published.variables, 0)
     actors = [actor_lib.Actor(
         reverb.Client(address), spec.env, network(), num_envs=envs_per_actor,
         unroll_length=unroll, seed=index, env_kwargs=spec.env_kwargs,
         unroll_stride=stride) for index in range(num_actors)]
-    try:
-      warm = [threading.Thread(target=a.run, kwargs=dict(max_unrolls=1))
-              for a in actors]
-      timed = [threading.Thread(target=a.run,
-                                kwargs=dict(max_unrolls=1 + unrolls))
-               for a in actors]
-      for group in (warm, timed):
-        frames = sum(a.stats.env_steps for a in actors)
-        cpu = time.process_time()
-        for thread in group:
-          thread.start()
-        for thread in group:
-          thread.join(timeout=600)
-          if thread.is_alive():
-            raise RuntimeError("an acting-only actor did not finish in 600 s")
-      frames = sum(a.stats.env_steps for a in actors) - frames
-      return (time.process_time() - cpu) / (frames * envs_per_actor)
-    finally:
-      for a in actors:
-        a.close()
+    _act(actors, 1)  # Tracing and the first weights: left out.
+    frames = sum(a.stats.env_steps for a in actors)
+    cpu = time.process_time()
+    _act(actors, 1 + unrolls)
+    cpu = time.process_time() - cpu
+    frames = sum(a.stats.env_steps for a in actors) - frames
+    return cpu / (frames * envs_per_actor)
   finally:
+    for a in actors:
+      a.close()
     server.stop()
+
+
+def _act(actors, max_unrolls: int) -> None:
+  """Runs each actor in a thread of its own until it has written
+  `max_unrolls` unrolls in all; an actor's error is raised here."""
+  errors = []
+
+  def run(actor):
+    try:
+      actor.run(max_unrolls=max_unrolls)
+    except BaseException as e:  # pylint: disable=broad-except
+      errors.append(e)
+
+  threads = [threading.Thread(target=run, args=(a,), name=f"actor-{i}",
+                              daemon=True)
+             for i, a in enumerate(actors)]
+  for thread in threads:
+    thread.start()
+  for thread in threads:
+    thread.join(timeout=600)
+    if thread.is_alive():
+      raise RuntimeError("an acting-only actor did not finish in 600 s")
+  if errors:
+    raise errors[0]
 
 
 def main(argv):

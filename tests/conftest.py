@@ -123,5 +123,5 @@ def pytest_terminal_summary(terminalreporter, config):
   terminalreporter.write_sep("-", f"CPU of the tests: {total:.0f} s "
                              f"(user + system, processes started included)")
   for name, seconds in _CPU_BY_FILE.most_common(count):
-    terminalreporter.write_line(f"{seconds:7.1f} s {100 * seconds / total:5.1f}% "
-                                f"{name}")
+    share = 100 * seconds / total
+    terminalreporter.write_line(f"{seconds:7.1f} s {share:5.1f}% {name}")
