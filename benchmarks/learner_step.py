@@ -109,9 +109,9 @@ def main(argv):
   heads = head_hidden_sizes()
   names = ["impala"] if agent == "impala" else [agent, "impala"]
   learners = {
-      name: common.build_learner(name, network, _JIT_COMPILE.value, _SEED.value,
-                          tiny=_TINY.value, frodo_inner_steps=inner_steps,
-                          head_hidden_sizes=heads)
+      name: common.build_learner(
+          name, network, _JIT_COMPILE.value, _SEED.value, tiny=_TINY.value,
+          frodo_inner_steps=inner_steps, head_hidden_sizes=heads)
       for name in names}
   net = learners[agent].network
   extra = f" frodo_inner_steps={inner_steps}" if agent == "frodo" else ""

@@ -95,26 +95,22 @@ def _learner_step_times(spec, unroll: int, batch: int, repeats: int):
   finally:
     env.close()
   learner.step(data)
-  times = []
-  cpu_start = 0.0
-  for i in range(repeats + 2):
-    if i == 2:
-      cpu_start = time.process_time()
-    start = time.perf_counter()
-    metrics = learner.step(data, check=False)
-    float(metrics["inner_loss"])
-    if i >= 2:
-      times.append(time.perf_counter() - start)
+  call = lambda: learner.step(data, check=False)["inner_loss"]
+  for _ in range(2):
+    common.timed_call(call)
+  cpu_start = time.process_time()
+  times = [common.timed_call(call) for _ in range(repeats)]
   return np.array(times), (time.process_time() - cpu_start) / repeats
 
 
 def _acting_cpu_per_frame(spec, unroll: int, stride: int, envs_per_actor: int,
-                          num_actors: int, unrolls: int) -> float:
+                          num_actors: int, refresh_every: int,
+                          unrolls: int) -> float:
   """Process CPU seconds per env frame of the run's actor threads alone.
 
-  The same actors as the run's (network, copies, unroll and stride), with
-  weights published once, write into a FIFO table of the run's item
-  signature that nobody reads: a full table drops its oldest item, so the
+  The same actors as the run's (network, copies, unroll, stride and weight
+  refreshes), with weights published once, write into a FIFO table of the
+  run's item signature that nobody reads: a full table drops its oldest item, so the
   actors never wait. What is measured is acting and writing, the policy's
   ops on TF's pools included, which the run's per-thread figures cannot
   tell from the learner's. The first unroll of each actor (tracing, the
@@ -146,7 +142,8 @@ def _acting_cpu_per_frame(spec, unroll: int, stride: int, envs_per_actor: int,
     actors = [actor_lib.Actor(
         reverb.Client(address), spec.env, network(), num_envs=envs_per_actor,
         unroll_length=unroll, seed=index, env_kwargs=spec.env_kwargs,
-        unroll_stride=stride) for index in range(num_actors)]
+        refresh_every=refresh_every, unroll_stride=stride)
+              for index in range(num_actors)]
     _act(actors, 1)  # Tracing and the first weights: left out.
     frames = sum(a.stats.env_steps for a in actors)
     cpu = time.process_time()
@@ -233,7 +230,7 @@ def main(argv):
   if FLAGS.acting_unrolls:
     acting = _acting_cpu_per_frame(
         spec, item_unroll, stride, options.envs_per_actor, FLAGS.num_actors,
-        FLAGS.acting_unrolls)
+        options.actor_refresh_every, FLAGS.acting_unrolls)
     print(f"cpu of acting alone: {1e6 * acting:.1f} us per env frame, "
           f"{1e3 * acting * frames:.1f} ms for a learner step's {frames} new "
           f"frames")
