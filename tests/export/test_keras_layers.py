@@ -7,6 +7,7 @@ resolves only through its registry: `tf_metagrad` must be imported before
 `load_model` (checked in a fresh process).
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -86,10 +87,12 @@ def test_fit_save_load_predict(tmp_path, suffix):
 
 
 _LOAD_IN_FRESH_PROCESS = textwrap.dedent("""
+    import json
     import sys
     import numpy as np
     import tensorflow as tf
-    path, inputs_path = sys.argv[1:]
+    path, inputs_path, graph_options = sys.argv[1:]
+    tf.config.optimizer.set_experimental_options(json.loads(graph_options))
     try:
       tf.keras.models.load_model(path)
       print("without import: loaded")
@@ -111,8 +114,13 @@ def test_keras_file_loads_in_a_fresh_process_after_import(tmp_path):
   inputs_path = os.path.join(tmp_path, "inputs.npz")
   np.savez(inputs_path, x=test_x)
   expected = model.predict(test_x, verbose=0)
+  # The fresh process optimizes its graphs as this one does (see
+  # tests/conftest.py): with another set of Grappler passes, Keras' Dense
+  # layers would run fused and unfused kernels, which round differently.
+  graph_options = json.dumps(tf.config.optimizer.get_experimental_options())
   result = subprocess.run(
-      [sys.executable, "-c", _LOAD_IN_FRESH_PROCESS, path, inputs_path],
+      [sys.executable, "-c", _LOAD_IN_FRESH_PROCESS, path, inputs_path,
+       graph_options],
       capture_output=True, text=True, timeout=300, check=False,
       cwd=tmp_path)
   assert result.returncode == 0, result.stderr[-3000:]
