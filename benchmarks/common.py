@@ -6,6 +6,7 @@ import sys
 import time
 from typing import Callable, Dict, List, Sequence, Tuple
 
+from absl import app
 from absl import flags
 import gymnasium
 import numpy as np
@@ -152,6 +153,28 @@ def summary_ms(seconds: Sequence[float]) -> Tuple[float, float, float]:
   """(median, min, max) of wall times, in milliseconds."""
   ms = [1e3 * s for s in seconds]
   return statistics.median(ms), min(ms), max(ms)
+
+
+def define_head_flag():
+  """--head_hidden_sizes; read it with `head_hidden_sizes`."""
+  return flags.DEFINE_list(
+      "head_hidden_sizes", None, "Hidden widths of each policy/value head "
+      "MLP, comma-separated; empty (--head_hidden_sizes=) for linear heads "
+      "on the torso's features, the IMPALA network. Default: the config's "
+      "or preset's.")
+
+
+def head_hidden_sizes(flag):
+  """`define_head_flag`'s value as a tuple of ints (() linear), None if
+  unset."""
+  if flag.value is None:
+    return None
+  try:
+    return tuple(int(h) for h in flag.value)
+  except ValueError:
+    raise app.UsageError(
+        f"--head_hidden_sizes={','.join(flag.value)}: expected "
+        f"comma-separated positive ints or nothing.") from None
 
 
 def define_thread_flags():

@@ -58,11 +58,7 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the network and the batch.")
 _FRODO_INNER_STEPS = flags.DEFINE_integer(
     "frodo_inner_steps", 1, "FRODO's num_inner_steps M; the unroll is cut "
     "into M + 1 segments.", lower_bound=1)
-_HEAD_HIDDEN_SIZES = flags.DEFINE_list(
-    "head_hidden_sizes", None, "Hidden widths of each policy/value head "
-    "MLP, comma-separated; empty (--head_hidden_sizes=) for linear heads on "
-    "the torso's features, the IMPALA network. Default: the library's "
-    "(256, 256).")
+_HEAD_HIDDEN_SIZES = common.define_head_flag()
 _THREADS = common.define_thread_flags()
 _TINY = flags.DEFINE_boolean(
     "tiny", False, "8-unit layers (4-channel ResNet): for smoke tests only, "
@@ -71,14 +67,7 @@ _TINY = flags.DEFINE_boolean(
 
 def head_hidden_sizes():
   """`--head_hidden_sizes` as a tuple of ints (() linear), None if unset."""
-  if _HEAD_HIDDEN_SIZES.value is None:
-    return None
-  try:
-    return tuple(int(h) for h in _HEAD_HIDDEN_SIZES.value)
-  except ValueError:
-    raise app.UsageError(
-        f"--head_hidden_sizes={','.join(_HEAD_HIDDEN_SIZES.value)}: "
-        f"expected comma-separated positive ints or nothing.") from None
+  return common.head_hidden_sizes(_HEAD_HIDDEN_SIZES)
 
 
 def _step_call(learner, batch):

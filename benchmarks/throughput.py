@@ -64,6 +64,7 @@ flags.DEFINE_float("warmup_fraction", 0.25, "Leading part of the run left "
                    "out of the rate.")
 flags.DEFINE_integer("acting_unrolls", 8, "Unrolls each actor thread "
                      "writes in the acting-only measurement (0: skip it).")
+_HEAD_HIDDEN_SIZES = common.define_head_flag()
 flags.DEFINE_integer("ceiling_repeats", 60, "Learner-only timed steps, "
                      "before and after the run each.")
 
@@ -189,10 +190,17 @@ def main(argv):
   batch = FLAGS.batch_size or preset.batch_size
   config = dict(preset.config)
   config.pop("end_learning_rate", None)
+  heads = common.head_hidden_sizes(_HEAD_HIDDEN_SIZES)
+  if heads is not None:
+    config["head_hidden_sizes"] = heads
   spec = runs.RunSpec(agent=FLAGS.agent, env=FLAGS.env,
                       config_overrides=config)
   item_unroll = loop.item_unroll_length(spec, unroll)
   stride = FLAGS.unroll_stride or preset.stride_for(item_unroll)
+  agent_config = runs.agent_config(spec)
+  print(f"network: mlp_hidden_sizes={agent_config.mlp_hidden_sizes} "
+        f"head_hidden_sizes={agent_config.head_hidden_sizes} "
+        f"unroll_length={item_unroll} batch_size={batch}", flush=True)
   before, cpu_before = _learner_step_times(spec, item_unroll, batch,
                                            FLAGS.ceiling_repeats)
   logdir = tempfile.mkdtemp(prefix="tf_metagrad_throughput_")
