@@ -236,9 +236,12 @@ def main(argv):
         f"({median_ceiling:.1f}): {rate / median_ceiling:.3f}")
   _print_cpu(sampler, rate / frames, min(cpu_before, cpu_after))
   if FLAGS.acting_unrolls:
+    # Actor processes run the same actor: one thread here measures what a
+    # frame of theirs costs when the run has no actor threads.
     acting = _acting_cpu_per_frame(
-        spec, item_unroll, stride, options.envs_per_actor, FLAGS.num_actors,
-        options.actor_refresh_every, FLAGS.acting_unrolls)
+        spec, item_unroll, stride, options.envs_per_actor,
+        max(FLAGS.num_actors, 1), options.actor_refresh_every,
+        FLAGS.acting_unrolls)
     print(f"cpu of acting alone: {1e6 * acting:.1f} us per env frame, "
           f"{1e3 * acting * frames:.1f} ms for a learner step's {frames} new "
           f"frames")
@@ -255,9 +258,13 @@ def _print_cpu(sampler, learner_steps_per_s: float, learner_only_cpu_s):
   wall, groups = sampler.per_group(FLAGS.warmup_fraction)
   steps = learner_steps_per_s * wall
   total = sum(groups.values())
+  processes = FLAGS.num_actor_processes
+  outside = (f" (not counting {processes} actor process"
+             f"{'es' if processes > 1 else ''})" if processes else "")
   print(f"cpu: {total / wall:.2f} cores busy over the last "
-        f"{wall:.1f} s, {1e3 * total / steps:.1f} ms per learner step; "
-        f"the learner alone took {1e3 * learner_only_cpu_s:.1f} ms per step")
+        f"{wall:.1f} s{outside}, {1e3 * total / steps:.1f} ms per learner "
+        f"step; the learner alone took {1e3 * learner_only_cpu_s:.1f} ms per "
+        f"step")
   parts = sorted(groups.items(), key=lambda kv: -kv[1])
   print("cpu per learner step by thread group: " + ", ".join(
       f"{group} {1e3 * cpu / steps:.1f} ms" for group, cpu in parts
