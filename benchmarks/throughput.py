@@ -79,11 +79,18 @@ def _steady_rate(path: str, warmup_fraction: float) -> float:
   return (steps[-1] - steps[start]) / (wall[-1] - wall[start])
 
 
-def _learner_step_times(spec, unroll: int, batch: int, repeats: int):
+def _learner_step_times(spec, unroll: int, batch: int, repeats: int,
+                        announce: bool = False):
   """Wall seconds of `repeats` learner-only steps after two warm-up steps
   (the batch is checked on the host once, as the loop checks none), and the
-  process CPU seconds per timed step."""
+  process CPU seconds per timed step; `announce` prints the network first."""
   learner = runs.build_learner(spec)
+  if announce:
+    config = learner.config
+    print(f"network: torso={learner.network.torso_kind} "
+          f"mlp_hidden_sizes={config.mlp_hidden_sizes} "
+          f"head_hidden_sizes={config.head_hidden_sizes} "
+          f"unroll_length={unroll} batch_size={batch}", flush=True)
   env = runs.make_env(spec)
   try:
     if not hasattr(env.action_space, "n"):
@@ -197,12 +204,9 @@ def main(argv):
                       config_overrides=config)
   item_unroll = loop.item_unroll_length(spec, unroll)
   stride = FLAGS.unroll_stride or preset.stride_for(item_unroll)
-  agent_config = runs.agent_config(spec)
-  print(f"network: mlp_hidden_sizes={agent_config.mlp_hidden_sizes} "
-        f"head_hidden_sizes={agent_config.head_hidden_sizes} "
-        f"unroll_length={item_unroll} batch_size={batch}", flush=True)
   before, cpu_before = _learner_step_times(spec, item_unroll, batch,
-                                           FLAGS.ceiling_repeats)
+                                           FLAGS.ceiling_repeats,
+                                           announce=True)
   logdir = tempfile.mkdtemp(prefix="tf_metagrad_throughput_")
   options = loop.Options(
       logdir=logdir, total_env_steps=FLAGS.total_env_steps,

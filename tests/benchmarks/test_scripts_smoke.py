@@ -27,7 +27,8 @@ def test_throughput_prints_its_ratio():
                "--unroll_length=4", "--batch_size=4", "--envs_per_actor=4",
                "--total_env_steps=320", "--ceiling_repeats=2",
                "--acting_unrolls=2", "--head_hidden_sizes=")
-  assert ("network: mlp_hidden_sizes=(256, 256) head_hidden_sizes=() "
+  assert ("network: torso=mlp mlp_hidden_sizes=(256, 256) "
+          "head_hidden_sizes=() "
           "unroll_length=4 batch_size=4") in lines, lines
   match = re.fullmatch(r"env_steps_per_s=([\d.]+) "
                        r"learner_ceiling_steps_per_s=([\d.]+) ratio=([\d.]+)",
