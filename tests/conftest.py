@@ -66,7 +66,7 @@ _LONG_FIRST = ("tests/trainers/", "tests/benchmarks/",
 # none of the four changed a node; only the ResNet's conv + bias + relu were
 # fused (-14 nodes). The remapper alone took 65-340 ms per learner step, up
 # to half a second with the others, and a test mostly traces a step and
-# calls it a few times: on four agent test files, 11-19% less CPU without
+# calls it a few times: on four agent test files, 12-19% less CPU without
 # them (0-10% on four files where XLA compiles and longer runs dominate).
 # Processes the tests start keep TF's defaults. Set after collection, where the worker has imported TF anyway
 # (the xdist controller, which never does, is left alone).
