@@ -118,11 +118,11 @@ def _acting_cpu_per_frame(spec, unroll: int, stride: int, envs_per_actor: int,
 
   The same actors as the run's (network, copies, unroll, stride and weight
   refreshes), with weights published once, write into a FIFO table of the
-  run's item signature that nobody reads: a full table drops its oldest item, so the
-  actors never wait. What is measured is acting and writing, the policy's
-  ops on TF's pools included, which the run's per-thread figures cannot
-  tell from the learner's. The first unroll of each actor (tracing, the
-  first weights) is left out.
+  run's item signature that nobody reads: a full table drops its oldest
+  item, so the actors never wait. What is measured is acting and writing,
+  the policy's ops on TF's pools included, which the run's per-thread
+  figures cannot tell from the learner's. The first unroll of each actor
+  (tracing, the first weights) is left out.
   """
   config = runs.agent_config(spec)
   env = runs.make_env(spec)

@@ -68,8 +68,9 @@ _LONG_FIRST = ("tests/trainers/", "tests/benchmarks/",
 # to half a second with the others, and a test mostly traces a step and
 # calls it a few times: on four agent test files, 12-19% less CPU without
 # them (0-10% on four files where XLA compiles and longer runs dominate).
-# Processes the tests start keep TF's defaults. Set after collection, where the worker has imported TF anyway
-# (the xdist controller, which never does, is left alone).
+# Processes the tests start keep TF's defaults. Set after collection, where
+# the worker has imported TF anyway (the xdist controller, which never does,
+# is left alone).
 _IDLE_GRAPPLER_PASSES = {"remapping": False, "layout_optimizer": False,
                          "loop_optimization": False,
                          "implementation_selector": False}
