@@ -60,6 +60,7 @@ _FRODO_INNER_STEPS = flags.DEFINE_integer(
     "into M + 1 segments.", lower_bound=1)
 _HEAD_HIDDEN_SIZES = common.define_head_flag()
 _THREADS = common.define_thread_flags()
+_COMPUTE_DTYPE = common.define_compute_dtype_flag()
 _TINY = flags.DEFINE_boolean(
     "tiny", False, "8-unit layers (4-channel ResNet): for smoke tests only, "
     "not a meaningful measurement.")
@@ -100,13 +101,16 @@ def main(argv):
   learners = {
       name: common.build_learner(
           name, network, _JIT_COMPILE.value, _SEED.value, tiny=_TINY.value,
-          frodo_inner_steps=inner_steps, head_hidden_sizes=heads)
+          frodo_inner_steps=inner_steps, head_hidden_sizes=heads,
+          compute_dtype=_COMPUTE_DTYPE.value)
       for name in names}
   net = learners[agent].network
+  config = learners[agent].config
   extra = f" frodo_inner_steps={inner_steps}" if agent == "frodo" else ""
   print(f"network={network} torso={net.torso_kind} "
         f"mlp_hidden_sizes={net.mlp_hidden_sizes} "
         f"head_hidden_sizes={net.head_hidden_sizes} "
+        f"compute_dtype={config.compute_dtype or config.dtype} "
         f"batch_size={batch_size} unroll_length={unroll} "
         f"frames_per_step={(unroll + 1) * batch_size} "
         f"jit_compile={_JIT_COMPILE.value} warmup={_WARMUP.value} "

@@ -65,6 +65,7 @@ flags.DEFINE_float("warmup_fraction", 0.25, "Leading part of the run left "
 flags.DEFINE_integer("acting_unrolls", 8, "Unrolls each actor thread "
                      "writes in the acting-only measurement (0: skip it).")
 _HEAD_HIDDEN_SIZES = common.define_head_flag()
+_COMPUTE_DTYPE = common.define_compute_dtype_flag()
 flags.DEFINE_integer("ceiling_repeats", 60, "Learner-only timed steps, "
                      "before and after the run each.")
 
@@ -90,6 +91,7 @@ def _learner_step_times(spec, unroll: int, batch: int, repeats: int,
     print(f"network: torso={learner.network.torso_kind} "
           f"mlp_hidden_sizes={config.mlp_hidden_sizes} "
           f"head_hidden_sizes={config.head_hidden_sizes} "
+          f"compute_dtype={config.compute_dtype or config.dtype} "
           f"unroll_length={unroll} batch_size={batch}", flush=True)
   env = runs.make_env(spec)
   try:
@@ -200,6 +202,7 @@ def main(argv):
   heads = common.head_hidden_sizes(_HEAD_HIDDEN_SIZES)
   if heads is not None:
     config["head_hidden_sizes"] = heads
+  config.update(common.compute_overrides(_COMPUTE_DTYPE.value))
   spec = runs.RunSpec(agent=FLAGS.agent, env=FLAGS.env,
                       config_overrides=config)
   item_unroll = loop.item_unroll_length(spec, unroll)

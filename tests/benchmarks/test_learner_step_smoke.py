@@ -65,3 +65,11 @@ def test_empty_head_hidden_sizes_measure_linear_heads(parse_flags, capsys):
   parse_flags(["--agent=stac", "--head_hidden_sizes=4,x"] + _TINY_FLAGS)
   with pytest.raises(app.UsageError, match="--head_hidden_sizes=4,x"):
     learner_step.main(["learner_step"])
+
+
+def test_bfloat16_compute_reaches_the_learner(parse_flags, capsys):
+  parse_flags(["--agent=impala", "--compute_dtype=bfloat16"] + _TINY_FLAGS)
+  learner_step.main(["learner_step"])
+  lines = capsys.readouterr().out.strip().splitlines()
+  assert " compute_dtype=bfloat16 " in lines[0], lines[0]
+  assert _LAST_LINE.fullmatch(lines[-1]), lines[-1]

@@ -21,14 +21,16 @@ def _run(module, *flags):
 
 def test_throughput_prints_its_ratio():
   # The actor in a process: the acting-only measurement, which runs actor
-  # threads, must not need the run to have any.
+  # threads, must not need the run to have any. bfloat16 compute reaches
+  # the actor process through the run's spec.
   lines = _run("benchmarks.throughput", "--agent=impala", "--env=catch",
                "--num_actors=0", "--num_actor_processes=1",
                "--unroll_length=4", "--batch_size=4", "--envs_per_actor=4",
                "--total_env_steps=320", "--ceiling_repeats=2",
-               "--acting_unrolls=2", "--head_hidden_sizes=")
+               "--acting_unrolls=2", "--head_hidden_sizes=",
+               "--compute_dtype=bfloat16")
   assert ("network: torso=mlp mlp_hidden_sizes=(256, 256) "
-          "head_hidden_sizes=() "
+          "head_hidden_sizes=() compute_dtype=bfloat16 "
           "unroll_length=4 batch_size=4") in lines, lines
   match = re.fullmatch(r"env_steps_per_s=([\d.]+) "
                        r"learner_ceiling_steps_per_s=([\d.]+) ratio=([\d.]+)",
