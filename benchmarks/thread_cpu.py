@@ -5,6 +5,7 @@ import os
 import re
 import threading
 import time
+from typing import Optional
 
 
 class ThreadCpu(threading.Thread):
@@ -50,17 +51,18 @@ class ThreadCpu(threading.Thread):
     self._done.set()
     self.join()
 
-  def per_group(self, start_fraction: float):
-    """(wall seconds, {group: CPU seconds}) from the sample at
-    `start_fraction` of the sampled time to the last sample.
+  def per_group(self, start_time: float, end_time: float):
+    """(wall seconds, {group: CPU seconds}) between the first sample at or
+    after `start_time` and the last at or before `end_time` (monotonic
+    seconds), or None when fewer than two samples fall in that window.
 
     A thread counts up to the last sample it was alive in (actor threads
     end before the run's last samples), under the name Python gave it in
     any sample.
     """
-    first_t, last_t = self.samples[0][0], self.samples[-1][0]
-    cut = first_t + start_fraction * (last_t - first_t)
-    window = [s for s in self.samples if s[0] >= cut]
+    window = [s for s in self.samples if start_time <= s[0] <= end_time]
+    if len(window) < 2:
+      return None
     start, names, last = window[0][1], {}, {}
     for _, snapshot in window:
       for tid, (group, cpu) in snapshot.items():

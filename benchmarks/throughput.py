@@ -14,7 +14,9 @@ shared 2-core machine are skewed (a tail of slow steps even with nothing
 else running), so the median would overstate what the learner sustains;
 both are printed, and the higher of the two ceilings (before, after) is
 used, which can only lower the ratio. Two `cpu` lines say where the CPU
-went over the last (1 - --warmup_fraction) of the run, per learner step
+went in the run's steady part (from the first progress line past
+--warmup_fraction of its env steps to the last, before the shutdown), per
+learner step
 (learner steps counted from the steady rate): in all, against the learner
 alone (process CPU of the learner-only steps), and by thread group (from
 /proc, see `benchmarks.thread_cpu`). After the run, the actors alone act
@@ -26,7 +28,9 @@ machine-readable:
 """
 
 import csv
+import math
 import os
+import re
 import tempfile
 import threading
 import time
@@ -66,6 +70,9 @@ flags.DEFINE_integer("acting_unrolls", 8, "Unrolls each actor thread "
                      "writes in the acting-only measurement (0: skip it).")
 _HEAD_HIDDEN_SIZES = common.define_head_flag()
 _COMPUTE_DTYPE = common.define_compute_dtype_flag()
+flags.DEFINE_integer("steps_per_call", 1, "Learner steps per tf.function "
+                     "call in the run (the ceiling is single steps).",
+                     lower_bound=1)
 flags.DEFINE_integer("ceiling_repeats", 60, "Learner-only timed steps, "
                      "before and after the run each.")
 
@@ -217,11 +224,12 @@ def main(argv):
       num_actors=FLAGS.num_actors,
       num_actor_processes=FLAGS.num_actor_processes,
       envs_per_actor=FLAGS.envs_per_actor or preset.envs_per_actor,
-      eval_episodes=0, export=False, summary_every_s=1.0, log_every_s=10.0,
-      checkpoint_every_s=1e9)
+      eval_episodes=0, export=False, summary_every_s=1.0, log_every_s=0.5,
+      checkpoint_every_s=1e9, steps_per_call=FLAGS.steps_per_call)
   sampler = thread_cpu.ThreadCpu()
   sampler.start()
-  summary = loop.train(spec, options, log=print)
+  progress = _ProgressLog()
+  summary = loop.train(spec, options, log=progress)
   sampler.stop()
   rate = _steady_rate(os.path.join(logdir, "metrics.csv"),
                       FLAGS.warmup_fraction)
@@ -239,9 +247,11 @@ def main(argv):
   print(f"run: {summary['env_steps']} env steps, {summary['learner_steps']} "
         f"learner steps, {FLAGS.num_actors} actor threads + "
         f"{FLAGS.num_actor_processes} actor processes x "
-        f"{options.envs_per_actor} envs; ratio to the median-step ceiling "
+        f"{options.envs_per_actor} envs, {FLAGS.steps_per_call} learner "
+        f"step(s) per call; ratio to the median-step ceiling "
         f"({median_ceiling:.1f}): {rate / median_ceiling:.3f}")
-  _print_cpu(sampler, rate / frames, min(cpu_before, cpu_after))
+  _print_cpu(sampler, rate / frames, min(cpu_before, cpu_after),
+             progress.steady_window(FLAGS.warmup_fraction))
   if FLAGS.acting_unrolls:
     # Actor processes run the same actor: one thread here measures what a
     # frame of theirs costs when the run has no actor threads.
@@ -256,13 +266,46 @@ def main(argv):
         f"{ceiling:.1f} ratio={rate / ceiling:.3f}")
 
 
-def _print_cpu(sampler, learner_steps_per_s: float, learner_only_cpu_s):
-  """Where the CPU went over the last (1 - --warmup_fraction) of the
-  sampled time, per learner step at the steady rate."""
-  if len(sampler.samples) < 2:
+class _ProgressLog:
+  """The run's `log`: prints its lines (progress lines at most every 10 s)
+  and keeps (monotonic time, env steps) of each progress line, which the
+  loop writes only while it trains."""
+
+  def __init__(self):
+    self.progress = []
+    self._printed = -math.inf
+
+  def __call__(self, line: str) -> None:
+    match = re.match(r"env_steps=(\d+) ", line)
+    if match:
+      now = time.monotonic()
+      self.progress.append((now, int(match.group(1))))
+      if now - self._printed < 10.0:
+        return
+      self._printed = now
+    print(line, flush=True)
+
+  def steady_window(self, warmup_fraction: float):
+    """(start, end) times: from the first progress line past
+    `warmup_fraction` of the last one's env steps (the rate's cut) to the
+    last; None without two such lines."""
+    if not self.progress:
+      return None
+    cut = self.progress[-1][1] * warmup_fraction
+    start = next(t for t, steps in self.progress if steps >= cut)
+    end = self.progress[-1][0]
+    return (start, end) if end > start else None
+
+
+def _print_cpu(sampler, learner_steps_per_s: float, learner_only_cpu_s,
+               window):
+  """Where the CPU went in the run's steady `window` (start, end; None:
+  none), per learner step at the steady rate."""
+  split = None if window is None else sampler.per_group(*window)
+  if split is None:
     print("cpu: the run was too short to sample")
     return
-  wall, groups = sampler.per_group(FLAGS.warmup_fraction)
+  wall, groups = split
   steps = learner_steps_per_s * wall
   total = sum(groups.values())
   processes = FLAGS.num_actor_processes

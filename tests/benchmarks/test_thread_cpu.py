@@ -17,7 +17,19 @@ def test_threads_that_end_early_keep_their_cpu_and_name():
       # when only /proc's name is left.
       (5.0, {1: ("unnamed (python)", 4.5), 3: ("unnamed (python)", 1.5)}),
   ]
-  wall, groups = sampler.per_group(0.2)  # The cut is at t = 1.0.
+  wall, groups = sampler.per_group(1.0, 5.0)
   assert wall == 4.0
   assert groups == {"MainThread": 2.5, "actor": 1.5,
                     "unnamed (python)": 1.5}
+
+
+def test_window_is_the_samples_between_the_times_and_needs_two():
+  sampler = thread_cpu.ThreadCpu()
+  sampler.samples = [
+      (float(t), {1: ("MainThread", float(t)), 2: ("actor", 2.0 * t)})
+      for t in range(6)]
+  wall, groups = sampler.per_group(0.5, 4.5)  # Samples 1 to 4.
+  assert wall == 3.0
+  assert groups == {"MainThread": 3.0, "actor": 6.0}
+  assert sampler.per_group(4.5, 5.5) is None  # Sample 5 alone.
+  assert sampler.per_group(2.1, 2.9) is None
