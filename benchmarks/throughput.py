@@ -58,6 +58,8 @@ flags.DEFINE_string("env", "catch", "Environment.")
 flags.DEFINE_integer("total_env_steps", 600_000, "Env steps of the run.")
 flags.DEFINE_integer("num_actors", 2, "Actor threads.")
 flags.DEFINE_integer("num_actor_processes", 0, "Actor processes.")
+flags.DEFINE_integer("actor_nice", 0, "CPU priority the actor processes "
+                     "lower themselves by (0-19), as trainers.train's.")
 flags.DEFINE_integer("envs_per_actor", None, "Default: preset.")
 flags.DEFINE_integer("unroll_length", None, "Default: preset.")
 flags.DEFINE_integer("batch_size", None, "Default: preset.")
@@ -223,6 +225,7 @@ def main(argv):
       unroll_length=unroll, batch_size=batch, unroll_stride=stride,
       num_actors=FLAGS.num_actors,
       num_actor_processes=FLAGS.num_actor_processes,
+      actor_nice=FLAGS.actor_nice,
       envs_per_actor=FLAGS.envs_per_actor or preset.envs_per_actor,
       eval_episodes=0, export=False, summary_every_s=1.0, log_every_s=0.5,
       checkpoint_every_s=1e9, steps_per_call=FLAGS.steps_per_call)
@@ -246,7 +249,8 @@ def main(argv):
   median_ceiling = frames / min(np.median(before), np.median(after))
   print(f"run: {summary['env_steps']} env steps, {summary['learner_steps']} "
         f"learner steps, {FLAGS.num_actors} actor threads + "
-        f"{FLAGS.num_actor_processes} actor processes x "
+        f"{FLAGS.num_actor_processes} actor processes (nice "
+        f"{FLAGS.actor_nice}) x "
         f"{options.envs_per_actor} envs, {FLAGS.steps_per_call} learner "
         f"step(s) per call; ratio to the median-step ceiling "
         f"({median_ceiling:.1f}): {rate / median_ceiling:.3f}")

@@ -28,14 +28,15 @@ def test_throughput_prints_its_ratio():
                "--unroll_length=4", "--batch_size=4", "--envs_per_actor=4",
                "--total_env_steps=320", "--ceiling_repeats=2",
                "--acting_unrolls=2", "--head_hidden_sizes=",
-               "--compute_dtype=bfloat16", "--steps_per_call=2")
+               "--compute_dtype=bfloat16", "--steps_per_call=2",
+               "--actor_nice=3")
   assert ("network: torso=mlp mlp_hidden_sizes=(256, 256) "
           "head_hidden_sizes=() compute_dtype=bfloat16 "
           "unroll_length=4 batch_size=4") in lines, lines
   # 320 env steps of 16 frames: ten calls of two steps.
   assert any(l.startswith("run: 320 env steps, 20 learner steps, 0 actor "
-                          "threads + 1 actor processes x 4 envs, 2 learner "
-                          "step(s) per call;") for l in lines), lines
+                          "threads + 1 actor processes (nice 3) x 4 envs, 2 "
+                          "learner step(s) per call;") for l in lines), lines
   match = re.fullmatch(r"env_steps_per_s=([\d.]+) "
                        r"learner_ceiling_steps_per_s=([\d.]+) ratio=([\d.]+)",
                        lines[-1])

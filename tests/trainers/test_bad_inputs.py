@@ -80,6 +80,10 @@ _PARSE_CASES = [
     ("trainers.train", ["--logdir="], "--logdir='':"),
     ("trainers.train", ["positional"], "Unexpected arguments: "
      "['positional']"),
+    ("trainers.train", ["--actor_nice=20"], "--actor_nice=20: expected an "
+     "integer in [0, 19]"),
+    ("trainers.train", ["--actor_nice=5"], "--actor_nice=5: expected "
+     "--num_actor_processes >= 1 too"),
     ("trainers.actor", [], "--reverb_address=None: expected HOST:PORT"),
     ("trainers.actor", ["--reverb_address=nonsense"],
      "--reverb_address=nonsense: expected HOST:PORT"),
@@ -92,6 +96,7 @@ _PARSE_CASES = [
     ("trainers.actor", [_ADDRESS, "--unroll_stride=0"], "--unroll_stride=0:"),
     ("trainers.actor", [_ADDRESS, "--max_unrolls=0"], "--max_unrolls=0:"),
     ("trainers.actor", [_ADDRESS, "--seed=-4"], "--seed=-4:"),
+    ("trainers.actor", [_ADDRESS, "--nice=-1"], "--nice=-1:"),
     ("trainers.actor", [_ADDRESS, "--server_timeout_secs=0"],
      "--server_timeout_secs=0.0: expected a number > 0"),
     ("trainers.actor", [_ADDRESS, "--server_timeout_secs=inf"],

@@ -16,17 +16,31 @@ def _env_steps(line):
   return int(re.search(r"env_steps=(\d+)", line).group(1))
 
 
+def _thread_nice_values(pid):
+  """The nice values of the threads of process `pid` (/proc, Linux)."""
+  values = set()
+  for tid in os.listdir(f"/proc/{pid}/task"):
+    with open(f"/proc/{pid}/task/{tid}/stat") as f:
+      stat = f.read()
+    # Field 19 of stat(5); the fields after the command start at field 3.
+    values.add(int(stat[stat.rindex(")") + 2:].split()[16]))
+  return values
+
+
 def test_actor_processes_feed_the_learner_and_are_replaced(tmp_path):
   logdir = str(tmp_path / "run")
   lines = []
   proc = procs.start("trainers.train", [
       f"--logdir={logdir}", "--agent=stac", "--env=catch",
-      "--num_actors=0", "--num_actor_processes=1",
+      "--num_actors=0", "--num_actor_processes=1", "--actor_nice=7",
       "--total_env_steps=100000000", *procs.TINY_FLAGS])
   started = procs.read_until(proc, lambda l: "started actor process 0" in l,
                              lines)
   pid = int(re.search(r"pid=(\d+)", started).group(1))
   first = procs.read_until(proc, lambda l: l.startswith("env_steps="), lines)
+  # The actor has fed the learner, so its Reverb and TF threads run: all of
+  # them at the lower priority.
+  assert _thread_nice_values(pid) == {7}
   os.kill(pid, signal.SIGKILL)
   procs.read_until(proc, lambda l: f"(pid {pid}) exited" in l, lines)
   procs.read_until(proc, lambda l: "started actor process 0" in l, lines)

@@ -132,3 +132,17 @@ def test_resuming_a_finished_run_keeps_counters(tmp_path):
   other = runs.RunSpec(agent="stac", env="catch", config_overrides=TINY)
   with pytest.raises(runs.RunError, match="already holds a different run"):
     loop.train(other, _options(tmp_path), log=lambda _: None)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"steps_per_call": 0}, "steps_per_call must be >= 1"),
+    ({"actor_nice": 20, "num_actor_processes": 1},
+     r"actor_nice=20 needs a value in \[0, 19\]"),
+    ({"actor_nice": 3}, "when > 0, num_actor_processes >= 1"),
+])
+def test_bad_options_are_refused_before_the_run_starts(tmp_path, kwargs,
+                                                        message):
+  spec = runs.RunSpec(agent="impala", env="catch", config_overrides=TINY)
+  with pytest.raises(ValueError, match=message):
+    loop.train(spec, _options(tmp_path / "run", **kwargs))
+  assert not (tmp_path / "run").exists()

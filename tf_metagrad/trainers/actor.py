@@ -65,6 +65,11 @@ flags.DEFINE_integer("refresh_every", None, "Unrolls between weight "
                      "refreshes (default: the learner's "
                      "--actor_refresh_every).")
 flags.DEFINE_integer("max_unrolls", None, "Stop after this many unrolls.")
+flags.DEFINE_integer("nice", 0, "Lower this process's CPU priority by this "
+                     "much (nice(1)'s scale, 0-19) before it starts any "
+                     "thread: on the learner's host the learner keeps the "
+                     "cores it can use and the actor runs on what it leaves "
+                     "idle.", lower_bound=0, upper_bound=19)
 flags.DEFINE_float("server_timeout_secs", 600.0, "Exit when the Reverb "
                    "server has not answered for this long (retrying with "
                    "backoff meanwhile, so a learner restart that fits in it "
@@ -304,6 +309,10 @@ def _act(actor, client, info, stop: threading.Event) -> None:
 def main(argv: Sequence[str]) -> NoReturn:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if FLAGS.nice:
+    # Before anything imports TensorFlow or Reverb and starts their threads:
+    # on Linux a thread inherits the priority of the thread that starts it.
+    os.nice(FLAGS.nice)
   given = _checked_flags()
   # pylint: disable=g-import-not-at-top
   import reverb
@@ -323,7 +332,8 @@ def main(argv: Sequence[str]) -> NoReturn:
   client = reverb.Client(FLAGS.reverb_address)
   print(f"actor: reading the run at {FLAGS.reverb_address} (waiting for "
         f"its learner up to --server_timeout_secs="
-        f"{FLAGS.server_timeout_secs:g})", flush=True)
+        f"{FLAGS.server_timeout_secs:g}"
+        f"{f'; nice {FLAGS.nice}' if FLAGS.nice else ''})", flush=True)
   actor = None
   reason = None
   try:

@@ -160,6 +160,8 @@ class ActorPool:
            # The trainer restarts its own actors; one orphaned by a killed
            # trainer should not wait for a learner for the default 600 s.
            "--server_timeout_secs=30"]
+    if options.actor_nice:
+      cmd.append(f"--nice={options.actor_nice}")
     for name, value in spec.config_overrides.items():
       if isinstance(value, tuple):
         value = ",".join(str(v) for v in value)

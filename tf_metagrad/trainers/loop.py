@@ -63,6 +63,8 @@ class Options:
   batch_size: int
   num_actors: int = 2
   num_actor_processes: int = 0
+  # CPU priority the actor processes lower themselves by (nice, 0-19).
+  actor_nice: int = 0
   envs_per_actor: int = 32
   reverb_port: Optional[int] = None
   queue_capacity: Optional[int] = None  # Items; see server.queue_capacity.
@@ -161,6 +163,12 @@ def train(spec: runs.RunSpec, options: Options,
   if options.steps_per_call < 1:
     raise ValueError(
         f"steps_per_call must be >= 1, got {options.steps_per_call}.")
+  if not 0 <= options.actor_nice <= 19 or (
+      options.actor_nice and not options.num_actor_processes):
+    raise ValueError(
+        f"actor_nice={options.actor_nice} needs a value in [0, 19] and, when "
+        f"> 0, num_actor_processes >= 1 (got "
+        f"{options.num_actor_processes}).")
   if options.eval_every_env_steps < 0 or (
       options.eval_every_env_steps and options.eval_episodes < 1):
     raise ValueError(

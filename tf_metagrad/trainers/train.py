@@ -98,6 +98,10 @@ flags.DEFINE_integer("eval_every_env_steps", 0, "Greedy evaluation "
                      "(0: only at the end).")
 flags.DEFINE_integer("steps_per_call", 1, "Learner steps per tf.function "
                      "call (one host round trip per call).")
+flags.DEFINE_integer("actor_nice", 0, "Lower the CPU priority of the "
+                     "--num_actor_processes by this much (nice(1)'s scale, "
+                     "0-19): they then run on the cores the learner leaves "
+                     "idle instead of slowing its step.")
 
 _PRESET = "the preset's value"
 cli.register({
@@ -127,6 +131,7 @@ cli.register({
     "max_data_wait_secs": cli.number(0, inclusive=False, allow_inf=True),
     "eval_episodes": cli.integer(0),
     "steps_per_call": cli.integer(1),
+    "actor_nice": cli.integer(0, 19),
     "eval_every_env_steps": cli.integer(0),
     "worker_timeout_secs": cli.number(1),
 })
@@ -144,6 +149,10 @@ def _check_before_tensorflow() -> str:
     raise cli.FlagError(f"--eval_every_env_steps="
                         f"{FLAGS.eval_every_env_steps}: expected "
                         f"--eval_episodes >= 1 too, got 0")
+  if FLAGS.actor_nice and not FLAGS.num_actor_processes:
+    raise cli.FlagError(f"--actor_nice={FLAGS.actor_nice}: expected "
+                        f"--num_actor_processes >= 1 too (actor threads "
+                        f"share the learner's priority), got 0")
   if FLAGS.logdir == "":  # pylint: disable=g-explicit-bool-comparison
     raise cli.FlagError("--logdir='': expected a directory path")
   logdir = FLAGS.logdir or os.path.join(
@@ -231,7 +240,7 @@ def _options_and_spec():
       summary_every_s=FLAGS.summary_every_secs,
       checkpoint_every_s=FLAGS.checkpoint_every_secs,
       eval_episodes=FLAGS.eval_episodes, export=FLAGS.export,
-      steps_per_call=FLAGS.steps_per_call,
+      steps_per_call=FLAGS.steps_per_call, actor_nice=FLAGS.actor_nice,
       eval_every_env_steps=FLAGS.eval_every_env_steps,
       preset=FLAGS.preset if FLAGS.preset != "auto" else
       f"auto ({presets.family(FLAGS.env)})")
