@@ -16,14 +16,13 @@ both are printed, and the higher of the two ceilings (before, after) is
 used, which can only lower the ratio. Two `cpu` lines say where the CPU
 went in the run's steady part (from the first progress line past
 --warmup_fraction of its env steps to the last, before the shutdown), per
-learner step
-(learner steps counted from the steady rate): in all, against the learner
-alone (process CPU of the learner-only steps), and by thread group (from
-/proc, see `benchmarks.thread_cpu`). After the run, the actors alone act
-and write for --acting_unrolls unrolls each (`_acting_cpu_per_frame`):
-their CPU per frame, times a learner step's new frames, is what acting
-costs a learner step, TF's pool threads included. The last line is
-machine-readable:
+learner step (learner steps counted from the steady rate): in all, against
+the learner alone (process CPU of the learner-only steps), and by thread
+group (from /proc, see `benchmarks.thread_cpu`). After the run, the actors
+alone act and write for --acting_unrolls unrolls each
+(`_acting_cpu_per_frame`): their CPU per frame, times a learner step's new
+frames, is what acting costs a learner step, TF's pool threads included.
+The last line is machine-readable:
   env_steps_per_s=<float> learner_ceiling_steps_per_s=<float> ratio=<float>
 """
 

@@ -19,6 +19,10 @@ learner to start again and compile), then re-reads the run info and the
 weights and carries on. A restarted learner whose run differs in what the
 actor was built from ends the actor.
 
+--nice=N lowers the actor's CPU priority (all its threads) when it shares
+a host with the learner; `trainers.train --actor_nice=N` passes it to the
+actor processes the trainer starts.
+
 Exits 0 after SIGTERM/SIGINT or --max_unrolls, and 1 with a one-line
 message once the server has not answered for --server_timeout_secs (the
 trainer finished, crashed or is unreachable), or for a bad flag or one
@@ -67,9 +71,9 @@ flags.DEFINE_integer("refresh_every", None, "Unrolls between weight "
 flags.DEFINE_integer("max_unrolls", None, "Stop after this many unrolls.")
 flags.DEFINE_integer("nice", 0, "Lower this process's CPU priority by this "
                      "much (nice(1)'s scale, 0-19) before it starts any "
-                     "thread: on the learner's host the learner keeps the "
-                     "cores it can use and the actor runs on what it leaves "
-                     "idle.", lower_bound=0, upper_bound=19)
+                     "thread, so that a learner on the same host gets the "
+                     "cores first when both want them.", lower_bound=0,
+                     upper_bound=19)
 flags.DEFINE_float("server_timeout_secs", 600.0, "Exit when the Reverb "
                    "server has not answered for this long (retrying with "
                    "backoff meanwhile, so a learner restart that fits in it "

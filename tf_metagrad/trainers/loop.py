@@ -63,8 +63,6 @@ class Options:
   batch_size: int
   num_actors: int = 2
   num_actor_processes: int = 0
-  # CPU priority the actor processes lower themselves by (nice, 0-19).
-  actor_nice: int = 0
   envs_per_actor: int = 32
   reverb_port: Optional[int] = None
   queue_capacity: Optional[int] = None  # Items; see server.queue_capacity.
@@ -84,6 +82,8 @@ class Options:
   # Steps between an actor's consecutive items, in [1, item unroll length];
   # None: the item unroll length (no overlap). See `system.actor`.
   unroll_stride: Optional[int] = None
+  # CPU priority the actor processes lower themselves by (nice, 0-19).
+  actor_nice: int = 0
 
 
 class StopFlag:

@@ -100,8 +100,8 @@ flags.DEFINE_integer("steps_per_call", 1, "Learner steps per tf.function "
                      "call (one host round trip per call).")
 flags.DEFINE_integer("actor_nice", 0, "Lower the CPU priority of the "
                      "--num_actor_processes by this much (nice(1)'s scale, "
-                     "0-19): they then run on the cores the learner leaves "
-                     "idle instead of slowing its step.")
+                     "0-19), so that the learner gets the cores first when "
+                     "both want them.")
 
 _PRESET = "the preset's value"
 cli.register({
