@@ -246,7 +246,8 @@ def test_step_from_iterator_is_step_on_the_next_element(agent):
   assert int(drawn.learner_steps.numpy()) == steps
 
 
-def test_step_calls_one_trace_per_batch_signature_as_the_tf_function_would():
+def test_step_calls_one_trace_per_batch_signature_as_the_tf_function_would(
+    tmp_path):
   # `step` calls the traced step's concrete function directly (less host
   # time per call); it must update exactly as calling the tf.function does.
   fast, plain = _make("impala"), _make("impala")
@@ -270,3 +271,13 @@ def test_step_calls_one_trace_per_batch_signature_as_the_tf_function_would():
   # A nest of numpy arrays is not all eager tensors: the tf.function path.
   as_numpy = tf.nest.map_structure(lambda t: t.numpy(), batches[0])
   assert fast._traced_step(as_numpy) is fast._step_fn
+  # The kept functions stay out of checkpoints (a dict attribute of a
+  # tf.Module would be tracked and fail to save its tuple keys).
+  iterator = iter(tf.data.Dataset.from_tensors(
+      (batches[0], {"episode_return": tf.zeros([3])})).repeat())
+  fast.steps_from_iterator(iterator, 2)
+  assert len(fast._traced_iterator_steps) == 1
+  path = tf.train.Checkpoint(learner=fast).save(str(tmp_path / "ckpt"))
+  tf.train.Checkpoint(learner=plain).restore(path).assert_consumed()
+  for a, b in zip(fast.variables, plain.variables):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
