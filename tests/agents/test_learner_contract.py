@@ -276,7 +276,13 @@ def test_step_calls_one_trace_per_batch_signature_as_the_tf_function_would(
   iterator = iter(tf.data.Dataset.from_tensors(
       (batches[0], {"episode_return": tf.zeros([3])})).repeat())
   fast.steps_from_iterator(iterator, 2)
-  assert len(fast._traced_iterator_steps) == 1
+  # Counters of either integer dtype: one kept function each.
+  for dtype in (tf.int64, tf.int32):
+    counter = tf.Variable(0, dtype=dtype)
+    fast.steps_from_iterator(iterator, 2, env_steps=counter,
+                             frames_per_step=12)
+    assert int(counter.numpy()) == 24
+  assert len(fast._traced_iterator_steps) == 3
   path = tf.train.Checkpoint(learner=fast).save(str(tmp_path / "ckpt"))
   tf.train.Checkpoint(learner=plain).restore(path).assert_consumed()
   for a, b in zip(fast.variables, plain.variables):

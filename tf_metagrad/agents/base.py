@@ -435,7 +435,8 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
     # call on the MLP benchmark network). Distributed iterators keep the
     # tf.function path.
     key = (type(iterator), tuple(tf.nest.flatten(iterator.element_spec)),
-           isinstance(env_steps, tf.Variable), frames_per_step)
+           tuple((v.shape, v.dtype) for v in tf.nest.flatten(env_steps)),
+           frames_per_step)
     return self._traced_iterator_steps.get(
         key, lambda: self._iterator_steps_fn.get_concrete_function(*args))(
             *args)
