@@ -105,12 +105,11 @@ def main(argv):
           compute_dtype=_COMPUTE_DTYPE.value)
       for name in names}
   net = learners[agent].network
-  config = learners[agent].config
   extra = f" frodo_inner_steps={inner_steps}" if agent == "frodo" else ""
   print(f"network={network} torso={net.torso_kind} "
         f"mlp_hidden_sizes={net.mlp_hidden_sizes} "
         f"head_hidden_sizes={net.head_hidden_sizes} "
-        f"compute_dtype={config.compute_dtype or config.dtype} "
+        f"compute_dtype={net.compute_dtype} "
         f"batch_size={batch_size} unroll_length={unroll} "
         f"frames_per_step={(unroll + 1) * batch_size} "
         f"jit_compile={_JIT_COMPILE.value} warmup={_WARMUP.value} "

@@ -99,7 +99,7 @@ def _learner_step_times(spec, unroll: int, batch: int, repeats: int,
     print(f"network: torso={learner.network.torso_kind} "
           f"mlp_hidden_sizes={config.mlp_hidden_sizes} "
           f"head_hidden_sizes={config.head_hidden_sizes} "
-          f"compute_dtype={config.compute_dtype or config.dtype} "
+          f"compute_dtype={learner.network.compute_dtype} "
           f"unroll_length={unroll} batch_size={batch}", flush=True)
   env = runs.make_env(spec)
   try:
