@@ -36,9 +36,10 @@ ensure_venv() {
     .venv/bin/python -m pip install --quiet --upgrade pip >&2
     # uv installs the same pinned versions as pip in half the time (24 s
     # against 48 s on a 2-core machine, bytecode compiled by both), which is
-    # part of a fresh CI run's 10 minutes; pip remains the fallback.
+    # part of a fresh CI run's 10 minutes; pip remains the fallback. uv
+    # trusts the system's certificates (--native-tls), as pip does.
     if ! { .venv/bin/python -m pip install --quiet "uv==$UV_VERSION" >&2 &&
-           .venv/bin/uv pip install --quiet --compile-bytecode \
+           .venv/bin/uv pip install --quiet --native-tls --compile-bytecode \
              --python .venv/bin/python -e ".[test,bench]" >&2; }; then
       echo "run.sh: uv could not install the stack; installing with pip" >&2
       .venv/bin/python -m pip install --quiet -e ".[test,bench]" >&2
