@@ -58,7 +58,11 @@ def pytest_configure(config):
 _LONG_FIRST = ("tests/trainers/", "tests/benchmarks/",
                "tests/meta/test_mirrored.py", "tests/agents/test_xla_step.py",
                "tests/system/test_recurrent_actor.py", "tests/export/",
-               "tests/test_wheel.py")
+               "tests/test_wheel.py",
+               # 20-35 s each with Reverb servers and actors: in collection
+               # order they started late and ran alone for the last 20 s.
+               "tests/system/test_overlapping_unrolls.py",
+               "tests/system/test_time_limit_actor.py")
 
 
 # Grappler passes that leave our graphs as they are but cost time on every
