@@ -431,8 +431,8 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
     if not (tf.executing_eagerly() and isinstance(iterator, tf.data.Iterator)):
       return self._iterator_steps_fn(*args)
     # As in `step`, the concrete function saves the host the tf.function's
-    # per-call binding and lookup (0.71-0.79 ms against 0.43-0.48 ms per
-    # call on the MLP benchmark network). Distributed iterators keep the
+    # per-call binding and lookup (host time per call before and after:
+    # docs/PERFORMANCE.md, levers table). Distributed iterators keep the
     # tf.function path.
     key = (type(iterator), tuple(tf.nest.flatten(iterator.element_spec)),
            tuple((v.shape, v.dtype) for v in tf.nest.flatten(env_steps)),
