@@ -65,3 +65,25 @@ def test_metagrad_approximation_prints_its_error():
                        r"median_cosine=(\S+)", lines[-1])
   assert match, lines[-1]
   assert float(match.group(1)) > 0 and -1 <= float(match.group(2)) <= 1
+
+
+def test_conv_pairs_checks_the_merge_and_prints_its_ratio():
+  lines = _run("benchmarks.conv_pairs", "--frames=1", "--repeats=1")
+  # The IMPALA ResNet's 15 convolutions (3 sections of a conv and 2 blocks).
+  assert lines[0].startswith("layers=15 frames=1 repeats=1 "), lines
+  # Merged and summed pairs differ only by float32 summation order. A
+  # wrong merge (kernels swapped between x and u_x) differs by O(1); an
+  # honest one by at most about K^1.5 u / 6 = 1.3e-4 of the largest output,
+  # for K = 576 products per output (3 x 3 x 64 input channels) of unit
+  # normals (worst-case accumulation K u sum|x y|, sum|x y| ~ 0.64 K,
+  # largest output ~ 4 sqrt(K)).
+  match = re.fullmatch(r"merged vs pairs: largest difference (\S+) of the "
+                       r"largest output", lines[1])
+  assert match and float(match.group(1)) < 1.3e-4, lines
+  match = re.fullmatch(r"single_ms=([\d.]+) pairs_ms=([\d.]+) "
+                       r"merged_ms=([\d.]+) merged_over_pairs=([\d.]+)",
+                       lines[-1])
+  assert match, lines[-1]
+  single, pairs, merged, ratio = map(float, match.groups())
+  assert min(single, pairs, merged) > 0
+  assert abs(ratio - merged / pairs) <= 1e-3 + 1e-2 * ratio
