@@ -67,23 +67,37 @@ def test_metagrad_approximation_prints_its_error():
   assert float(match.group(1)) > 0 and -1 <= float(match.group(2)) <= 1
 
 
-def test_conv_pairs_checks_the_merge_and_prints_its_ratio():
-  lines = _run("benchmarks.conv_pairs", "--frames=1", "--repeats=1")
-  # The IMPALA ResNet's 15 convolutions (3 sections of a conv and 2 blocks).
-  assert lines[0].startswith("layers=15 frames=1 repeats=1 "), lines
+
+def test_conv_floor_counts_checks_and_prints_its_ratios():
+  lines = _run("benchmarks.conv_floor", "--tiny", "--batch_size=1",
+               "--unroll_length=1", "--repeats=1")
+  # The tiny ResNet: one section of a conv and 2 blocks, 5 convolutions.
+  assert lines[0].startswith("network=resnet channels=(4,) head_hidden_sizes="
+                             "() layers=5 frames=2 repeats=1 "), lines
+  # IMPALA: 5 forwards, 5 filter and 4 input gradients; STAC: that twice,
+  # and the second-order pairs (one conv for the first layer).
+  assert lines[1] == "convolutions: impala 14 stac 37", lines
   # Merged and summed pairs differ only by float32 summation order. A
-  # wrong merge (kernels swapped between x and u_x) differs by O(1); an
+  # wrong merge (kernels swapped between x and u) differs by O(1); an
   # honest one by at most about K^1.5 u / 6 = 1.3e-4 of the largest output,
-  # for K = 576 products per output (3 x 3 x 64 input channels) of unit
+  # for K <= 576 products per output (3 x 3 x 64 input channels) of unit
   # normals (worst-case accumulation K u sum|x y|, sum|x y| ~ 0.64 K,
   # largest output ~ 4 sqrt(K)).
   match = re.fullmatch(r"merged vs pairs: largest difference (\S+) of the "
-                       r"largest output", lines[1])
+                       r"largest output", lines[2])
   assert match and float(match.group(1)) < 1.3e-4, lines
-  match = re.fullmatch(r"single_ms=([\d.]+) pairs_ms=([\d.]+) "
-                       r"merged_ms=([\d.]+) merged_over_pairs=([\d.]+)",
-                       lines[-1])
+  match = re.fullmatch(r"cpu per call: impala_step ([\d.]+) ms, stac_convs "
+                       r"([\d.]+) ms, ratio ([\d.]+)", lines[3])
+  assert match, lines
+  impala_cpu, stac_cpu, cpu_ratio = map(float, match.groups())
+  assert impala_cpu > 0 and stac_cpu > 0
+  assert abs(cpu_ratio - stac_cpu / impala_cpu) <= 1e-3 + 1e-2 * cpu_ratio
+  match = re.fullmatch(
+      r"impala_step_ms=([\d.]+) impala_convs_ms=([\d.]+) "
+      r"stac_convs_ms=([\d.]+) pairs_ms=([\d.]+) merged_ms=([\d.]+) "
+      r"floor_ratio=([\d.]+) merged_over_pairs=([\d.]+)", lines[-1])
   assert match, lines[-1]
-  single, pairs, merged, ratio = map(float, match.groups())
-  assert min(single, pairs, merged) > 0
+  step, _, stac, pairs, merged, floor, ratio = map(float, match.groups())
+  assert min(step, stac, pairs, merged) > 0
+  assert abs(floor - stac / step) <= 1e-3 + 1e-2 * floor
   assert abs(ratio - merged / pairs) <= 1e-3 + 1e-2 * ratio
