@@ -99,7 +99,7 @@ _CHECK_STEPS = flags.DEFINE_integer(
 _TOLERANCE = flags.DEFINE_float(
     "tolerance", None, "Largest relative difference beyond rounding that "
     "the same-work check allows (default: the worker's, 1e-4 for mlp and "
-    "1e-2 for resnet; see its docstring).")
+    "3e-2 for resnet; see its docstring).")
 _FLOAT64_REFERENCE = flags.DEFINE_boolean(
     "float64_reference", True, "In the first JAX run, also print how far "
     "TF's and JAX's float32 steps are from a float64 JAX step.")

@@ -70,7 +70,13 @@ gradient of the early convolutions sums ~10^6 terms through 15 layers of
 backprop, and TF's float32 step itself is up to 2.2e-3 away from the same
 step computed in float64 (`--float64_reference` prints both sides' distance
 to it; JAX's float32 step was closer: 1.8e-4 for STAC's parameters, where
-TF was 2.0e-3), so the tolerance is 1e-2.
+TF was 2.0e-3). On another 2-core VM (AMD EPYC, 2026-11-27) the sides
+swapped: JAX's IMPALA step was 1.6e-2 from float64 in its parameters and
+1.75e-2 in the RMSProp state, TF's 4.4e-4 and 5.1e-4. The check compares
+the two float32 steps, so its tolerance must cover the worse side's
+rounding on any CPU: 3e-2, under twice the largest seen. The ResNet check
+is thus a coarse one, of the conv torso's wiring; the MLP check, at 1e-4,
+is the fine one.
 """
 
 import argparse
@@ -86,7 +92,7 @@ _SCALARS = ("inner_loss", "outer_loss", "grad_norm")
 # `delta_error`).
 ULPS = 2
 # Largest error beyond rounding the check allows (see the module docstring).
-DEFAULT_TOLERANCE = {"mlp": 1e-4, "resnet": 1e-2}
+DEFAULT_TOLERANCE = {"mlp": 1e-4, "resnet": 3e-2}
 
 
 # ------------------------------------------------------------- case (numpy)
