@@ -141,7 +141,8 @@ def conv_sets(shapes, frames, seed=0):
                           + [s.pair() for s in second]),
       pairs=lambda: [s.pair() for s in second],
       merged=lambda: [s.merged() for s in second])
-  return {name: tf.function(fn) for name, fn in functions.items()}
+  return {name: tf.function(fn, autograph=False)
+          for name, fn in functions.items()}
 
 
 def count_convs(fn):
