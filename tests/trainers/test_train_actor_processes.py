@@ -20,8 +20,11 @@ def _thread_nice_values(pid):
   """The nice values of the threads of process `pid` (/proc, Linux)."""
   values = set()
   for tid in os.listdir(f"/proc/{pid}/task"):
-    with open(f"/proc/{pid}/task/{tid}/stat") as f:
-      stat = f.read()
+    try:
+      with open(f"/proc/{pid}/task/{tid}/stat") as f:
+        stat = f.read()
+    except FileNotFoundError:  # The thread ended after the listing.
+      continue
     # Field 19 of stat(5); the fields after the command start at field 3.
     values.add(int(stat[stat.rindex(")") + 2:].split()[16]))
   return values
