@@ -67,7 +67,6 @@ def test_metagrad_approximation_prints_its_error():
   assert float(match.group(1)) > 0 and -1 <= float(match.group(2)) <= 1
 
 
-
 def test_conv_floor_counts_checks_and_prints_its_ratios():
   lines = _run("benchmarks.conv_floor", "--tiny", "--batch_size=1",
                "--unroll_length=1", "--repeats=1")
