@@ -64,11 +64,10 @@ _THREADS = common.define_thread_flags()
 def conv_layer_shapes(torso, frame_shape):
   """(input shape [H, W, C_in], kernel shape) of each conv of a built
   `AtariResNetTorso`, in the order it applies them."""
-  blocks = 2 * torso.blocks_per_section
   height, width = frame_shape[:2]
   shapes = []
-  for s, section_conv in enumerate(torso.section_convs):
-    convs = [section_conv] + torso.block_convs[blocks * s:blocks * (s + 1)]
+  for section_conv, blocks in torso._sections():  # pylint: disable=protected-access
+    convs = [section_conv] + [conv for block in blocks for conv in block]
     for i, conv in enumerate(convs):
       shapes.append(((height, width, conv.kernel.shape[2]),
                      tuple(conv.kernel.shape)))
@@ -165,7 +164,8 @@ def main(argv):
   learner.step(batch)  # Builds and traces; the timed calls skip the checks.
   shapes = conv_layer_shapes(learner.network.torso, shape)
   sets = conv_sets(shapes, frames)
-  counts = {name: count_convs(fn) for name, fn in sets.items()}
+  counts = {name: count_convs(sets[name])
+            for name in ("impala_convs", "stac_convs")}
   print(f"network=resnet channels={learner.network.torso.channels} "
         f"head_hidden_sizes=() layers={len(shapes)} frames={frames} "
         f"repeats={_REPEATS.value} {threads}", flush=True)
