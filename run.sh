@@ -4,6 +4,7 @@
 #   ./run.sh test [args]     run the whole test suite (pytest)
 # Both create or reuse a virtual environment in .venv and install the pinned
 # stack from setup.cfg into it (re-installing only when setup.cfg changes).
+# TF_METAGRAD_GPU=1 adds the `gpu` extra (TensorFlow's CUDA build).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -30,7 +31,13 @@ ensure_venv() {
     echo "run.sh: creating .venv with $py (Python $ver)" >&2
     "$py" -m venv .venv
   fi
-  local want; want=$(cat setup.cfg setup.py | sha256sum | cut -d' ' -f1)
+  local extras="test,bench" gpu=""
+  if [ "${TF_METAGRAD_GPU:-0}" = 1 ]; then
+    extras="$extras,gpu"
+    gpu="gpu"
+  fi
+  # Switching TF_METAGRAD_GPU reinstalls; without it the stamp is unchanged.
+  local want; want=$({ cat setup.cfg setup.py; [ -z "$gpu" ] || echo "$gpu"; } | sha256sum | cut -d' ' -f1)
   if [ "$(cat .venv/.tf_metagrad_stamp 2>/dev/null || true)" != "$want" ]; then
     echo "run.sh: installing the pinned stack into .venv (first run takes a minute or two)" >&2
     .venv/bin/python -m pip install --quiet --upgrade pip >&2
@@ -40,9 +47,9 @@ ensure_venv() {
     # trusts the system's certificates (--native-tls), as pip does.
     if ! { .venv/bin/python -m pip install --quiet "uv==$UV_VERSION" >&2 &&
            .venv/bin/uv pip install --quiet --native-tls --compile-bytecode \
-             --python .venv/bin/python -e ".[test,bench]" >&2; }; then
+             --python .venv/bin/python -e ".[$extras]" >&2; }; then
       echo "run.sh: uv could not install the stack; installing with pip" >&2
-      .venv/bin/python -m pip install --quiet -e ".[test,bench]" >&2
+      .venv/bin/python -m pip install --quiet -e ".[$extras]" >&2
     fi
     echo "$want" > .venv/.tf_metagrad_stamp
   fi

@@ -10,10 +10,12 @@ from absl import app
 from absl import flags
 import gymnasium
 import numpy as np
+import reverb
 import tensorflow as tf
 
 from tf_metagrad import agents
 from tf_metagrad import types
+from tf_metagrad.system import server as server_lib
 from tf_metagrad.trainers import strategies
 
 # The benchmarks' agent networks (see benchmarks.learner_step's docstring).
@@ -209,3 +211,19 @@ def configure_threads(thread_flags) -> str:
   inter, intra = (f.value for f in thread_flags)
   strategies.configure_threads(inter, intra)
   return f"inter_op_threads={inter} intra_op_threads={intra}"
+
+
+def free_running_tables(item_spec: Dict[str, tf.TensorSpec],
+                        weights_variables: Sequence[tf.Variable],
+                        max_size: int) -> List[reverb.Table]:
+  """The run's Reverb tables, with a trajectory table that drops its oldest
+  item when full, so that actors never wait on a learner that does not
+  read (benchmarks of the acting side)."""
+  tables = [t for t in server_lib.make_tables(
+      item_spec, server_lib.weights_signature(weights_variables), 1)
+            if t.name != server_lib.TRAJECTORY_TABLE]
+  tables.append(reverb.Table(
+      name=server_lib.TRAJECTORY_TABLE, sampler=reverb.selectors.Fifo(),
+      remover=reverb.selectors.Fifo(), max_size=max_size,
+      rate_limiter=reverb.rate_limiters.MinSize(1), signature=item_spec))
+  return tables

@@ -123,7 +123,7 @@ EXPERIMENTS = {
 
 def _run(experiment: str, arm: str, agent: str, overrides: Dict,
          run_overrides: Dict, env: str, steps: int, seed: int) -> str:
-  """Trains one arm/seed (resuming if it already ran) -> its metrics.csv."""
+  """Trains one arm/seed (resuming if it already ran) -> its run directory."""
   # pylint: disable=g-import-not-at-top
   from tf_metagrad import runs
   from tf_metagrad.trainers import loop
@@ -173,7 +173,7 @@ def _run(experiment: str, arm: str, agent: str, overrides: Dict,
         f"env_steps={summary['env_steps']} "
         f"return={summary['episode_return']:.3f} "
         f"({time.monotonic() - started:.0f}s)", flush=True)
-  return os.path.join(logdir, "metrics.csv")
+  return logdir
 
 
 def _write(outdir: str, name: str, grid, arms_curves: Dict, ylabel: str,

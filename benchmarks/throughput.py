@@ -4,7 +4,7 @@ r"""End-to-end environment steps per second of the whole training system.
 
 Runs the real trainer loop (embedded Reverb, actor threads, learner) for a
 fixed env-step budget and measures the steady-state rate from its
-metrics.csv (the first --warmup_fraction of the run, which includes
+metrics (the first --warmup_fraction of the run, which includes
 tf.function tracing, is left out). The learner alone is timed in the same
 process on random batches of the same shape, before and after the run; its
 ceiling is the new frames of a batch (S x B for a stride of S steps between
@@ -26,9 +26,7 @@ The last line is machine-readable:
   env_steps_per_s=<float> learner_ceiling_steps_per_s=<float> ratio=<float>
 """
 
-import csv
 import math
-import os
 import re
 import tempfile
 import threading
@@ -48,6 +46,7 @@ from tf_metagrad.system import items
 from tf_metagrad.system import server as server_lib
 from tf_metagrad.system import weights as weights_lib
 from tf_metagrad.trainers import loop
+from tf_metagrad.trainers import outputs
 from tf_metagrad.trainers import presets
 
 FLAGS = flags.FLAGS
@@ -78,9 +77,9 @@ flags.DEFINE_integer("ceiling_repeats", 60, "Learner-only timed steps, "
                      "before and after the run each.")
 
 
-def _steady_rate(path: str, warmup_fraction: float) -> float:
-  with open(path, newline="") as f:
-    rows = [r for r in csv.DictReader(f) if r.get("wall_time_s")]
+def _steady_rate(logdir: str, warmup_fraction: float) -> float:
+  rows = [r for r in outputs.read_metrics(logdir)[1]
+          if r.get("wall_time_s")]
   steps = np.array([float(r["env_steps"]) for r in rows])
   wall = np.array([float(r["wall_time_s"]) for r in rows])
   start = np.searchsorted(steps, steps[-1] * warmup_fraction)
@@ -145,13 +144,8 @@ def _acting_cpu_per_frame(spec, unroll: int, stride: int, envs_per_actor: int,
   published = network()
   item_spec = items.item_spec(obs_spec, action_space, unroll,
                               core_state_spec=published.core_state_spec())
-  tables = [t for t in server_lib.make_tables(
-      item_spec, server_lib.weights_signature(published.variables), 1)
-            if t.name != server_lib.TRAJECTORY_TABLE]
-  tables.append(reverb.Table(
-      name=server_lib.TRAJECTORY_TABLE, sampler=reverb.selectors.Fifo(),
-      remover=reverb.selectors.Fifo(), max_size=4 * num_actors,
-      rate_limiter=reverb.rate_limiters.MinSize(1), signature=item_spec))
+  tables = common.free_running_tables(item_spec, published.variables,
+                                      max_size=4 * num_actors)
   server = server_lib.start_server(tables)
   address = server_lib.local_address(server.port)
   actors = []
@@ -233,8 +227,7 @@ def main(argv):
   progress = _ProgressLog()
   summary = loop.train(spec, options, log=progress)
   sampler.stop()
-  rate = _steady_rate(os.path.join(logdir, "metrics.csv"),
-                      FLAGS.warmup_fraction)
+  rate = _steady_rate(logdir, FLAGS.warmup_fraction)
   after, cpu_after = _learner_step_times(spec, item_unroll, batch,
                                          FLAGS.ceiling_repeats)
 

@@ -102,14 +102,22 @@ def test_calls_of_different_lengths_share_one_trace():
   for batch in batches:
     single.step(batch)
   iterator = _iterator(batches)
+  first = 0
   for n in (3, 1, 2):
-    _, extras = multi.steps_from_iterator(iterator, n)
-    assert extras["episode_return"].shape == (n, T, B)
+    _, extras = multi.steps_from_iterator(iterator, n, max_steps=3)
+    # Rows past the call's n steps are zeros (the batches' rows are their
+    # seeds, see _batch).
+    expected = np.zeros([3, T, B])
+    expected[:n] = np.arange(first, first + n)[:, None, None]
+    np.testing.assert_array_equal(extras["episode_return"].numpy(), expected)
+    first += n
   _assert_same_state(single, multi)
   # pylint: disable-next=protected-access
   assert multi._iterator_steps_fn.experimental_get_tracing_count() == 1
   with pytest.raises(ValueError, match="num_steps must be >= 1, got 0"):
     multi.steps_from_iterator(iterator, 0)
+  with pytest.raises(ValueError, match="max_steps=1 is less than num_steps=2"):
+    multi.steps_from_iterator(iterator, 2, max_steps=1)
 
 
 def test_a_non_finite_batch_inside_a_call_is_skipped_as_alone():

@@ -184,7 +184,7 @@ def test_only_the_replica_step_is_compiled():
       (_batch(np.random.default_rng(1)),
        {"episode_return": tf.zeros([T, B])})).repeat()
   graph = learner._iterator_steps_fn.get_concrete_function(  # pylint: disable=protected-access
-      iter(dataset), tf.constant(2), (), 0).graph
+      iter(dataset), tf.constant(2), (), 0, 2).graph
   library = {f.signature.name: f for f in graph.as_graph_def().library.function}
 
   def ops(fn_def):

@@ -100,3 +100,39 @@ def test_conv_floor_counts_checks_and_prints_its_ratios():
   assert min(step, stac, pairs, merged) > 0
   assert abs(floor - stac / step) <= 1e-3 + 1e-2 * floor
   assert abs(ratio - merged / pairs) <= 1e-3 + 1e-2 * ratio
+
+
+def test_weights_traffic_prints_both_behaviours_and_their_ratio():
+  lines = _run("benchmarks.weights_traffic", "--tiny", "--unrolls=4",
+               "--block=1", "--unroll_length=2", "--envs_per_actor=2",
+               "--learner_step_ms=5")
+  assert lines[0].startswith("network: agent=stac env=atari:Pong "
+                             "torso=resnet "), lines
+  match = re.fullmatch(r"network: .* variables, (\d+) bytes; .*", lines[0])
+  weight_bytes = int(match.group(1))
+  counted = {}
+  for phase in ("before", "after"):
+    found = [re.fullmatch(
+        rf"{phase}: (\d+) env steps, (\d+) full fetches(?:, (\d+) version "
+        rf"reads)?, (\d+) bytes, ([\d.]+) bytes per 1000 env steps", l)
+             for l in lines if l.startswith(f"{phase}:")]
+    assert len(found) == 1 and found[0], lines
+    steps, fetches, reads, total, per_1000 = found[0].groups()
+    # Two blocks of one refresh each, after an unroll of 2 steps x 2 copies.
+    assert int(steps) == 8
+    # A fetch moves the arrays and the version; a version read 8 bytes.
+    assert int(total) == (int(fetches) * (weight_bytes + 8)
+                          + 8 * int(reads or 0))
+    assert abs(float(per_1000) - 1000 * int(total) / 8) <= 0.1
+    counted[phase] = (int(fetches), int(reads or 0), float(per_1000))
+  # The old actor fetched at every refresh; the new one reads the version
+  # at every refresh and fetches at most as often.
+  assert counted["before"][:2] == (2, 0)
+  assert counted["after"][1] == 2 and counted["after"][0] <= 2
+  match = re.fullmatch(r"before_bytes_per_1000_env_steps=([\d.]+) "
+                       r"after_bytes_per_1000_env_steps=([\d.]+) "
+                       r"ratio=([\d.]+)", lines[-1])
+  assert match, lines[-1]
+  before, after, ratio = map(float, match.groups())
+  assert (before, after) == (counted["before"][2], counted["after"][2])
+  assert abs(ratio - after / before) <= 1e-4

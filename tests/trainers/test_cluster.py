@@ -39,7 +39,7 @@ def test_one_process_votes_alone():
   cluster = cluster_lib.Cluster(tf.distribute.get_strategy())
   assert (cluster.num_workers, cluster.index, cluster.is_chief) == (1, 0, True)
   assert cluster.vote({"signal": True, "no_data": False}) == {
-      "signal": ["the learner"], "no_data": [], "error": []}
+      "signal": ["the learner"], "no_data": [], "error": [], "waiting": []}
   with pytest.raises(ValueError, match="unknown stop reasons"):
     cluster.vote({"sigterm": True})
   cluster.check_consistent([tf.Variable([1.0])])  # Nothing to compare.

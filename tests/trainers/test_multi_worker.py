@@ -15,6 +15,7 @@ import portpicker
 
 from tests.trainers import procs
 from tf_metagrad import runs
+from tf_metagrad.trainers import outputs as outputs_lib
 
 # IMPALA: what is tested here is the processes (the cross-replica
 # meta-gradient of STAC and FRODO is tests/meta/test_mirrored.py's).
@@ -22,15 +23,19 @@ _FLAGS = ["--strategy=multi_worker", "--agent=impala", "--env=catch",
           "--num_actors=1", "--checkpoint_every_secs=2", *procs.TINY_FLAGS]
 
 
-def _start(index, ports, logdir, total):
+def _start(index, ports, logdir, total, extra=()):
   env = dict(procs.environment(), TF_CONFIG=json.dumps({
       "cluster": {"worker": [f"localhost:{p}" for p in ports]},
       "task": {"type": "worker", "index": index}}))
   return subprocess.Popen(
       [sys.executable, "-m", "trainers.train", f"--logdir={logdir}",
-       f"--total_env_steps={total}", *_FLAGS],
+       f"--total_env_steps={total}", *_FLAGS, *extra],
       cwd=procs.ROOT, env=env, stdout=subprocess.PIPE,
       stderr=subprocess.STDOUT, text=True)
+
+
+def _errors(output):
+  return [l for l in output.splitlines() if l.startswith("error: ")]
 
 
 def _env_steps(line):
@@ -91,8 +96,70 @@ def test_kill_9_stops_the_other_worker_and_a_restart_resumes(tmp_path):
   assert os.path.exists(logdir / "saved_model" / "saved_model.pb")
   scratch = re.search(r"scratch directory (\S+)", outputs[1]).group(1)
   assert not os.path.exists(scratch)  # Removed after a good run.
-  # One writer: metrics.csv rows come from the chief alone, in order.
-  with open(logdir / "metrics.csv") as f:
-    steps = [int(float(row.split(",")[0])) for row in f.read().splitlines()[1:]
-             if row and row[0].isdigit()]
-  assert steps == sorted(steps)
+  # One writer: metrics rows come from the chief alone, in order.
+  steps = [int(float(r["env_steps"]))
+           for r in outputs_lib.read_metrics(str(logdir))[1]]
+  assert steps and steps == sorted(steps)
+
+
+def test_a_worker_without_data_stops_every_worker_with_the_same_line(
+    tmp_path):
+  # Worker 1 has no actors: the vote keeps both out of the step (whose
+  # all-reduces would wait for worker 1 forever) until max_data_wait_secs,
+  # then both leave with the same line.
+  max_wait = 8
+  ports = [portpicker.pick_unused_port() for _ in range(2)]
+  workers = [_start(i, ports, tmp_path / "run", 10**9,
+                    [f"--max_data_wait_secs={max_wait}",
+                     f"--num_actors={1 - i}"]) for i in range(2)]
+  lines = [[], []]
+  try:
+    for worker, seen in zip(workers, lines):
+      procs.read_until(worker, lambda l: l.startswith("reverb server"), seen)
+    started = time.monotonic()
+    output = [procs.finish(w, seen, timeout=120)
+              for w, seen in zip(workers, lines)]
+    took = time.monotonic() - started
+  finally:
+    for worker in workers:
+      if worker.poll() is None:
+        worker.kill()
+  print(f"both workers exited {took:.1f} s after the later one started")
+  expected = (f"error: no trajectories on worker 1 (localhost:{ports[1]}) "
+              f"for longer than max_data_wait_s={max_wait:.1f}; every "
+              f"worker stops")
+  for worker, text in zip(workers, output):
+    assert worker.returncode == 1, text[-3000:]
+    assert _errors(text) == [expected], text[-3000:]
+  assert f"waiting for trajectories on worker 1 (localhost:{ports[1]})" in (
+      output[0])
+  # The wait, one data timeout (2 s) to notice it, one vote, the final
+  # checkpoint and leaving (docs/SCALING.md).
+  assert took < max_wait + 30, took
+
+
+def test_kill_9_of_the_chief_stops_the_other_worker_with_one_line(tmp_path):
+  ports = [portpicker.pick_unused_port() for _ in range(2)]
+  chief, other = (_start(i, ports, tmp_path / "run", 10**9)
+                  for i in range(2))
+  lines = []
+  try:
+    procs.read_until(other, lambda l: l.startswith("env_steps="), lines)
+    chief.kill()
+    chief.wait()
+    killed_at = time.monotonic()
+    output = procs.finish(other, lines, timeout=120)
+    took = time.monotonic() - killed_at
+  finally:
+    for proc in (chief, other):
+      if proc.poll() is None:
+        proc.kill()
+  print(f"kill -9 of the chief -> the other worker's exit {took:.1f} s")
+  assert other.returncode == 1, output[-3000:]
+  errors = _errors(output)
+  assert len(errors) == 1, output[-3000:]
+  assert re.match(rf"error: lost worker 0 \(localhost:{ports[0]}\) while "
+                  rf"worker 1 \(localhost:{ports[1]}\) was training "
+                  r"\((heartbeat timeout|connection lost)\)", errors[0]), (
+                      errors[0])
+  assert took < 40, took

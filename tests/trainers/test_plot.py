@@ -21,15 +21,22 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 # STAC seed 0 runs to 400 env steps, seed 1 only to 300: the table compares
 # them at 300. The last row of each is an evaluation (other columns empty),
-# as trainers.outputs writes it.
-STAC_CSV = {
-    0: ("env_steps,learner_steps,episode_return,meta/gamma,meta/lambda_/max,"
-        "meta/lambda_/mean,meta/lambda_/min,eval/mean_return\n"
-        "100,1,,0.99,0.92,0.9,0.88,\n"
-        "200,2,0.0,0.98,0.91,0.89,0.87,\n"
-        "300,3,0.5,0.97,0.9,0.88,0.86,\n"
-        "400,4,1.0,0.96,0.89,0.87,0.85,\n"
-        "400,4,,,,,,0.8\n"),
+# as trainers.outputs writes it. Seed 0 is written as trainers.outputs does
+# now, chunks under metrics/ (the evaluation's column only in the chunk that
+# has one); seed 1 and impala as a legacy single metrics.csv.
+STAC_METRICS = {
+    0: {"000000-000000000100.csv": (
+            "env_steps,learner_steps,episode_return,meta/gamma,"
+            "meta/lambda_/max,meta/lambda_/mean,meta/lambda_/min\n"
+            "100,1,,0.99,0.92,0.9,0.88\n"
+            "200,2,0.0,0.98,0.91,0.89,0.87\n"),
+        "000001-000000000300.csv": (
+            "env_steps,learner_steps,episode_return,meta/gamma,"
+            "meta/lambda_/max,meta/lambda_/mean,meta/lambda_/min,"
+            "eval/mean_return\n"
+            "300,3,0.5,0.97,0.9,0.88,0.86,\n"
+            "400,4,1.0,0.96,0.89,0.87,0.85,\n"
+            "400,4,,,,,,0.8\n")},
     1: ("env_steps,learner_steps,episode_return,meta/gamma,meta/lambda_/max,"
         "meta/lambda_/mean,meta/lambda_/min,eval/mean_return\n"
         "100,1,,0.99,0.92,0.9,0.88,\n"
@@ -41,10 +48,15 @@ IMPALA_CSV = ("env_steps,learner_steps,episode_return\n"
               "100,1,0.1\n200,2,0.2\n300,3,0.3\n400,4,0.4\n500,5,0.5\n")
 
 
-def _write_run(directory, csv_text, agent, seed, config=None):
-  tf.io.gfile.makedirs(directory)
-  with tf.io.gfile.GFile(os.path.join(directory, "metrics.csv"), "w") as f:
-    f.write(csv_text)
+def _write_run(directory, metrics, agent, seed, config=None):
+  """`metrics`: a legacy metrics.csv's text, or chunks by name."""
+  files = ({"metrics.csv": metrics} if isinstance(metrics, str) else
+           {f"metrics/{k}": v for k, v in metrics.items()})
+  for name, text in files.items():
+    path = os.path.join(directory, name)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.gfile.GFile(path, "w") as f:
+      f.write(text)
   runs.save_spec(directory, runs.RunSpec(
       agent=agent, env="catch", config_overrides=dict(config or {}),
       seed=seed, unroll_length=20, batch_size=32))
@@ -55,7 +67,7 @@ def _make_runs(root):
   dirs = []
   for seed in (0, 1):
     dirs.append(os.path.join(root, f"stac-seed{seed}"))
-    _write_run(dirs[-1], STAC_CSV[seed], "stac", seed,
+    _write_run(dirs[-1], STAC_METRICS[seed], "stac", seed,
                {"meta_learned": ("gamma", "lambda_")})
   dirs.append(os.path.join(root, "impala-seed0"))
   _write_run(dirs[-1], IMPALA_CSV, "impala", 0)
@@ -155,13 +167,13 @@ def test_bad_inputs_are_one_line(run_dirs, tmp_path):
        "directory"),
       ([str(no_spec / "metrics.csv")], {}, "is a file; expected a run "
        "directory"),
-      ([str(empty)], {}, f"{empty}: no metrics.csv; expected a run "
-       "directory written by trainers.train"),
-      ([str(no_rows)], {}, "metrics.csv has no rows yet"),
+      ([str(empty)], {}, f"{empty}: no metrics (metrics/*.csv or "
+       "metrics.csv); expected a run directory written by trainers.train"),
+      ([str(no_rows)], {}, f"{no_rows}: its metrics have no rows yet"),
       ([str(no_spec)], {}, "no run_spec.json, which grouping by setting, "
        "agent or env needs; use --group_by=none"),
       (run_dirs, {"metrics": ["meta/nope"]}, "--metrics: unknown metric "
-       "'meta/nope'; the runs' metrics.csv have learner_steps, "
+       "'meta/nope'; the runs' metrics have learner_steps, "
        "episode_return, meta/gamma"),
       ([str(tmp_path / "zz*")], {}, "zz*: matches no directory"),
       ([], {}, "expected at least one run directory"),

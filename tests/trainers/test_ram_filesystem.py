@@ -8,8 +8,6 @@ directory that must stay empty: a write that bypassed `tf.io.gfile` would
 land there, in a folder named "ram:".
 """
 
-import csv
-import io
 import os
 import uuid
 
@@ -24,6 +22,7 @@ from tf_metagrad.export import gif
 from tf_metagrad.export import serving
 from tf_metagrad.trainers import actor_pool
 from tf_metagrad.trainers import loop
+from tf_metagrad.trainers import outputs
 
 TINY = {"mlp_hidden_sizes": (16,), "head_hidden_sizes": (16,)}
 FRAMES = 4 * 4  # unroll x batch: env steps per learner step.
@@ -57,8 +56,7 @@ def _files(root):
 
 
 def _metrics(logdir):
-  with tf.io.gfile.GFile(f"{logdir}/metrics.csv") as f:
-    return list(csv.DictReader(io.StringIO(f.read())))
+  return outputs.read_metrics(logdir)[1]
 
 
 def _greedy(path):
@@ -112,14 +110,27 @@ def test_train_resume_export_and_read_back(tmp_path, monkeypatch):
   assert stored.run_options["total_env_steps"] == 12 * FRAMES
   assert tf.train.latest_checkpoint(f"{logdir}/checkpoints").endswith(
       "ckpt-2")
-  assert len(tf.io.gfile.glob(f"{logdir}/events.out.tfevents.*")) == 2
+  # The summaries, in events files of their own per flush, hold every row
+  # and evaluation of the metrics.
+  logged = {}
+  for path in tf.io.gfile.glob(f"{logdir}/events.out.tfevents.*"):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        logged.setdefault(value.tag, set()).add(event.step)
+  assert logged["env_steps"] == {
+      int(r["env_steps"]) for r in rows if not r["eval/mean_return"]}
+  assert logged["eval/mean_return"] == {s for s, _ in evals}
   exported = _files(f"{logdir}/saved_model")
   assert {"saved_model.pb", "variables/variables.index"} <= exported
   # Nothing beside the run's own files (no temporaries of the export).
   assert {p.split("/")[0] for p in _files(logdir)} == {
-      "checkpoints", "saved_model", "metrics.csv", "run_spec.json"} | {
+      "checkpoints", "saved_model", "metrics", "run_spec.json"} | {
           os.path.basename(p) for p in
           tf.io.gfile.glob(f"{logdir}/events.out.tfevents.*")}
+  # Only whole chunks: no temporary of a chunk's write is left.
+  chunks = sorted(p for p in _files(logdir) if p.startswith("metrics/"))
+  assert chunks and all(p.endswith(".csv") and "tmp-" not in p
+                        for p in chunks), chunks
 
   # The standalone export replaces the SavedModel (here with an older
   # checkpoint's policy), leaving no file of the one it replaced.

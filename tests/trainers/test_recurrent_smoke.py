@@ -1,13 +1,12 @@
 """A recurrent (LSTM-core) agent trains end to end through Reverb, exports,
 and its greedy evaluation carries the core state."""
 
-import csv
-
 import numpy as np
 import tensorflow as tf
 
 from tf_metagrad import runs
 from tf_metagrad.trainers import loop
+from tf_metagrad.trainers import outputs
 from tests.trainers import test_train_smoke as smoke
 
 
@@ -26,6 +25,6 @@ def test_recurrent_stac_trains_and_exports(tmp_path):
   state = loaded.get_initial_state(tf.constant(3, tf.int64))
   assert sorted(state) == ["core_state_0", "core_state_1"]
   assert state["core_state_0"].shape == (3, 8)
-  with open(tmp_path / "metrics.csv") as f:
-    rows = [r for r in csv.DictReader(f) if r.get("skipped_updates")]
+  rows = [r for r in outputs.read_metrics(str(tmp_path))[1]
+          if r.get("skipped_updates")]
   assert rows and float(rows[-1]["skipped_updates"]) == 0.0

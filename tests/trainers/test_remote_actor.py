@@ -1,12 +1,15 @@
 """`trainers.actor` given only the address: it takes the run from the
-server's run info, holds the flags it is given to the learner's, and
-outlives its server.
+server's run info, holds the flags it is given to the learner's, outlives
+its server, and builds no environment whose name imports a module unless
+its own --env names it.
 
 The "learner" here is this test: a Reverb server on localhost with the run
 info and weights a trainer publishes, stopped and started again on the
 same port, so each restart happens at a line the actor printed.
 """
 
+import dataclasses
+import os
 import re
 import signal
 import socket
@@ -14,9 +17,11 @@ import subprocess
 import sys
 import time
 
+import pytest
 import reverb
 
 from tests.trainers import procs
+from tf_metagrad import envs
 from tf_metagrad import runs
 from tf_metagrad.system import items
 from tf_metagrad.system import run_info
@@ -64,14 +69,17 @@ class _Learner:
     self.server.stop()
 
 
-def _start_actor(flags, stderr_path):
+def _start_actor(flags, stderr_path, extra_path=None):
   """The actor binary; stdout is read line by line, stderr goes to a file
-  (its one error line is checked there)."""
+  (its one error line is checked there). `extra_path` is added to its
+  PYTHONPATH."""
+  env = procs.environment()
+  if extra_path is not None:
+    env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(extra_path)])
   with open(stderr_path, "w") as stderr:
     return subprocess.Popen(
         [sys.executable, "-m", "trainers.actor", *flags], cwd=procs.ROOT,
-        env=procs.environment(), stdout=subprocess.PIPE, stderr=stderr,
-        text=True)
+        env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
 
 
 def _exit_of(proc, stderr_path, lines, timeout_s=120):
@@ -92,6 +100,23 @@ def _one_error_line(stderr):
   assert len(lines) == 1 and lines[0].startswith("actor error: "), stderr
   return lines[0]
 
+
+
+def _run_together(cases, tmp_path, learners):
+  """Runs an actor per case, {name: (flags, extra_path)}, all started
+  together so that their TensorFlow start-ups overlap; returns
+  {name: _exit_of(...)} and stops `learners` in any case."""
+  actors = {name: _start_actor(flags, tmp_path / name, extra_path)
+            for name, (flags, extra_path) in cases.items()}
+  try:
+    return {name: _exit_of(proc, tmp_path / name, [])
+            for name, proc in actors.items()}
+  finally:
+    for proc in actors.values():
+      if proc.poll() is None:
+        proc.kill()
+    for learner in learners:
+      learner.stop()
 
 def test_an_actor_of_the_address_alone_survives_server_restarts(tmp_path):
   spec = runs.RunSpec(agent="stac", env="catch", config_overrides=TINY,
@@ -159,17 +184,9 @@ def test_flags_are_held_to_the_learners(tmp_path):
                    "--seed=5", "--refresh_every=2", "--max_unrolls=2"],
                   None),
   }
-  # Started together: their TensorFlow start-ups overlap.
-  actors = {name: _start_actor(flags, tmp_path / name)
-            for name, (flags, _) in cases.items()}
-  try:
-    results = {name: _exit_of(proc, tmp_path / name, [])
-               for name, proc in actors.items()}
-  finally:
-    for proc in actors.values():
-      if proc.poll() is None:
-        proc.kill()
-    learner.stop()
+  results = _run_together(
+      {name: (flags, None) for name, (flags, _) in cases.items()}, tmp_path,
+      [learner])
   for name, (_, expected) in cases.items():
     code, out, stderr = results[name]
     if expected is None:
@@ -221,3 +238,74 @@ def test_ctrl_c_while_waiting_for_a_learner_exits_0(tmp_path):
   assert code == 0, out + stderr
   assert "actor done: unrolls=0 " in out, out
   assert not stderr.strip(), stderr
+
+
+CHECK_CALL = "dm_env:subprocess:check_call"
+USER_DM_ENV = "dm_env:tests.envs.user_envs:make_corridor"
+
+
+def test_an_actor_runs_code_named_by_the_server_only_if_its_env_names_it(
+    tmp_path):
+  # The payload is live: built, this name runs the env_kwargs as a command.
+  proof = tmp_path / "proof"
+  with pytest.raises(TypeError):
+    envs.make(CHECK_CALL, seed=0, args=["touch", str(proof)])
+  assert proof.exists()
+
+  catch = runs.RunSpec(agent="stac", env="catch", config_overrides=TINY)
+  # Run infos as anyone who reaches the port can publish them.
+  command = _Learner(catch, _free_port(), version=1)
+  ran = tmp_path / "ran"
+  run_info.publish(command.client, dataclasses.replace(
+      command.info, env=CHECK_CALL, env_kwargs={"args": ["touch", str(ran)]}))
+  # A module of the actor host's path that records being imported.
+  modules = tmp_path / "modules"
+  modules.mkdir()
+  imported = tmp_path / "imported"
+  (modules / "marks_import.py").write_text(
+      f"open({str(imported)!r}, 'w').close()\n")
+  module = _Learner(catch, _free_port(), version=1)
+  run_info.publish(module.client, dataclasses.replace(
+      module.info, env="gym:marks_import:Corridor-v0"))
+  user = _Learner(runs.RunSpec(agent="stac", env=USER_DM_ENV,
+                               config_overrides=TINY), _free_port(),
+                  version=1)
+
+  def address(learner):
+    return f"--reverb_address=127.0.0.1:{learner.server.port}"
+
+  cases = {
+      "command": ([address(command)], None),
+      # Another --env does not allow it either.
+      "module": ([address(module), "--env=catch"], modules),
+      "allowed": ([address(user), f"--env={USER_DM_ENV}", "--max_unrolls=2"],
+                  None),
+  }
+  results = _run_together(cases, tmp_path, [command, module, user])
+
+  code, out, stderr = results["command"]
+  assert code == 1, out + stderr
+  assert _one_error_line(stderr) == (
+      f"actor error: refusing env '{CHECK_CALL}' of the run at "
+      f"127.0.0.1:{command.server.port}: building it imports a module its "
+      f"name picks, which an actor does only when its own command line "
+      f"names that env; to allow it, pass --env={CHECK_CALL}")
+  assert not ran.exists()
+  assert "actor done: unrolls=0 " in out, out
+
+  code, out, stderr = results["module"]
+  assert code == 1, out + stderr
+  line = _one_error_line(stderr)
+  assert ("refusing env 'gym:marks_import:Corridor-v0'" in line and
+          "(this actor has --env=catch); to allow it, pass "
+          "--env=gym:marks_import:Corridor-v0" in line), line
+  assert not imported.exists()
+  # ... though the actor could have imported it.
+  subprocess.run([sys.executable, "-c", "import marks_import"], check=True,
+                 cwd=modules, timeout=60)
+  assert imported.exists()
+
+  code, out, stderr = results["allowed"]
+  assert code == 0, out + stderr
+  assert f"env={USER_DM_ENV} " in out, out
+  assert "actor done: unrolls=2 " in out, out

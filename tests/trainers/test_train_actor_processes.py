@@ -30,6 +30,13 @@ def _thread_nice_values(pid):
   return values
 
 
+def _environment(pid):
+  """The environment process `pid` started with (/proc, Linux)."""
+  with open(f"/proc/{pid}/environ", "rb") as f:
+    pairs = [entry.split(b"=", 1) for entry in f.read().split(b"\0") if entry]
+  return {k.decode(): v.decode() for k, v in pairs}
+
+
 def test_actor_processes_feed_the_learner_and_are_replaced(tmp_path):
   logdir = str(tmp_path / "run")
   lines = []
@@ -44,6 +51,9 @@ def test_actor_processes_feed_the_learner_and_are_replaced(tmp_path):
   # The actor has fed the learner, so its Reverb and TF threads run: all of
   # them at the lower priority.
   assert _thread_nice_values(pid) == {7}
+  # No GPU for it: on a GPU host its TensorFlow would reserve memory on
+  # every GPU beside the learner's.
+  assert _environment(pid)["CUDA_VISIBLE_DEVICES"] == "-1"
   os.kill(pid, signal.SIGKILL)
   procs.read_until(proc, lambda l: f"(pid {pid}) exited" in l, lines)
   procs.read_until(proc, lambda l: "started actor process 0" in l, lines)

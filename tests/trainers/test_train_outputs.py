@@ -2,7 +2,6 @@
 metaparameters, run_spec.json, recent-window rates, and a finished run left
 alone when started again."""
 
-import csv
 import json
 import math
 import os
@@ -76,8 +75,7 @@ def _scalar(value):
 
 
 def _rows(logdir):
-  with open(os.path.join(logdir, "metrics.csv")) as f:
-    return list(csv.DictReader(f))
+  return outputs.read_metrics(logdir)[1]
 
 
 def test_rerunning_a_finished_run_writes_nothing(run):
@@ -104,7 +102,7 @@ def test_rerunning_a_finished_run_exports_a_missing_policy(run):
   assert all(k.startswith("saved_model" + os.sep) for k in changed), changed
 
 
-def test_evaluations_are_in_metrics_csv_and_tensorboard(run):
+def test_evaluations_are_in_the_metrics_and_tensorboard(run):
   final = float(run["output"].split("final_eval_mean_return=")[1].split()[0])
   evals = [(int(r["env_steps"]), float(r["eval/mean_return"]))
            for r in _rows(run["logdir"]) if r["eval/mean_return"]]
@@ -140,7 +138,7 @@ def test_configuration_and_quantiles_in_tensorboard(run):
     assert f"{name}/q4" not in tags
     assert min(quantiles) == pytest.approx(_scalar(tags[f"{name}/min"][-1][1]))
     assert max(quantiles) == pytest.approx(_scalar(tags[f"{name}/max"][-1][1]))
-  # Per-quantile values stay out of metrics.csv.
+  # Per-quantile values stay out of the metrics.
   assert not any(k.endswith("/q0") for k in _rows(run["logdir"])[0])
 
 

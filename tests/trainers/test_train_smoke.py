@@ -1,6 +1,5 @@
 """Every agent trains end to end through Reverb and exports (in process)."""
 
-import csv
 import os
 import re
 
@@ -10,6 +9,7 @@ import tensorflow as tf
 
 from tf_metagrad import runs
 from tf_metagrad.trainers import loop
+from tf_metagrad.trainers import outputs
 
 TINY = {"mlp_hidden_sizes": (16,), "head_hidden_sizes": (16,)}
 
@@ -50,8 +50,7 @@ def test_trainer_smoke(tmp_path, agent, env, overrides):
   assert os.path.exists(tmp_path / "saved_model" / "saved_model.pb")
   loaded = tf.saved_model.load(str(tmp_path / "saved_model"))
   assert loaded.get_metadata()["agent"].numpy().decode() == agent
-  with open(tmp_path / "metrics.csv") as f:
-    rows = list(csv.DictReader(f))
+  _, rows = outputs.read_metrics(str(tmp_path))
   assert rows and {"env_steps", "learner_steps", "fps"} <= set(rows[0])
   assert int(rows[-1]["env_steps"]) == summary["env_steps"]
   assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
@@ -95,23 +94,6 @@ def _meta_tags(learner):
     else:
       tags.update(f"meta/{name}/{s}" for s in ("mean", "min", "max"))
   return tags
-
-
-def test_csv_gains_columns_that_appear_later(tmp_path):
-  path = str(tmp_path / "metrics.csv")
-  loop._CsvLog(path).write({"env_steps": 0, "learner_steps": 0, "fps": 1.5})
-  # A resumed session (new object, as after a restart) with learner metrics.
-  log = loop._CsvLog(path)
-  log.write({"env_steps": 16, "learner_steps": 1, "fps": 2.0,
-             "total_loss": 0.25, "meta/gamma": 0.9})
-  log.write({"env_steps": 32, "learner_steps": 2, "fps": 3.0,
-             "total_loss": 0.5, "meta/gamma": 0.8})
-  with open(path) as f:
-    rows = list(csv.DictReader(f))
-  assert list(rows[0]) == ["env_steps", "learner_steps", "fps", "meta/gamma",
-                           "total_loss"]
-  assert [r["total_loss"] for r in rows] == ["", "0.25", "0.5"]
-  assert [r["fps"] for r in rows] == ["1.5", "2.0", "3.0"]
 
 
 def test_resuming_a_finished_run_keeps_counters(tmp_path):

@@ -23,10 +23,11 @@ the step returns the metrics of the last update, as `steps_from_iterator`
 does for its last step.
 
 XLA (`jit_compile=True`; "auto", the default, means on under TPUStrategy
-and off elsewhere, see `resolve_jit_compile`) compiles the replica function, the one given to
-`strategy.run` (all-reduces included), as TPUStrategy does: the batch comes
-in as an argument and the step loop, the iterator and the cross-replica
-reduction of the metrics stay outside the compiled region. TPUStrategy
+and off elsewhere, see `resolve_jit_compile`) compiles the replica
+function, the one given to `strategy.run` (all-reduces included), as
+TPUStrategy does: the batch comes in as an argument and the step loop, the
+iterator and the cross-replica reduction of the metrics stay outside the
+compiled region. TPUStrategy
 compiles that function whatever the flag; MirroredStrategy (and its
 multi-worker form) cannot run it compiled: in TF 2.15 its replica context
 answers every all-reduce and mirrored assignment with a `merge_call`, which
@@ -37,6 +38,13 @@ learner is built.
 `steps_from_iterator` runs several learner steps in one `tf.function` call
 (a `tf.while_loop` with one `strategy.run` per iteration, the TPU training
 loop), so the host waits on the device once per call, not once per step.
+Everything a step does on the replicas is that one replica function: the
+update, its metrics packed into one vector, and the element's extras
+written into a buffer of static shape `[max_steps, ...]`; the metrics are
+reduced across replicas once per call. With a runtime step count and
+static shapes everywhere else, one compiled program serves every call
+(`tests/agents/test_device_programs.py` compiles each function given to
+`strategy.run` with XLA and checks that its shapes are static).
 
 Subclasses provide `_meta_variables`, `_inner_loss`, `_outer_loss` and the
 metrics of their metaparameters; agents without metaparameters (IMPALA) return
@@ -181,11 +189,52 @@ def resolve_jit_compile(strategy: tf.distribute.Strategy,
   return False
 
 
-def _stack_rows(stacked, row, index):
-  """`stacked` (nest of [N, ...]) with `row` written at position `index`."""
+def _write_row(rows, row, index):
+  """`rows` (nest of [N, ...]) with `row` written at position `index`."""
   return tf.nest.map_structure(
       lambda acc, x: tf.tensor_scatter_nd_update(acc, [[index]], x[None]),
-      stacked, row)
+      rows, row)
+
+
+def _zero_rows(x: tf.Tensor, num_rows: int) -> tf.Tensor:
+  """Zeros of shape [num_rows] + x.shape, static where x's shape is."""
+  if x.shape.is_fully_defined():
+    return tf.zeros([num_rows] + x.shape.as_list(), x.dtype)
+  return tf.zeros(tf.concat([[num_rows], tf.shape(x)], 0), x.dtype)
+
+
+class _MetricPacking:
+  """A step's scalar metrics as one float32 vector, and back.
+
+  The replica step returns the vector, so that all metrics leave the
+  replicas in one cross-replica reduction (`SUM`): summed metrics (losses
+  are sums over each replica's shard) enter it as they are, the others
+  (identical on every replica) divided by the number of replicas, which
+  makes their sum the mean. The order of the keys is fixed when the step is
+  traced. A plain object, not a tuple attribute, for `tf.Module`'s sake (see
+  `_TraceCache`).
+  """
+
+  def __init__(self):
+    self.keys: Tuple[str, ...] = ()
+
+  def pack(self, metrics: Dict[str, tf.Tensor],
+           num_replicas: int) -> tf.Tensor:
+    keys = tuple(metrics)
+    if self.keys and keys != self.keys:
+      raise ValueError(f"the step's metrics changed from {self.keys} to "
+                       f"{keys} between traces.")
+    self.keys = keys
+    values = []
+    for k, v in metrics.items():
+      if v.shape.rank != 0:
+        raise ValueError(f"metric {k!r} has shape {v.shape}; metrics must "
+                         f"be scalars (see _summarise).")
+      values.append(v if _is_summed(k) else v / num_replicas)
+    return tf.stack(values)
+
+  def unpack(self, vector: tf.Tensor) -> Dict[str, tf.Tensor]:
+    return {k: vector[i] for i, k in enumerate(self.keys)}
 
 
 class Learner(tf.Module, metaclass=abc.ABCMeta):
@@ -235,11 +284,12 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
     # trace time anyway; autograph's source conversion of every function
     # the step calls was about half of a small trainer's start-up CPU (a
     # tiny STAC run: 18 s of CPU with it, 10 s without).
+    self._packing = _MetricPacking()
     if self.jit_compile and not isinstance(self.strategy, TPU_STRATEGIES):
-      self._replica_fn = tf.function(self._replica_step, jit_compile=True,
+      self._replica_fn = tf.function(self._packed_step, jit_compile=True,
                                      autograph=False)
     else:
-      self._replica_fn = self._replica_step
+      self._replica_fn = self._packed_step
     self._step_fn = tf.function(self._cross_replica_step, autograph=False)
     # Traces of `_step_fn` by the batch's type and leaf shapes and dtypes
     # (see `_traced_step`), and of `_iterator_steps_fn` by the iterator's
@@ -394,14 +444,22 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
       iterator: Union[tf.data.Iterator, tf.distribute.DistributedIterator],
       num_steps: int,
       env_steps: Optional[tf.Variable] = None,
-      frames_per_step: int = 0) -> Tuple[Dict[str, tf.Tensor], Any]:
+      frames_per_step: int = 0,
+      max_steps: Optional[int] = None) -> Tuple[Dict[str, tf.Tensor], Any]:
     """`num_steps` learner steps on the next `num_steps` elements of a
     (distributed) iterator, in one `tf.function` call.
 
     The steps are those `step` would take on the same elements in turn: a
     non-finite batch is skipped, the learning-rate schedule reads the step
-    counter each step. `num_steps` enters the graph as a tensor, so calls
-    with different counts share one trace.
+    counter each step. `num_steps` enters the graph as a tensor and
+    `max_steps` as a constant, so calls with different counts and the same
+    `max_steps` share one trace, and every function given to `strategy.run`
+    sees only static shapes (what a TPU compiles).
+
+    Each step is one `strategy.run`: the update, and the element's extras
+    written into their row, in one replica function. The metrics leave the
+    replicas once per call, as one packed vector in one reduction (see
+    `_MetricPacking`).
 
     Args:
       iterator: yields `(batch, extras)` like `step_from_iterator`'s.
@@ -409,25 +467,33 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
       env_steps: optional int64 variable (made under the strategy's scope)
         advanced by `frames_per_step` in the graph after each step's update.
       frames_per_step: environment frames one element holds.
+      max_steps: the number of rows of the returned extras, >= N (default
+        N); the trainer passes its steps per call, so that a shorter last
+        call reuses the trace.
 
     Returns:
       (metrics, extras): the metrics of the last of the N steps, not means
       (counters such as `skipped_updates` and the metaparameters then
       describe the state after the call, as after N calls of `step`);
-      `extras` stacked over the steps, each leaf `[N, ...]` (per replica).
+      `extras` stacked over the steps, each leaf `[max_steps, ...]` (per
+      replica), of which rows N and later are zeros.
 
     Raises:
-      ValueError: num_steps < 1.
+      ValueError: num_steps < 1, or max_steps < num_steps.
       tf.errors.OutOfRangeError / DeadlineExceededError: when the iterator
         fails at step k; the k - 1 steps before it are made and counted
         (learner steps and env_steps), their metrics and extras are lost.
     """
     if num_steps < 1:
       raise ValueError(f"num_steps must be >= 1, got {num_steps}.")
+    max_steps = num_steps if max_steps is None else max_steps
+    if max_steps < num_steps:
+      raise ValueError(f"max_steps={max_steps} is less than "
+                       f"num_steps={num_steps}.")
     if env_steps is None:
       env_steps, frames_per_step = (), 0
     args = (iterator, tf.constant(num_steps, tf.int32), env_steps,
-            frames_per_step)
+            frames_per_step, max_steps)
     if not (tf.executing_eagerly() and isinstance(iterator, tf.data.Iterator)):
       return self._iterator_steps_fn(*args)
     # As in `step`, the concrete function saves the host the tf.function's
@@ -436,7 +502,7 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
     # tf.function path.
     key = (type(iterator), tuple(tf.nest.flatten(iterator.element_spec)),
            tuple((v.shape, v.dtype) for v in tf.nest.flatten(env_steps)),
-           frames_per_step)
+           frames_per_step, max_steps)
     return self._traced_iterator_steps.get(
         key, lambda: self._iterator_steps_fn.get_concrete_function(*args))(
             *args)
@@ -499,52 +565,65 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
         self.learning_rate())
 
   def _cross_replica_step(self, batch):
-    per_replica = self.strategy.run(self._replica_fn, args=(batch,))
-    # Losses are sums over each replica's shard, so their global value is the
-    # sum; everything else (norms of all-reduced gradients, metaparameters,
-    # counters) is identical on every replica.
-    return {
-        k: self.strategy.reduce(
-            tf.distribute.ReduceOp.SUM if _is_summed(k)
-            else tf.distribute.ReduceOp.MEAN, v, axis=None)
-        for k, v in per_replica.items()}
+    packed = self.strategy.run(self._replica_fn, args=(batch,))
+    return self._reduce_metrics(packed)
+
+  def _reduce_metrics(self, packed):
+    """The metrics dict from the replicas' packed vectors: one reduction."""
+    return self._packing.unpack(
+        self.strategy.reduce(tf.distribute.ReduceOp.SUM, packed, axis=None))
+
+  def _packed_step(self, batch):
+    return self._packing.pack(self._replica_step(batch),
+                              self.strategy.num_replicas_in_sync)
+
+  def _recorded_step(self, batch, extras, rows, index):
+    """The replica function of `steps_from_iterator`: the update, and the
+    element's extras written into row `index` of `rows`, in one program."""
+    return self._replica_fn(batch), _write_row(rows, extras, index)
 
   def _iterator_step(self, iterator):
     batch, extras = next(iterator)
     return self._step_fn(batch), extras
 
-  def _counted_step(self, iterator, env_steps, frames_per_step):
-    batch, extras = next(iterator)
-    metrics = self._cross_replica_step(batch)
+  def _counted_step(self, batch, extras, rows, index, env_steps,
+                    frames_per_step):
+    packed, rows = self.strategy.run(self._recorded_step,
+                                     args=(batch, extras, rows, index))
     if frames_per_step:
-      # The metrics are read after the update, so the frames are counted
-      # only for a step that was made.
-      with tf.control_dependencies(tf.nest.flatten(metrics)):
+      # The metrics are computed after the update, so the frames are
+      # counted only for a step that was made.
+      with tf.control_dependencies(
+          self.strategy.experimental_local_results(packed)):
         env_steps.assign_add(tf.constant(frames_per_step, env_steps.dtype))
-    return metrics, extras
+    return packed, rows
 
-  def _iterator_steps(self, iterator, num_steps, env_steps, frames_per_step):
+  def _iterator_steps(self, iterator, num_steps, env_steps, frames_per_step,
+                      max_steps):
     # The first step is taken before the loop: its outputs give the loop
-    # variables their structure, shapes and dtypes.
-    metrics, extras = self._counted_step_fn(iterator, env_steps,
-                                            frames_per_step)
-    stacked = self.strategy.run(
-        lambda row: _stack_rows(tf.nest.map_structure(
-            lambda x: tf.zeros(tf.concat([[num_steps], tf.shape(x)], 0),
-                               x.dtype), row), row, 0),
-        args=(extras,))
+    # variables their structure, shapes and dtypes. Its element gives the
+    # extras' rows theirs: [max_steps, ...], static where the element's
+    # shapes are, which a TPU program needs (num_steps is a runtime value).
+    batch, extras = next(iterator)
+    local = tf.nest.map_structure(
+        lambda x: self.strategy.experimental_local_results(x)[0], extras)
+    rows = self.strategy.experimental_distribute_values_from_function(
+        lambda _: tf.nest.map_structure(
+            lambda x: _zero_rows(x, max_steps), local))
+    packed, rows = self._counted_step_fn(batch, extras, rows, tf.constant(0),
+                                         env_steps, frames_per_step)
 
-    def body(index, metrics, stacked):
-      del metrics
-      metrics, extras = self._counted_step_fn(iterator, env_steps,
-                                              frames_per_step)
-      stacked = self.strategy.run(_stack_rows, args=(stacked, extras, index))
-      return index + 1, metrics, stacked
+    def body(index, packed, rows):
+      del packed
+      batch, extras = next(iterator)
+      packed, rows = self._counted_step_fn(batch, extras, rows, index,
+                                           env_steps, frames_per_step)
+      return index + 1, packed, rows
 
-    _, metrics, stacked = tf.while_loop(
+    _, packed, rows = tf.while_loop(
         lambda index, *_: index < num_steps, body,
-        (tf.constant(1), metrics, stacked))
-    return metrics, stacked
+        (tf.constant(1), packed, rows))
+    return self._reduce_metrics(packed), rows
 
   def _replica_step(self, batch):
     passes = self._passes(batch)

@@ -321,8 +321,8 @@ class UserDmEnv(DmEnvAdapter):
       TypeError: if it is not callable, does not return a
         `dm_env.Environment`, or has a spec the agents cannot use.
     """
-    module, colon, attribute = env_id.partition(":")
-    if not (module and colon and attribute):
+    module, attribute = user_modules.split_module(env_id)
+    if not (module and attribute):
       raise ValueError(f"dm_env:{env_id} must look like "
                        "dm_env:<module>:<callable>, e.g. "
                        "dm_env:my_pkg.envs:make_corridor.")

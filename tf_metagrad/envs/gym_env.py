@@ -36,8 +36,8 @@ def registered_id(env_id: str) -> str:
     ValueError: if the module cannot be imported or, after the import, the
       id is not registered.
   """
-  module, colon, plain_id = env_id.partition(":")
-  if not colon:
+  module, plain_id = user_modules.split_module(env_id)
+  if module is None:
     if env_id not in gymnasium.registry:
       raise ValueError(
           f"Unknown Gymnasium id {env_id!r}; if a module of yours registers "

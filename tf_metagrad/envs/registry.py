@@ -10,6 +10,7 @@ from tf_metagrad.envs import random_walk
 from tf_metagrad.envs import time_limit
 from tf_metagrad.envs import toy
 from tf_metagrad.envs import two_colors
+from tf_metagrad.envs import user_modules
 
 _TOY: Dict[str, Tuple[type, type]] = {
     "catch": (catch.CatchEnv, catch.CatchCore),
@@ -38,6 +39,55 @@ def _unknown(name) -> ValueError:
                     f"{'; '.join(VALID_NAMES)}.")
 
 
+# Families whose members are chosen among what tf_metagrad and its pinned
+# dependencies ship (ALE ROMs, the DM Control suite): their names import
+# nothing that the name itself picks.
+_BUILT_IN_FAMILIES = ("atari", "dmc", "dmc_pixels")
+
+
+def _split_family(name: str) -> Tuple[str, str]:
+  """(family, rest) of "<family>:<rest>"; a toy name is its own family."""
+  if not isinstance(name, str):
+    raise TypeError(f"name must be a string, got {type(name).__name__} "
+                    f"{name!r}; valid names are: {'; '.join(VALID_NAMES)}.")
+  if name in _TOY:
+    return name, ""
+  family, colon, rest = name.partition(":")
+  if not colon or not rest or family in _TOY:
+    raise _unknown(name)
+  return family, rest
+
+
+def imports_user_code(name: str) -> bool:
+  """Whether building environment `name` imports a module the name picks.
+
+  Such a name runs whatever code its module holds (`dm_env:subprocess:
+  check_call` runs a command with the env_kwargs), so a process must build
+  it only when the name came from someone it trusts to run code on it
+  (`trainers.actor` refuses one read from a server unless its own command
+  line names it). Only names of the toy domains, `atari:`, `dmc:`,
+  `dmc_pixels:` and `gym:<registered id>` (no module part) are False: a name
+  this registry does not know is True, so that a family added later is held
+  back until it is classified here.
+
+  Args:
+    name: an environment name, as for `make`; not imported or built.
+
+  Returns:
+    True for `dm_env:<module>:<callable>`, `gym:<module>:<id>` and any name
+    that is not one of the built-in forms.
+  """
+  try:
+    family, rest = _split_family(name)
+  except (TypeError, ValueError):
+    return True
+  if family in _TOY or family in _BUILT_IN_FAMILIES:
+    return False
+  if family == "gym":
+    return user_modules.split_module(rest)[0] is not None
+  return True
+
+
 def _split_dmc(name: str, rest: str) -> Tuple[str, str]:
   domain, dash, task = rest.partition("-")
   if not (domain and dash and task):
@@ -49,15 +99,10 @@ def _split_dmc(name: str, rest: str) -> Tuple[str, str]:
 def _single_factory(name: str, kwargs) -> Callable[[Optional[int]],
                                                     gymnasium.Env]:
   """Parses `name` and returns seed -> environment."""
-  if not isinstance(name, str):
-    raise TypeError(f"name must be a string, got {type(name).__name__} "
-                    f"{name!r}; valid names are: {'; '.join(VALID_NAMES)}.")
-  if name in _TOY:
-    env_class = _TOY[name][0]
+  family, rest = _split_family(name)
+  if family in _TOY:
+    env_class = _TOY[family][0]
     return lambda seed: env_class(seed=seed, **kwargs)
-  family, colon, rest = name.partition(":")
-  if not colon or not rest:
-    raise _unknown(name)
   if family == "atari":
     from tf_metagrad.envs import atari  # pylint: disable=g-import-not-at-top
     return lambda seed: atari.AtariEnv(rest, seed=seed, **kwargs)

@@ -4,17 +4,40 @@
 imported before the environment is built, as `gymnasium.make("module:id")`
 does. A failed import must stop a trainer with one line on stderr, so every
 failure becomes a ValueError whose message is a single line.
+
+Importing a module runs its code, so `split_module` is also what
+`registry.imports_user_code` asks: the name, not the caller, decides what
+runs.
 """
 
 import importlib
 import types
-from typing import Any
+from typing import Any, Optional, Tuple
 
 
 def _one_line(error: BaseException) -> str:
   text = "; ".join(line.strip() for line in str(error).splitlines()
                    if line.strip())
   return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def split_module(reference: str) -> Tuple[Optional[str], str]:
+  """("<module>", "<rest>") of "<module>:<rest>", (None, reference) without
+  a colon.
+
+  The one parser of the module part: the environments that import it and
+  the check of whether a name imports code must not disagree on it. A
+  colon with nothing before it still counts as a module part (None only
+  without a colon), so that it fails as a bad module path.
+
+  Args:
+    reference: what follows "gym:" or "dm_env:" in an environment name.
+
+  Returns:
+    (module or None, the rest).
+  """
+  module, colon, rest = reference.partition(":")
+  return (module, rest) if colon else (None, reference)
 
 
 def import_module(module: str, purpose: str) -> types.ModuleType:

@@ -55,6 +55,11 @@ from tf_metagrad.system import items
 from tf_metagrad.system import server as server_lib
 from tf_metagrad.system import weights as weights_lib
 
+# Where actors and evaluations run their policy. A policy call is a batch of
+# a few observations: on a GPU it would queue behind the learner's steps and
+# pay two host-device copies, for a network the CPU runs in milliseconds.
+POLICY_DEVICE = "/CPU:0"
+
 
 class ActorStats:
   """Counters an actor exposes (read by the trainer in thread mode)."""
@@ -78,7 +83,8 @@ class Actor:
       None: T, items do not overlap). See the module docstring.
     seed: seeds the environments and the action sampling.
     env_kwargs: passed to `envs.make_batched`.
-    refresh_every: unrolls between weight refreshes from the server.
+    refresh_every: unrolls between weight refreshes from the server (each
+      reads the weights' version and fetches them only if it changed).
     write_timeout_ms: each blocking Reverb call gives up after this long and
       re-checks `should_stop` (the queue blocks while the learner is busy).
   """
@@ -127,12 +133,28 @@ class Actor:
 
   def _refresh(self, should_stop: Callable[[], bool],
                force: bool = False) -> bool:
-    """Fetches the latest weights; False if stopped before any came.
+    """Fetches the latest weights if their version differs from the one
+    held; False if stopped first.
 
-    `force` assigns them even if their version is the one held: a server
-    that was gone may come back as another learner, whose versions say
-    nothing about the old one's.
+    The version is read first, alone (`weights.latest_version`): most
+    refreshes of an actor that unrolls faster than the learner publishes
+    then move 8 bytes instead of the whole network. "Differs", not
+    "greater": a restarted learner publishes from its checkpoint's step,
+    which may be below the version held (its first version can equal the
+    held one only when it is that checkpoint's step, whose weights the old
+    learner published under the same version). The version recorded is the
+    one inside the fetched item, never the one read first, which may be
+    ahead of the weights table (see `weights`). `force` fetches and assigns
+    without comparing: after a lost server (`trainers.actor`), the server
+    may be another learner, whose versions say nothing about the old one's.
     """
+    if not force:
+      latest = weights_lib.latest_version(self._client, timeout_s=30.0,
+                                          should_stop=should_stop)
+      if latest is None:
+        return False
+      if latest == self.stats.weights_version:
+        return True
     while True:
       fetched = weights_lib.fetch(self._client, timeout_s=30.0,
                                   should_stop=should_stop)
@@ -223,8 +245,14 @@ class Actor:
     all calls together).
 
     A later call continues the episodes under way (after a lost server,
-    see `trainers.actor`), with freshly fetched weights.
+    see `trainers.actor`), with freshly fetched weights. The policy runs on
+    `POLICY_DEVICE`.
     """
+    # tf.device is thread-local: entered here, in the thread that acts.
+    with tf.device(POLICY_DEVICE):
+      self._run(should_stop, max_unrolls)
+
+  def _run(self, should_stop, max_unrolls):
     if self._observation is None:
       self._observation = self._env.reset(seed=self._seed)
       self._state = tuple(
@@ -261,7 +289,11 @@ class Actor:
 
 
 class ActorThread(threading.Thread):
-  """Runs an `Actor` in a daemon thread, recording a crash for restart."""
+  """Runs an `Actor` in a daemon thread, recording a crash for restart.
+
+  `make_actor` runs in the thread under `POLICY_DEVICE`, so the variables
+  of a network it builds live there, not on the learner's GPU.
+  """
 
   def __init__(self, make_actor: Callable[[], Actor],
                stop_event: threading.Event, name: str) -> None:
@@ -273,7 +305,8 @@ class ActorThread(threading.Thread):
 
   def run(self) -> None:
     try:
-      self.actor = self._make_actor()
+      with tf.device(POLICY_DEVICE):
+        self.actor = self._make_actor()
       self.actor.run(should_stop=self._stop_event.is_set)
     except BaseException as e:  # pylint: disable=broad-except
       self.error = e

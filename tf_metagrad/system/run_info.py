@@ -9,8 +9,13 @@ be repeated on the actor's command line. After the server was gone, the
 actor reads it again: another `run_id` is a restarted learner, and
 `RunInfo.differences` says whether that learner still takes its items.
 
-The item is JSON text: whoever reaches the port can replace it, and reading
-JSON, unlike unpickling, cannot make the actor run code.
+The item is JSON text, and whoever reaches the port can replace it.
+Parsing JSON, unlike unpickling, runs no code, but what the text says can:
+an environment name such as `dm_env:<module>:<callable>` or
+`gym:<module>:<id>` imports a module, and `dm_env:subprocess:check_call`
+runs its env_kwargs as a command. Nothing here builds the environment; the
+actor (`trainers.actor`) builds one whose name imports a module
+(`envs.registry.imports_user_code`) only when its own --env names it.
 """
 
 import dataclasses

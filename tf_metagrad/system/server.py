@@ -1,5 +1,5 @@
-"""The Reverb server of a run: a trajectory queue, a weights table and the
-run's description.
+"""The Reverb server of a run: a trajectory queue, the weights, their
+version and the run's description.
 
 - "trajectories": a FIFO queue of unroll items (one actor unroll of all its
   environment copies each, see `items`) with a signature built from the
@@ -7,6 +7,9 @@ run's description.
   samples when it is empty, which bounds the policy lag of the data.
 - "weights": the learner's latest network weights (one item, replaced on
   every publish), which actors sample to refresh their policy.
+- "weights_version": the version of that item alone (one int64 item, written
+  with it, see `weights.publish`): an actor reads it first and samples the
+  weights (megabytes for the Atari ResNet) only when they changed.
 - "run_info": what an actor must know to feed this run (one item, a JSON
   text, see `run_info`), which a remote actor reads instead of being told
   the run's settings by hand, and re-reads to recognise a restarted learner.
@@ -28,6 +31,7 @@ import tensorflow as tf
 
 TRAJECTORY_TABLE = "trajectories"
 WEIGHTS_TABLE = "weights"
+WEIGHTS_VERSION_TABLE = "weights_version"
 RUN_INFO_TABLE = "run_info"
 
 
@@ -59,7 +63,7 @@ def weights_signature(
 def make_tables(item_spec: Dict[str, tf.TensorSpec],
                 weights_spec: Tuple[tf.TensorSpec, List[tf.TensorSpec]],
                 capacity: int) -> List[reverb.Table]:
-  """The run's three tables; `capacity` in items (see `queue_capacity`)."""
+  """The run's four tables; `capacity` in items (see `queue_capacity`)."""
   return [
       reverb.Table.queue(
           name=TRAJECTORY_TABLE,
@@ -72,6 +76,13 @@ def make_tables(item_spec: Dict[str, tf.TensorSpec],
           max_size=1,
           rate_limiter=reverb.rate_limiters.MinSize(1),
           signature=weights_spec),
+      reverb.Table(
+          name=WEIGHTS_VERSION_TABLE,
+          sampler=reverb.selectors.Lifo(),
+          remover=reverb.selectors.Fifo(),
+          max_size=1,
+          rate_limiter=reverb.rate_limiters.MinSize(1),
+          signature=weights_spec[0]),
       reverb.Table(
           name=RUN_INFO_TABLE,
           sampler=reverb.selectors.Lifo(),

@@ -7,6 +7,15 @@ every Reverb call here is bounded: inserts go through a trajectory writer
 flushed with a timeout, and a sample runs in a daemon worker thread that the
 caller waits for in short slices (re-checking `should_stop`, so signals are
 handled) up to a deadline.
+
+Each publish writes the weights item and, in the same flush, a tiny item of
+the "weights_version" table holding only its version. An actor reads that
+version first (`latest_version`, 8 bytes) and samples the weights (about
+5 MB for the Atari preset's ResNet) only when it differs from the version
+it holds (`system.actor`). The two tables are separate, so the server may
+insert the version item before or after the weights item: the version an
+actor records is always the one stored inside the weights item it sampled,
+and a version read ahead of the weights costs at most one extra fetch.
 """
 
 import threading
@@ -41,19 +50,32 @@ def insert(client: reverb.Client, table: str, data: Any, timeout_s: float,
   writer = client.trajectory_writer(num_keep_alive_refs=1)
   try:
     server_lib.append_item(writer, table, data)
-    try:
-      writer.flush(timeout_ms=max(1, int(timeout_s * 1000)))
-    except reverb.errors.DeadlineExceededError:
-      raise ServerUnavailableError(
-          f"{what} did not complete within {timeout_s}s (is the Reverb "
-          f"server gone?)") from None
+    _flush(writer, timeout_s, what)
   finally:
     writer.close()
 
 
+def _flush(writer, timeout_s, what):
+  try:
+    writer.flush(timeout_ms=max(1, int(timeout_s * 1000)))
+  except reverb.errors.DeadlineExceededError:
+    raise ServerUnavailableError(
+        f"{what} did not complete within {timeout_s}s (is the Reverb "
+        f"server gone?)") from None
+
+
 def _insert_weights(client, version, arrays, timeout_s):
-  insert(client, server_lib.WEIGHTS_TABLE, (np.int64(version), arrays),
-         timeout_s, f"publishing weights version {version}")
+  writer = client.trajectory_writer(num_keep_alive_refs=1)
+  try:
+    server_lib.append_item(writer, server_lib.WEIGHTS_TABLE,
+                           (np.int64(version), arrays))
+    # The version item references the version column only, so sampling it
+    # moves 8 bytes, not the weights' chunks.
+    writer.create_item(server_lib.WEIGHTS_VERSION_TABLE, priority=1.0,
+                       trajectory=writer.history[0][-1])
+    _flush(writer, timeout_s, f"publishing weights version {version}")
+  finally:
+    writer.close()
 
 
 class Publisher(threading.Thread):
@@ -222,6 +244,28 @@ def fetch(client: reverb.Client, timeout_s: float = 30.0,
     time.sleep(delay)
     delay = min(2 * delay, 0.5)
   return None
+
+
+def latest_version(client: reverb.Client, timeout_s: float = 30.0,
+                   should_stop: Callable[[], bool] = lambda: False
+                   ) -> Optional[int]:
+  """The version of the latest published weights, read without the weights;
+  None if stopped.
+
+  Meant for an actor that already fetched weights from this server (the
+  table is empty until the first publish, and a sample then waits for it).
+
+  Raises:
+    ServerUnavailableError: if the sample did not return in `timeout_s`.
+  """
+  done, sample = call_with_deadline(
+      lambda: next(client.sample(server_lib.WEIGHTS_VERSION_TABLE,
+                                 num_samples=1, emit_timesteps=False)),
+      time.monotonic() + timeout_s, should_stop,
+      what="weights version sample")
+  if not done:
+    return None
+  return int(np.asarray(sample.data[0]))
 
 
 def assign(variables: Sequence[tf.Variable],

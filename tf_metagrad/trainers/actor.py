@@ -12,6 +12,14 @@ nor the items of an actor that differs would fit (nor, for the stride, the
 learner's env-step count), so it refuses to start (--config is read only
 next to --agent, --env_kwargs only next to --env).
 
+Whoever reaches the server's port can publish a run info, and an
+environment name such as `dm_env:<module>:<callable>` or
+`gym:<module>:<id>` imports a module (running its code, e.g.
+`dm_env:subprocess:check_call` runs the env_kwargs as a command). So the
+actor builds such an environment only when its own --env names it, and
+otherwise exits with one line before importing anything the name picks
+(`envs.registry.imports_user_code` says which names do).
+
 The actor outlives a learner restart: once the server stops answering, it
 retries with exponential backoff (1 s doubling to 30 s) until the server
 has been silent for --server_timeout_secs (default 600 s, room for a TPU
@@ -31,6 +39,7 @@ that contradicts the learner.
 
 import os
 import secrets
+import shlex
 import signal
 import sys
 import threading
@@ -50,7 +59,10 @@ flags.DEFINE_string("reverb_address", None, "HOST:PORT of the trainer's "
 flags.DEFINE_string("agent", None, "Must be the learner's agent (default: "
                     "the learner's).")
 flags.DEFINE_string("env", None, "Must be the learner's environment "
-                    "(default: the learner's).")
+                    "(default: the learner's). Needed to build one whose "
+                    "name imports a module (gym:<module>:<id>, "
+                    "dm_env:<module>:<callable>): the actor does not run "
+                    "code named by the server alone.")
 flags.DEFINE_multi_string("config", [], "Agent config name=value, must be "
                           "the learner's value (needs --agent).")
 flags.DEFINE_multi_string("env_kwargs", [], "Environment kwarg name=value, "
@@ -212,6 +224,22 @@ def _read_run_info(client, since: float, stop: threading.Event):
         f"{FLAGS.server_timeout_secs:g})") from None
 
 
+def _refuse_code_not_named_here(info) -> None:
+  """Raises `_Fatal` if building `info.env` would import a module that the
+  actor's own --env does not name: the run info comes from anyone who can
+  reach the port, the command line from whoever runs this actor."""
+  # pylint: disable-next=g-import-not-at-top
+  from tf_metagrad.envs import registry
+  if FLAGS.env == info.env or not registry.imports_user_code(info.env):
+    return
+  given = f" (this actor has --env={FLAGS.env})" if FLAGS.env else ""
+  raise _Fatal(
+      f"refusing env {info.env!r} of the run at {FLAGS.reverb_address}: "
+      f"building it imports a module its name picks, which an actor does "
+      f"only when its own command line names that env{given}; to allow "
+      f"it, pass {shlex.quote('--env=' + info.env)}")
+
+
 def _build_actor(client, info, given):
   """The actor of the learner's run `info`, after checking the flags that
   were `given` (parsed --config, --env_kwargs) against it."""
@@ -222,6 +250,7 @@ def _build_actor(client, info, given):
   from tf_metagrad.system import items
   from tf_metagrad.system import run_info
   # pylint: enable=g-import-not-at-top
+  _refuse_code_not_named_here(info)
   config_overrides, env_kwargs = given
   conflicts = info.conflicts(
       agent=FLAGS.agent, env=FLAGS.env, config=config_overrides,
@@ -318,6 +347,11 @@ def main(argv: Sequence[str]) -> NoReturn:
     # on Linux a thread inherits the priority of the thread that starts it.
     os.nice(FLAGS.nice)
   given = _checked_flags()
+  # An actor's policy calls are small and run on the CPU (system.actor);
+  # a TensorFlow that saw the host's GPUs would still reserve memory on
+  # each. Before TensorFlow initialises its devices; a value the user set
+  # (e.g. to give actors a GPU after all) stands.
+  os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
   # pylint: disable=g-import-not-at-top
   import reverb
   from tf_metagrad.system import actor as actor_lib

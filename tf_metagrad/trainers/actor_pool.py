@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from typing import (TYPE_CHECKING, BinaryIO, Callable, Dict, List,
-                    Optional)
+                    Mapping, Optional)
 
 import reverb
 import tensorflow as tf
@@ -76,6 +76,30 @@ def copy_output(pipe: BinaryIO, path: str,
       # Read on: a full pipe would block the child at its next write.
       while os.read(fd, 65536):
         pass
+
+
+def process_environment(base: Mapping[str, str]) -> Dict[str, str]:
+  """The environment of an actor process: `base` (the trainer's) with the
+  checkout on PYTHONPATH and no visible GPU.
+
+  An actor's policy calls are small (a batch of a few frames) and run on the
+  CPU anyway (`system.actor`); a process that saw the GPUs would still have
+  TensorFlow reserve memory on each of them at start-up, beside the
+  learner. CUDA_VISIBLE_DEVICES=-1 hides them from CUDA itself. TPU chips
+  are not hidden: libtpu has no documented setting for "no chips", and
+  PyPI's tensorflow 2.15.1 bundles no libtpu (README, "Training on a
+  Cloud TPU VM").
+  """
+  # The folder holding the tf_metagrad package, so that a checkout that is
+  # not installed works too.
+  package = os.path.dirname(os.path.abspath(tf_metagrad.__file__))
+  root = os.path.dirname(package)
+  env = dict(base, PYTHONPATH=os.pathsep.join(
+      [root] + [p for p in [base.get("PYTHONPATH")] if p]),
+             CUDA_VISIBLE_DEVICES="-1")
+  # Its stderr is the log file, which no filter of ours reads yet.
+  env.pop(native_logs.FILTERED_ENV, None)
+  return env
 
 
 class ActorPool:
@@ -168,14 +192,7 @@ class ActorPool:
       cmd.append(f"--config={name}={value}")
     for name, value in spec.env_kwargs.items():
       cmd.append(f"--env_kwargs={name}={value!r}")
-    # The folder holding the tf_metagrad package, so that a checkout that is
-    # not installed works too.
-    package = os.path.dirname(os.path.abspath(tf_metagrad.__file__))
-    root = os.path.dirname(package)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-    # Its stderr is the log file, which no filter of ours reads yet.
-    env.pop(native_logs.FILTERED_ENV, None)
+    env = process_environment(os.environ)
     log_path = os.path.join(log_dir, f"actor_{index}.log")
     if runs.is_local(log_path):
       # The one write that bypasses tf.io.gfile: a child's output needs an

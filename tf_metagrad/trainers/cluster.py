@@ -5,11 +5,12 @@ the same for one process and for many:
 
 - **Roles.** Under `MultiWorkerMirroredStrategy` (the cluster from
   `TF_CONFIG`) every worker runs the whole trainer: its own Reverb server,
-  its own actors, its own input pipeline reading that server
-  (`distribute_datasets_from_function` hands each worker's replicas their
-  share of the global batch), and it publishes weights to its own server.
+  its own actors, its own input pipeline reading that server (its share
+  of the global batch, staged on the host before each step, see
+  `system.staged_input`), and it publishes weights to its own server.
   Only the chief (task "chief", else worker 0) writes the run directory:
-  run_spec.json, summaries, metrics.csv, the exported policy, evaluations.
+  run_spec.json, the TensorBoard events files, the metric chunks
+  (metrics/), the exported policy, evaluations.
   The others write what would go there (summaries, metrics, actor logs)
   to a scratch directory of their own, removed when the run ends well.
   Checkpoints follow TF's multi-worker rule: every worker saves at the same
@@ -21,6 +22,11 @@ the same for one process and for many:
   for data - and all act on the union, so they run the same number of
   calls. The step budget is the same on every worker (the counters advance
   in the graph by the global batch's frames).
+- **No step without data.** The same vote says whether every worker holds
+  the call's batches (staged on the host, `system.staged_input`); if one
+  does not, nobody enters the step, whose collectives would otherwise wait
+  for it forever. A worker without data past `max_data_wait_s` votes
+  "no_data" and all stop with the same line.
 - **Lost workers.** A worker killed outright cannot vote. TensorFlow's
   coordination service notices the missing heartbeats (`heartbeat_s`, set
   in `strategies.multi_worker`) and aborts the collectives of the others
@@ -41,8 +47,9 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-# Reasons a worker can give for stopping, in the order of the vote vector.
-STOP_REASONS = ("signal", "no_data", "error")
+# What a worker can vote, in the order of the vote vector: reasons to stop,
+# and "waiting" (it lacks the next call's batches, so no worker steps).
+STOP_REASONS = ("signal", "no_data", "error", "waiting")
 
 
 class DivergedError(RuntimeError):

@@ -1,6 +1,12 @@
 """Greedy evaluation of a run's policy: at the end of training and,
 with `--eval_every_env_steps`, periodically in a background thread so that
-the learner only pays for a snapshot of the weights."""
+the learner only pays for a snapshot of the weights.
+
+Both run their one-observation policy calls on the CPU
+(`system.actor.POLICY_DEVICE`), on a network of their own whose variables
+live there: on a GPU host each call would otherwise wait behind the
+learner's steps on GPU:0 and read the weights across the bus.
+"""
 
 import threading
 from typing import List, Optional, Sequence, Tuple
@@ -12,6 +18,7 @@ from tf_metagrad import runs
 from tf_metagrad.agents import actor as actor_lib
 from tf_metagrad.agents import base as agents_base
 from tf_metagrad.agents import networks as networks_lib
+from tf_metagrad.system import actor as system_actor
 
 # Greedy evaluations (final and periodic) share their seeds, so their
 # returns are comparable across the run.
@@ -23,9 +30,29 @@ def evaluate(learner: Optional[agents_base.Learner], spec: runs.RunSpec,
              network: Optional[networks_lib.AgentNetwork] = None
              ) -> List[float]:
   """Raw returns of `episodes` greedy episodes (one env, fresh seed) of
-  `network` (default: the learner's)."""
+  `network` (default: a copy of the learner's, on the CPU)."""
+  with tf.device(system_actor.POLICY_DEVICE):
+    if network is None:
+      network = cpu_network(spec)
+      for var, value in zip(network.variables, learner.network.variables):
+        var.assign(value)
+    return _greedy_returns(network, spec, episodes, seed, max_steps)
+
+
+def cpu_network(spec: runs.RunSpec) -> networks_lib.AgentNetwork:
+  """A fresh network of the run, its variables on `POLICY_DEVICE`."""
+  env = runs.make_env(spec)
+  try:
+    with tf.device(system_actor.POLICY_DEVICE):
+      return networks_lib.make_network(runs.agent_config(spec),
+                                       env.observation_spec, env.action_space)
+  finally:
+    env.close()
+
+
+def _greedy_returns(network, spec, episodes, seed, max_steps):
   env = runs.make_env(spec, seed=seed)
-  policy = actor_lib.Policy(learner.network if network is None else network)
+  policy = actor_lib.Policy(network)
   obs_spec = env.observation_spec
   state_specs = tf.nest.map_structure(
       lambda s: tf.TensorSpec([None] + s.shape.as_list(), s.dtype),
@@ -81,13 +108,7 @@ class PeriodicEvaluator(threading.Thread):
     self._next = (start_env_steps // every_env_steps + 1) * every_env_steps
     self._snapshot = tf.function(lambda: [tf.identity(v) for v in variables],
                                  autograph=False)
-    config = runs.agent_config(spec)
-    env = runs.make_env(spec)
-    try:
-      self._network = networks_lib.make_network(
-          config, env.observation_spec, env.action_space)
-    finally:
-      env.close()
+    self._network = cpu_network(spec)
     self._cond = threading.Condition()
     self._pending = None
     self._busy = False
@@ -128,8 +149,9 @@ class PeriodicEvaluator(threading.Thread):
         env_steps, learner_steps, tensors = self._pending
         self._pending = None
       try:
-        for var, value in zip(self._network.variables, tensors):
-          var.assign(value)
+        with tf.device(system_actor.POLICY_DEVICE):
+          for var, value in zip(self._network.variables, tensors):
+            var.assign(value)
         returns = evaluate(None, self._spec, self._episodes,
                            seed=self._spec.seed + EVAL_SEED_OFFSET,
                            network=self._network)

@@ -43,14 +43,12 @@ from tf_metagrad.system import dataset as dataset_lib
 from tf_metagrad.system import items
 from tf_metagrad.system import run_info
 from tf_metagrad.system import server as server_lib
+from tf_metagrad.system import staged_input
 from tf_metagrad.system import weights as weights_lib
 from tf_metagrad.trainers import actor_pool
 from tf_metagrad.trainers import cluster as cluster_lib
 from tf_metagrad.trainers import evaluation
 from tf_metagrad.trainers import outputs
-
-# metrics.csv's writer, kept under its old name for callers of this module.
-_CsvLog = outputs.CsvLog
 
 
 @dataclasses.dataclass
@@ -120,9 +118,9 @@ def _already_complete(spec: runs.RunSpec, options: Options, latest: str,
   """A finished run asked to train again: says so and writes nothing but a
   missing exported policy (the previous session may have been started with
   --noexport, or stopped while exporting)."""
-  csv_path = os.path.join(options.logdir, "metrics.csv")
+  last_return = outputs.last_value(options.logdir, "episode_return")
   summary = {"status": "already complete", "env_steps": env_steps,
-             "episode_return": outputs.last_value(csv_path, "episode_return")}
+             "episode_return": last_return}
   line = (f"run in {options.logdir} already complete at {env_steps} env "
           f"steps (--total_env_steps={options.total_env_steps})")
   path = os.path.join(options.logdir, "saved_model")
@@ -263,9 +261,20 @@ def train(spec: runs.RunSpec, options: Options,
       dataclasses.replace(spec, seed=spec.seed + 7919 * cluster.index), own,
       address, unroll, stop.event, log, stride=stride)
   pool.start()
-  dataset = dataset_lib.distributed_dataset(
-      strategy, address, item_spec, options.batch_size,
-      int(options.data_timeout_s * 1000))
+  # Several workers stage their batches before each collective step (see
+  # `system.staged_input`); one process reads Reverb inside the step.
+  staged = None
+  if cluster.num_workers > 1:
+    staged = staged_input.StagedInput(
+        strategy, address, item_spec, options.batch_size,
+        int(options.data_timeout_s * 1000),
+        capacity=2 * options.steps_per_call)
+    staged.start()
+    dataset = staged.dataset()
+  else:
+    dataset = dataset_lib.distributed_dataset(
+        strategy, address, item_spec, options.batch_size,
+        int(options.data_timeout_s * 1000))
   iterator = iter(dataset)
 
   # New environment frames per learner step (see the module docstring).
@@ -288,6 +297,7 @@ def train(spec: runs.RunSpec, options: Options,
   def save():
     cluster.check_consistent(guarded)
     path = manager.save()
+    reporter.flush()
     if cluster.is_chief:
       log(f"saved checkpoint {path} env_steps={counts['env']} "
           f"learner_steps={counts['learner']}")
@@ -311,15 +321,26 @@ def train(spec: runs.RunSpec, options: Options,
   lost = None
   try:
     while counts["env"] < options.total_env_steps:
+      # The last call stops at the run's length, as single steps would.
+      num_steps = min(options.steps_per_call, -(
+          -(options.total_env_steps - counts["env"]) // frames_per_step))
       # Every worker decides from the same votes (see cluster.py).
       failure = None
+      ready = True
       try:
         pool.supervise()
+        if staged is not None:
+          ready = staged.wait_ready(num_steps, options.data_timeout_s)
       except RuntimeError as e:
         failure = e
+      if staged is not None and ready:
+        last_data = time.monotonic()
+      starved = (not ready and time.monotonic() - last_data
+                 > options.max_data_wait_s)
       votes = cluster.vote({"signal": stop.is_set(),
-                            "no_data": no_data_error is not None,
-                            "error": failure is not None})
+                            "no_data": no_data_error is not None or starved,
+                            "error": failure is not None,
+                            "waiting": not ready})
       if failure is not None:
         raise failure
       if votes["error"]:
@@ -337,13 +358,15 @@ def train(spec: runs.RunSpec, options: Options,
         if cluster.num_workers > 1:
           status += f" on {', '.join(votes['signal'])}"
         break
-      # The last call stops at the run's length, as single steps would.
-      num_steps = min(options.steps_per_call, -(
-          -(options.total_env_steps - counts["env"]) // frames_per_step))
+      if votes["waiting"]:
+        # Some worker lacks this call's batches: nobody enters the step.
+        log(f"waiting for trajectories on {', '.join(votes['waiting'])}")
+        continue
       try:
         metrics, extras = learner.steps_from_iterator(
             iterator, num_steps, env_steps=env_steps,
-            frames_per_step=frames_per_step)
+            frames_per_step=frames_per_step,
+            max_steps=options.steps_per_call)
       except (StopIteration, tf.errors.OutOfRangeError,
               tf.errors.DeadlineExceededError):
         counts.update(env=int(env_steps.numpy()),
@@ -368,7 +391,7 @@ def train(spec: runs.RunSpec, options: Options,
       if counts["learner"] // options.weights_every > (
           previous // options.weights_every):
         publisher.offer(counts["learner"])
-      reporter.add(metrics, extras, counts["env"])
+      reporter.add(metrics, extras, counts["env"], num_rows=num_steps)
       if evaluator is not None:
         evaluator.offer(counts["env"], counts["learner"])
         write_evaluations()
@@ -391,6 +414,8 @@ def train(spec: runs.RunSpec, options: Options,
     raise RuntimeError(lost) from None
   finally:
     gc.unfreeze()
+    if staged is not None:
+      staged.close()
     pool.stop()
     publisher.close()
     # After a lost worker no collective can complete, and the chief's last
@@ -399,6 +424,7 @@ def train(spec: runs.RunSpec, options: Options,
       save()
     row = report()
     reporter.write(row, learner.meta_values())
+    reporter.flush()
     server.stop()
     if evaluator is not None:
       # Bounded: an evaluation of a policy that never ends its episodes

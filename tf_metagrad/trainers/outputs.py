@@ -1,4 +1,4 @@
-"""What the training loop writes: metrics.csv, summaries, progress lines.
+"""What the training loop writes: metric rows, summaries, progress lines.
 
 The loop (`tf_metagrad.trainers.loop`) only moves data and counts; everything it shows
 or stores goes through a `Reporter`, which is also the only place where the
@@ -10,69 +10,231 @@ filesystem TensorFlow supports.
 import collections
 import csv
 import io
+import itertools
 import json
 import math
 import os
+import re
+import socket
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
+from tensorboard.compat.proto import event_pb2
+from tensorboard.compat.proto import summary_pb2
+from tensorboard.plugins.scalar import summary_v2 as scalar_summary
+from tensorboard.plugins.text import summary_v2 as text_summary
 import tensorflow as tf
 
 
-class CsvLog:
-  """metrics.csv: one row per report; resumed runs append.
+METRICS_DIR = "metrics"
+LEGACY_METRICS_FILE = "metrics.csv"
+# A chunk's name: its sequence number (the write order, which readers keep)
+# and, for people browsing the bucket, the env-step count of its first row.
+_CHUNK = re.compile(r"(\d+)-(\d+)\.csv")
+# A chunk being written. Not "<chunk>.tmp": ram:// takes a name that extends
+# another for that one, so the final name would seem to exist already.
+_PENDING = re.compile(r"tmp-(\d+)-(\d+)\.csv")
 
-  A row with keys the header lacks (e.g. the learner's losses after a
-  session that ended before the first learner step) rewrites the file with
-  the union of the columns, so no metric is locked out.
+
+class CsvLog:
+  """The run's metric rows, written as new objects that are never rewritten.
+
+  Appending to one metrics.csv cost, on an object store such as gs://, a
+  download and re-upload of the whole object for every row (objects are
+  immutable, so that is how TensorFlow appends): a run's total cost grew
+  with the square of its length. Here rows are held in memory and `flush`
+  writes those held as a new object `metrics/<seq>-<first env step>.csv`
+  (six and twelve digits), so every byte is written once (twice counting
+  the rename) and each write costs its own rows only. The loop flushes
+  after every checkpoint and at the end of the session, `Reporter` after
+  each evaluation, and `write` when `max_rows` rows are held, which bounds
+  memory and a chunk's size when checkpoints are rare.
+
+  A chunk is written under a temporary name, then renamed without
+  overwriting: readers never see half a chunk (a temporary left by a
+  killed process is skipped by readers and by later sequence numbers).
+  Each chunk has its own header, the columns this session has written so
+  far (env_steps and learner_steps first, later ones as they appear, e.g.
+  eval/mean_return), and `read_metrics` takes the union.
+
+  Sequence numbers continue those already in the directory, so a resumed
+  session adds chunks after the earlier ones. As with the appended file
+  before, rows a stopped session wrote after its last checkpoint stay and
+  the resumed session reports those env steps again after them. A session
+  killed outright (kill -9, a lost machine) loses the rows held since its
+  last flush: fewer than `max_rows`, all reported after its last
+  checkpoint, whose steps the resumed session trains and reports again.
+  SIGTERM and errors go through the loop's final flush.
+
+  Args:
+    logdir: the run directory (any `tf.io.gfile` path).
+    max_rows: rows held before `write` flushes by itself.
   """
 
-  def __init__(self, path: str) -> None:
-    self._path = path
-    self._columns = None
-    if tf.io.gfile.exists(path) and tf.io.gfile.stat(path).length > 0:
-      with tf.io.gfile.GFile(path) as f:
-        self._columns = next(csv.reader(io.StringIO(f.read())), None)
+  def __init__(self, logdir: str, max_rows: int = 1000) -> None:
+    self._dir = os.path.join(logdir, METRICS_DIR)
+    self._max_rows = max_rows
+    self._columns = ["env_steps", "learner_steps"]
+    self._rows: List[Dict[str, float]] = []
+    taken = [int(m.group(1)) for m in (
+        _CHUNK.fullmatch(n) or _PENDING.fullmatch(n)
+        for n in _basenames(self._dir)) if m]
+    self._next = max(taken, default=-1) + 1
 
   def write(self, row: Dict[str, float]) -> None:
-    new = sorted(k for k in row if k not in (self._columns or ()) and
-                 k not in ("env_steps", "learner_steps"))
-    if self._columns is None:
-      self._columns = ["env_steps", "learner_steps"] + new
-      with tf.io.gfile.GFile(self._path, "w") as f:
-        f.write(_csv_line(self._columns))
-    elif new:
-      with tf.io.gfile.GFile(self._path) as f:
-        old_rows = list(csv.DictReader(io.StringIO(f.read())))
-      self._columns = self._columns + new
-      text = io.StringIO()
-      writer = csv.DictWriter(text, self._columns, restval="")
-      writer.writeheader()
-      writer.writerows(old_rows)
-      tmp = self._path + ".tmp"
-      with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(text.getvalue())
-      tf.io.gfile.rename(tmp, self._path, overwrite=True)
-    with tf.io.gfile.GFile(self._path, "a") as f:
-      f.write(_csv_line([row.get(c, "") for c in self._columns]))
+    """Holds `row` (it must have env_steps) for the next chunk."""
+    self._columns += sorted(k for k in row if k not in self._columns)
+    self._rows.append(dict(row))
+    if len(self._rows) >= self._max_rows:
+      self.flush()
+
+  def flush(self) -> None:
+    """Writes the rows held as one new chunk (nothing when none are)."""
+    if not self._rows:
+      return
+    text = io.StringIO()
+    writer = csv.DictWriter(text, self._columns, restval="")
+    writer.writeheader()
+    writer.writerows(self._rows)
+    name = f"{self._next:06d}-{int(self._rows[0]['env_steps']):012d}.csv"
+    tf.io.gfile.makedirs(self._dir)
+    pending = os.path.join(self._dir, "tmp-" + name)
+    with tf.io.gfile.GFile(pending, "w") as f:
+      f.write(text.getvalue())
+    tf.io.gfile.rename(pending, os.path.join(self._dir, name),
+                       overwrite=False)
+    self._next += 1
+    self._rows.clear()
 
 
-def last_value(path: str, column: str) -> float:
-  """The last non-empty value of `column` in the CSV file `path` (NaN when
+# Numbers this process's events files: with the time, host and process id
+# in a name (as in tf.summary's names), it keeps every name unique and a
+# process's files in the order written when they share a second.
+_EVENT_FILE_NUMBERS = itertools.count()
+
+
+class EventLog:
+  """The run's TensorBoard events, written as new files never written again.
+
+  tf.summary's file writer keeps one events file for the whole session and
+  flushes it when an `as_default` block ends, after every 11 events (its
+  default max_queue of 10) and every 2 minutes. On gs://, where TensorFlow
+  uploads a written file whole at each flush, a report's flush cost the
+  file's whole size so far: the run's cost grew with the square of its
+  length, as appending to metrics.csv did. Here events are held in memory
+  and `flush` writes those held as one new file
+  `events.out.tfevents.<time>.<host>.<pid>.<number>.v2`, uploaded once at
+  its close: every byte is written once and each write costs its own
+  events only. TensorBoard reads every events file of the directory; it
+  shows a session's summaries as these files land.
+
+  `Reporter` flushes it with the metrics (after every checkpoint, each
+  evaluation and at the end of the session) and after the configuration,
+  and `write` when `max_values` summary values are held, which bounds
+  memory and a file's size. A session killed outright loses the events
+  held, as `CsvLog` loses its rows.
+
+  Args:
+    logdir: the run directory (any `tf.io.gfile` path).
+    max_values: summary values held before `write` flushes by itself.
+  """
+
+  def __init__(self, logdir: str, max_values: int = 20000) -> None:
+    self._logdir = logdir
+    self._max_values = max_values
+    self._events: List[bytes] = []
+    self._values = 0
+
+  def write(self, step: int, summary: summary_pb2.Summary) -> None:
+    """Holds `summary` at `step`, stamped with the current time, for the
+    next file."""
+    event = event_pb2.Event(wall_time=time.time(), step=int(step),
+                            summary=summary)
+    self._events.append(event.SerializeToString())
+    self._values += len(summary.value)
+    if self._values >= self._max_values:
+      self.flush()
+
+  def flush(self) -> None:
+    """Writes the events held as one new file (nothing when none are)."""
+    if not self._events:
+      return
+    now = time.time()
+    name = (f"events.out.tfevents.{int(now):010d}.{socket.gethostname()}."
+            f"{os.getpid()}.{next(_EVENT_FILE_NUMBERS):06d}.v2")
+    tf.io.gfile.makedirs(self._logdir)
+    with tf.io.TFRecordWriter(os.path.join(self._logdir, name)) as f:
+      f.write(event_pb2.Event(wall_time=now, file_version="brain.Event:2")
+              .SerializeToString())
+      for event in self._events:
+        f.write(event)
+    self._events.clear()
+    self._values = 0
+
+
+def _scalars(values: Mapping[str, float]) -> summary_pb2.Summary:
+  summary = summary_pb2.Summary()
+  for tag, value in values.items():
+    summary.value.extend(scalar_summary.scalar_pb(tag, value).value)
+  return summary
+
+
+def _basenames(directory: str) -> List[str]:
+  # glob, not listdir: ram:// lists names that merely extend the directory's.
+  return [os.path.basename(p)
+          for p in tf.io.gfile.glob(os.path.join(directory, "*"))]
+
+
+def metric_files(logdir: str) -> List[str]:
+  """The files holding a run's metric rows, in the order they were written.
+
+  A run directory from before the chunks may have a single metrics.csv; a
+  resumed old run has it and chunks, the file first.
+  """
+  legacy = os.path.join(logdir, LEGACY_METRICS_FILE)
+  files = tf.io.gfile.glob(legacy)
+  directory = os.path.join(logdir, METRICS_DIR)
+  chunks = [m for m in map(_CHUNK.fullmatch, _basenames(directory)) if m]
+  chunks.sort(key=lambda m: int(m.group(1)))
+  return files + [os.path.join(directory, m.group(0)) for m in chunks]
+
+
+def read_metrics(logdir: str) -> Tuple[List[str], List[Dict[str, str]]]:
+  """Every metric row of a run, read from all its files together.
+
+  Args:
+    logdir: the run directory (any `tf.io.gfile` path).
+
+  Returns:
+    The columns (the union of the files' headers, in order of appearance)
+    and the rows in the order they were written, each with every column
+    ("" where the row has no value). No files: no columns and no rows.
+
+  Raises:
+    ValueError: if a file has no env_steps column.
+  """
+  columns: List[str] = []
+  rows: List[Dict[str, str]] = []
+  for path in metric_files(logdir):
+    with tf.io.gfile.GFile(path) as f:
+      reader = csv.DictReader(io.StringIO(f.read()), restval="")
+      header = reader.fieldnames or []
+      if "env_steps" not in header:
+        raise ValueError(f"{path} has no env_steps column (header: "
+                         f"{','.join(header) or 'none'}); expected metrics "
+                         f"written by trainers.train")
+      columns += [c for c in header if c not in columns]
+      rows += list(reader)
+  return columns, [{c: r.get(c) or "" for c in columns} for r in rows]
+
+
+def last_value(logdir: str, column: str) -> float:
+  """The last non-empty value of `column` in the run's metrics (NaN when
   there is none)."""
-  if not tf.io.gfile.exists(path):
-    return float("nan")
-  with tf.io.gfile.GFile(path) as f:
-    values = [row.get(column) for row in csv.DictReader(io.StringIO(f.read()))]
-  values = [v for v in values if v]
+  _, rows = read_metrics(logdir)
+  values = [r[column] for r in rows if r.get(column)]
   return float(values[-1]) if values else float("nan")
-
-
-def _csv_line(values) -> str:
-  text = io.StringIO()
-  csv.writer(text).writerow(values)
-  return text.getvalue()
 
 
 class RecentRate:
@@ -125,7 +287,8 @@ class Reporter:
   acting threads holding the GIL stretched (see benchmarks.throughput).
 
   Args:
-    logdir: where metrics.csv and the TensorBoard events go.
+    logdir: where the metric chunks (`CsvLog`) and the TensorBoard events
+      files (`EventLog`) go.
     strategy: the learner's strategy (episode statistics are per replica).
     total_env_steps: the run's length, for the progress line.
     start_env_steps: the env-step counter when this session started.
@@ -136,8 +299,8 @@ class Reporter:
                clock: Callable[[], float] = time.monotonic) -> None:
     self._strategy = strategy
     self._total = total_env_steps
-    self._writer = tf.summary.create_file_writer(logdir)
-    self._csv = CsvLog(os.path.join(logdir, "metrics.csv"))
+    self._csv = CsvLog(logdir)
+    self._events = EventLog(logdir)
     self._clock = clock
     self._start_time = clock()
     self._start_steps = start_env_steps
@@ -158,23 +321,24 @@ class Reporter:
     return True
 
   def add(self, metrics: Dict[str, tf.Tensor], extras: Dict[str, Any],
-          env_steps: int) -> None:
+          env_steps: int, num_rows: Optional[int] = None) -> None:
     """Takes one learner call's outputs (last-step metrics, extras with
-    per-replica `episode_return` leaves, NaN where no episode ended) and
-    the env-step count after it."""
+    per-replica `episode_return` leaves `[max_steps, ...]`, NaN where no
+    episode ended), the env-step count after it, and how many leading rows
+    of the extras the call's steps filled (None: all)."""
     if not self._rate.started:
       # The rate starts after the first call, whose tracing is no
       # indication of the speed to come.
       self._rate.update(self._clock(), env_steps)
     self._metrics = metrics
-    self._pending.append(extras["episode_return"])
+    self._pending.append((extras["episode_return"], num_rows))
     if len(self._pending) >= 256:  # Bounded whatever the report period.
       self._drain()
 
   def _drain(self):
-    for per_replica in self._pending:
+    for per_replica, num_rows in self._pending:
       ep = np.concatenate(
-          [np.reshape(x, [-1]) for x in
+          [np.reshape(np.asarray(x)[:num_rows], [-1]) for x in
            self._strategy.experimental_local_results(per_replica)])
       finished = ep[~np.isnan(ep)]
       self.episodes += finished.size
@@ -196,15 +360,16 @@ class Reporter:
     row.update(env_steps=env_steps, learner_steps=learner_steps,
                wall_time_s=elapsed, fps=fps,
                episodes=self.episodes, actor_restarts=actor_restarts)
-    # Always present (NaN before the first episode ends) so that metrics.csv,
-    # whose columns are fixed by its first row, keeps the column.
+    # Always present (NaN before the first episode ends), so that the
+    # column is there from a run's first row on.
     row["episode_return"] = (float(np.mean(self._returns[-100:]))
                              if self._returns else float("nan"))
     return row
 
   def write(self, row: Dict[str, float],
             meta_values: Optional[Mapping[str, Any]] = None) -> None:
-    """Appends `row` to metrics.csv and the TensorBoard events.
+    """Adds `row` to the metrics and the TensorBoard events (both held
+    until a flush).
 
     Args:
       row: a `row()`.
@@ -212,28 +377,37 @@ class Reporter:
         (`Learner.meta_values()`); vector ones (DrMG's per-quantile
         discounts and the like) go to TensorBoard element by element as
         meta/NAME/qI. Only there: `row` already has their mean/min/max, and
-        one CSV column per quantile would drown metrics.csv.
+        one CSV column per quantile would drown the metrics.
     """
     self._csv.write(row)
-    with self._writer.as_default(step=row["env_steps"]):
-      for k, v in row.items():
-        tf.summary.scalar(k, v)
-      for name, value in (meta_values or {}).items():
-        value = np.asarray(value)
-        if value.ndim:
-          for i, x in enumerate(value.reshape([-1])):
-            tf.summary.scalar(f"meta/{name}/q{i}", float(x))
-    self._writer.flush()
+    values = dict(row)
+    for name, value in (meta_values or {}).items():
+      value = np.asarray(value)
+      if value.ndim:
+        values.update((f"meta/{name}/q{i}", float(x))
+                      for i, x in enumerate(value.reshape([-1])))
+    self._events.write(row["env_steps"], _scalars(values))
 
   def write_eval(self, env_steps: int, learner_steps: int,
                  mean_return: float) -> None:
     """One greedy evaluation's mean return, at the env-step count of the
-    weights it evaluated, as the eval/mean_return column and scalar."""
+    weights it evaluated, as the eval/mean_return column and scalar.
+
+    Flushes the metrics and events at once: evaluations are few (one per
+    eval_every_env_steps at most) and costly to redo, and the run's final
+    one comes after the loop's last flush.
+    """
     self._csv.write({"env_steps": env_steps, "learner_steps": learner_steps,
                      "eval/mean_return": mean_return})
-    with self._writer.as_default(step=env_steps):
-      tf.summary.scalar("eval/mean_return", mean_return)
-    self._writer.flush()
+    self._events.write(env_steps, _scalars({"eval/mean_return": mean_return}))
+    self.flush()
+
+  def flush(self) -> None:
+    """Writes the metric rows and the events held (`CsvLog.flush`,
+    `EventLog.flush`); the loop calls it after every checkpoint and after
+    the session's last row."""
+    self._csv.flush()
+    self._events.flush()
 
   def write_config(self, config: Mapping[str, Any], step: int,
                    log: Callable[[str], None] = print) -> None:
@@ -247,11 +421,13 @@ class Reporter:
       from tensorboard.plugins.hparams import api as hparams_api  # pylint: disable=g-import-not-at-top
     except ImportError:
       hparams_api = None
-    with self._writer.as_default(step=step):
-      tf.summary.text("config", table)
-      if hparams_api is not None:
-        hparams_api.hparams(flat)
-    self._writer.flush()
+    summary = text_summary.text_pb("config", table)
+    if hparams_api is not None:
+      summary.value.extend(hparams_api.hparams_pb(flat).value)
+    self._events.write(step, summary)
+    # At once, a small file per session: the run's configuration is worth
+    # seeing from its start.
+    self._events.flush()
     if hparams_api is None:
       log("note: tensorboard.plugins.hparams is not installed; the run's "
           "configuration is in TensorBoard's text tab only")

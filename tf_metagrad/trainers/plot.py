@@ -6,24 +6,24 @@ r"""Plots and tabulates run directories: return vs env steps, metaparameters.
   e.g. python -m trainers.plot runs/stac-catch-seed* runs/impala-catch-seed* \
            --output=catch.png --table=catch.md
 
-Each DIR is a run directory written by trainers.train (its metrics.csv and
-run_spec.json), on any file system TensorFlow reads (gs://... too); a DIR
-with * ? or [ is expanded with tf.io.gfile.glob, for file systems the shell
-cannot list.
+Each DIR is a run directory written by trainers.train (its metrics/*.csv
+chunks, read together, or an older run's metrics.csv, and run_spec.json),
+on any file system TensorFlow reads (gs://... too); a DIR with * ? or [ is
+expanded with tf.io.gfile.glob, for file systems the shell cannot list.
 
 Runs are grouped by --group_by: `setting` (default) puts the seeds of one
 agent, env and config together; `agent` and `env` group by that alone;
 `none` draws every directory on its own (and needs no run_spec.json). Each
 group is drawn as its mean over seeds with a 95% band, interpolated on a
 common env-step grid (dashed past the shortest seed's end), in one panel
-per metric: --metrics names metrics.csv columns (a vector metaparameter may
+per metric: --metrics names metric columns (a vector metaparameter may
 be named without /mean, e.g. meta/gamma); by default episode_return and
 every metaparameter.
 
 Writes OUT.png and prints a markdown table (also written to --table): per
 group the number of seeds, each metric's final mean and band at the last
 env step every seed reached, and the last eval/mean_return. A missing
-directory, a directory without metrics.csv or an unknown metric ends with
+directory, a directory without metrics or an unknown metric ends with
 one line on stderr and exit code 1.
 """
 
@@ -49,7 +49,7 @@ def _define_flags():
   flags.DEFINE_enum("group_by", "setting", ["setting", "agent", "env", "none"],
                     "How runs form the bands: seeds of one setting (agent, env "
                     "and config), one agent, one env, or every run alone.")
-  flags.DEFINE_list("metrics", [], "metrics.csv columns, one panel each "
+  flags.DEFINE_list("metrics", [], "Metric columns, one panel each "
                     "(default: episode_return and every metaparameter).")
   flags.mark_flag_as_required("output")
 

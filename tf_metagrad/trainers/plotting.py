@@ -1,4 +1,4 @@
-"""Curves of training runs: metrics.csv, bands over seeds, PNG panels, tables.
+"""Curves of training runs: metric rows, bands over seeds, PNG panels, tables.
 
 Shared by `benchmarks.reproduce` (the committed results) and `trainers.plot`
 (anyone's run directories). Defines no flags. Reads go through
@@ -10,7 +10,6 @@ of the 95% interval of the mean), computed point by point after each run is
 interpolated on a common env-step grid.
 """
 
-import csv
 import dataclasses
 import io
 import json
@@ -27,8 +26,8 @@ import numpy as np
 import tensorflow as tf
 
 from tf_metagrad import runs
+from tf_metagrad.trainers import outputs
 
-METRICS_FILE = "metrics.csv"
 RETURN = "episode_return"
 EVAL = "eval/mean_return"
 GROUP_BY = ("setting", "agent", "env", "none")
@@ -38,44 +37,42 @@ GRID_POINTS = 100
 Band = Tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def read_metrics(path: str) -> Dict[str, np.ndarray]:
-  """A metrics.csv as column name -> float array (NaN where a row is empty).
+def read_metrics(logdir: str) -> Dict[str, np.ndarray]:
+  """A run's metric rows (`outputs.read_metrics`) as column name -> float
+  array (NaN where a row is empty).
 
   Args:
-    path: the file (any `tf.io.gfile` path).
+    logdir: the run directory (any `tf.io.gfile` path).
 
   Returns:
-    One array per column, all as long as the file has rows. A file without
-    an `episode_return` column gets it from the TensorBoard events beside it.
+    One array per column, all as long as the run has rows. A run without
+    an `episode_return` column gets it from its TensorBoard events.
 
   Raises:
-    ValueError: if the file is empty or has no `env_steps` column.
+    ValueError: if the run has no metrics or a file of them no `env_steps`
+      column.
   """
-  with tf.io.gfile.GFile(path) as f:
-    reader = csv.reader(io.StringIO(f.read()))
-    header = next(reader, None)
-    rows = list(reader)
-  if not header or "env_steps" not in header:
-    raise ValueError(f"{path} has no env_steps column (header: "
-                     f"{','.join(header or []) or 'none'}); expected a "
-                     f"metrics.csv written by trainers.train")
+  columns, rows = outputs.read_metrics(logdir)
+  if not columns:
+    raise ValueError(f"{logdir}: no metrics ({outputs.METRICS_DIR}/*.csv "
+                     f"or {outputs.LEGACY_METRICS_FILE}); expected a run "
+                     f"directory written by trainers.train")
   out = {}
-  for i, key in enumerate(header):
+  for key in columns:
     values = []
     for row in rows:
       try:
-        values.append(float(row[i]))
-      except (IndexError, ValueError):
+        values.append(float(row[key]))
+      except ValueError:
         values.append(np.nan)
     out[key] = np.asarray(values, dtype=float)
   if RETURN not in out:
-    out.update(_episode_returns_from_events(os.path.dirname(path),
-                                            out["env_steps"]))
+    out.update(_episode_returns_from_events(logdir, out["env_steps"]))
   return out
 
 
 def _episode_returns_from_events(logdir: str, env_steps: np.ndarray):
-  """episode_return on the CSV's env-step rows, from TensorBoard events.
+  """episode_return on the metrics' env-step rows, from TensorBoard events.
 
   Runs written before metrics.csv always carried the column lack it when no
   episode had ended by the first CSV row; the summaries have it.
@@ -159,7 +156,8 @@ class Run:
 
 
 def load_run(path: str, need_spec: bool = True) -> Run:
-  """Reads DIR/metrics.csv and, if `need_spec`, DIR/run_spec.json.
+  """Reads DIR's metrics (`outputs.read_metrics`) and, if `need_spec`,
+  DIR/run_spec.json.
 
   Raises:
     ValueError: naming the directory and what is missing or unreadable.
@@ -168,13 +166,9 @@ def load_run(path: str, need_spec: bool = True) -> Run:
     raise ValueError(f"{path}: no such directory")
   if not tf.io.gfile.isdir(path):
     raise ValueError(f"{path}: is a file; expected a run directory")
-  metrics = os.path.join(path, METRICS_FILE)
-  if not tf.io.gfile.exists(metrics):
-    raise ValueError(f"{path}: no {METRICS_FILE}; expected a run directory "
-                     f"written by trainers.train")
-  data = read_metrics(metrics)
+  data = read_metrics(path)
   if not np.any(~np.isnan(data["env_steps"])):
-    raise ValueError(f"{metrics} has no rows yet")
+    raise ValueError(f"{path}: its metrics have no rows yet")
   spec = None
   if need_spec:
     if not tf.io.gfile.exists(os.path.join(path, runs.SPEC_FILE)):
@@ -264,7 +258,7 @@ def _short(value) -> str:
 
 def resolve_metrics(requested: Optional[Sequence[str]],
                     loaded: Sequence[Run]) -> List[str]:
-  """The metrics.csv columns to plot.
+  """The metric columns to plot.
 
   Args:
     requested: column names (a vector metaparameter may be named without
@@ -287,7 +281,7 @@ def resolve_metrics(requested: Optional[Sequence[str]],
     column = name if name in columns else f"{name}/mean"
     if column not in columns:
       raise ValueError(
-          f"--metrics: unknown metric {name!r}; the runs' metrics.csv "
+          f"--metrics: unknown metric {name!r}; the runs' metrics "
           f"have {', '.join(c for c in columns if c != 'env_steps')}")
     out.append(column)
   return out

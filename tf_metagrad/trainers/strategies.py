@@ -6,7 +6,7 @@ absl flags.
 
 import json
 import os
-from typing import Mapping, Optional
+from typing import Callable, List, Mapping, Optional
 
 import tensorflow as tf
 # Internal API: the coordination service must be configured before the
@@ -43,20 +43,61 @@ def configure_threads(inter_op: int = 0, intra_op: int = 0) -> None:
         "op") from None
 
 
+def enable_memory_growth() -> List[str]:
+  """Lets TensorFlow take GPU memory as it needs it, on every visible GPU;
+  returns their names.
+
+  By default TF reserves nearly all of each GPU's memory when it first
+  touches it, which starves anything else on the host that uses the GPU
+  (another learner worker, a second run). Must run before TF initialises
+  its devices (before the strategy is built or any op runs).
+
+  Raises:
+    RuntimeError: if TF has initialised the GPUs already.
+  """
+  gpus = tf.config.list_physical_devices("GPU")
+  try:
+    for gpu in gpus:
+      tf.config.experimental.set_memory_growth(gpu, True)
+  except RuntimeError:
+    raise RuntimeError("GPU memory growth can only be set before TensorFlow "
+                       "initialises the GPUs") from None
+  return [gpu.name for gpu in gpus]
+
+
+def _mirrored_on_cpus(logical_cpus: int) -> str:
+  """The one line saying why a Mirrored learner runs on CPU replicas."""
+  if logical_cpus:
+    where = f"{logical_cpus} logical CPU replicas (--logical_cpus)"
+  else:
+    where = "1 CPU replica"
+  if not tf.test.is_built_with_cuda():
+    why = ("this TensorFlow has no CUDA support (pip install '.[gpu]' or "
+           "TF_METAGRAD_GPU=1 ./run.sh train installs the CUDA build)")
+  else:
+    why = ("TensorFlow sees no GPU (driver missing, or hidden by "
+           "CUDA_VISIBLE_DEVICES)")
+  return f"--strategy=mirrored: no GPU found, training on {where}: {why}"
+
+
 def make(strategy: str, tpu: Optional[str] = None,
          logical_cpus: int = 0,
-         worker_timeout_s: float = 600.0) -> tf.distribute.Strategy:
+         worker_timeout_s: float = 600.0,
+         log: Callable[[str], None] = lambda line: None
+         ) -> tf.distribute.Strategy:
   """The strategy named by --strategy (default | mirrored | tpu |
   multi_worker).
 
   Args:
-    strategy: "default" (one device), "mirrored" (the local devices, or the
-      `logical_cpus` logical CPUs), "tpu" (see `tpu_strategy`),
-      "multi_worker" (see `multi_worker`).
+    strategy: "default" (one device), "mirrored" (the local GPUs, or the
+      CPU; or the `logical_cpus` logical CPUs), "tpu" (see
+      `tpu_strategy`), "multi_worker" (see `multi_worker`).
     tpu: the TPU for "tpu".
     logical_cpus: > 0 splits the first CPU into that many logical devices
       (to exercise a Mirrored learner on a CPU).
     worker_timeout_s: for "multi_worker", see `multi_worker`.
+    log: one-line logger; told when "mirrored" finds no GPU, which would
+      otherwise train on the CPU without a word.
   """
   if logical_cpus:
     cpus = tf.config.list_physical_devices("CPU")
@@ -68,6 +109,8 @@ def make(strategy: str, tpu: Optional[str] = None,
     devices = None
     if logical_cpus:
       devices = [f"/cpu:{i}" for i in range(logical_cpus)]
+    if not tf.config.list_physical_devices("GPU"):
+      log(_mirrored_on_cpus(logical_cpus))
     return tf.distribute.MirroredStrategy(devices)
   if strategy == "multi_worker":
     return multi_worker(worker_timeout_s)

@@ -6,8 +6,9 @@ r"""Trains a meta-gradient agent with Reverb actors and a tf.distribute learner.
 Runs the embedded Reverb server (127.0.0.1, --reverb_port), --num_actors actor
 threads and --num_actor_processes actor processes (0 + 0 = only external
 actors: `python -m trainers.actor --reverb_address=HOST:PORT ...`), and the
-learner on --strategy. Writes TensorBoard summaries, metrics.csv and
-checkpoints to DIR; running again on the same DIR resumes. At the end it
+learner on --strategy. Writes TensorBoard events files, the metric rows
+(DIR/metrics/, read with trainers.outputs.read_metrics) and checkpoints to
+DIR; running again on the same DIR resumes. At the end it
 exports the greedy policy to DIR/saved_model and prints
 `final_eval_mean_return=<float>`.
 """
@@ -259,9 +260,13 @@ def main(argv: Sequence[str]) -> int:
                                  FLAGS.intra_op_threads)
   except ValueError as e:
     raise cli.FlagError(f"--inter_op_threads/--intra_op_threads: {e}") from None
+  # Before the strategy initialises the GPUs; actor processes see none
+  # (actor_pool), actor threads and evaluations run on the CPU.
+  strategies.enable_memory_growth()
   try:
     strategy = strategies.make(FLAGS.strategy, FLAGS.tpu, FLAGS.logical_cpus,
-                               FLAGS.worker_timeout_secs)
+                               FLAGS.worker_timeout_secs,
+                               log=lambda line: print(line, flush=True))
   except ValueError as e:
     raise cli.FlagError(f"--strategy={FLAGS.strategy}: {e}") from None
   replicas = strategy.num_replicas_in_sync
