@@ -15,13 +15,16 @@ the host) execute.
 The first line printed is for one `steps_from_iterator` call of N steps
 with the trainer's own arguments (`num_steps` a runtime tensor, `max_steps`
 the steps per call):
-  programs_per_call=<strategy.run executions> reductions_per_call=<...>
-  dynamic_shapes=<functions with a dynamic input or output shape>
+  this: ... programs_per_call=<strategy.run executions>
+  reductions_per_call=<...> dynamic_shapes=<functions with a dynamic input
+  or output shape>
 
 With `--baseline=DIR` (a checkout of an earlier commit, e.g. made by
-`git worktree add DIR REV`) it then times that learner call in the two code
-bases, each in a worker process of its own, taking turns `--repeats` times,
-and prints the median call time of each and their ratio (this/baseline):
+`git worktree add DIR REV`) a second line gives the same counts for that
+code base (`baseline: ...`), and it then times that learner call in the two
+code bases, each in a worker process of its own, taking turns `--repeats`
+times, and prints the median call time of each and their ratio
+(this/baseline):
   network=N steps=S call_ms=<this> baseline_call_ms=<baseline> ratio=<...>
 """
 
@@ -46,13 +49,18 @@ _CALLS = flags.DEFINE_integer("calls", None, "Learner calls per turn "
 
 def main(argv):
   del argv
-  counted = xla_run.count(_AGENT.value, _NETWORK.value, _STEPS.value, {})
-  print(f"agent={_AGENT.value} network={_NETWORK.value} "
-        f"steps={_STEPS.value} programs_per_call={counted['programs']} "
-        f"reductions_per_call={counted['reductions']} "
-        f"dynamic_shapes={len(counted['dynamic'])}")
-  for line in counted["dynamic"]:
-    print(f"  dynamic: {line}")
+  counts = {"this": xla_run.count(_AGENT.value, _NETWORK.value,
+                                  _STEPS.value, {})}
+  if _BASELINE.value:
+    counts["baseline"] = xla_run.count_in(_BASELINE.value, _AGENT.value,
+                                          _NETWORK.value, _STEPS.value)
+  for name, counted in counts.items():
+    print(f"{name}: agent={_AGENT.value} network={_NETWORK.value} "
+          f"steps={_STEPS.value} programs_per_call={counted['programs']} "
+          f"reductions_per_call={counted['reductions']} "
+          f"dynamic_shapes={len(counted['dynamic'])}")
+    for line in counted["dynamic"]:
+      print(f"  dynamic: {line}")
   if _BASELINE.value:
     calls = _CALLS.value or {"mlp": 20, "resnet": 2}[_NETWORK.value]
     this, baseline = xla_run.interleaved_call_ms(

@@ -12,6 +12,7 @@ so this module imports it only inside functions.
 """
 
 import inspect
+import json
 import os
 import statistics
 import subprocess
@@ -160,10 +161,10 @@ def _calls(learner, iterator, steps: int) -> Callable[[], tf.Tensor]:
   return call
 
 
-def _worker(agent: str, network: str, steps: int) -> None:
+def _worker(agent: str, network: str, steps: str) -> None:
   """Times calls on request: reads a count per line, answers seconds."""
   learner, dataset = trainer_batches(_spec(agent, network, {}), None)
-  call = _calls(learner, iter(dataset), steps)
+  call = _calls(learner, iter(dataset), int(steps))
   float(call())  # Traces.
   print("ready", flush=True)
   for line in sys.stdin:
@@ -174,19 +175,41 @@ def _worker(agent: str, network: str, steps: int) -> None:
     print(time.perf_counter() - start, flush=True)
 
 
-def _start_worker(code_root: str, agent: str, network: str, steps: int
-                  ) -> subprocess.Popen:
-  # This module comes from this checkout, `tf_metagrad` (imported late, see
-  # `trainer_batches`) from `code_root`.
+def _in_code_base(code_root: str, call: str, *args: str,
+                  **popen: Any) -> subprocess.Popen:
+  """`python -c` running `xla_run.<call>(*args)` with `tf_metagrad` from
+  `code_root` (this module comes from this checkout; it imports
+  `tf_metagrad` only inside functions, see `trainer_batches`)."""
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-  proc = subprocess.Popen(
+  return subprocess.Popen(
       [sys.executable, "-c",
        "import sys; from benchmarks import xla_run as d; "
        "sys.path.insert(0, sys.argv[1]); "
-       "d._worker(sys.argv[2], sys.argv[3], int(sys.argv[4]))",
-       code_root, agent, network, str(steps)],
-      cwd=os.path.dirname(ROOT), env=env, stdin=subprocess.PIPE,
-      stdout=subprocess.PIPE, text=True)
+       f"d.{call}(*sys.argv[2:])", code_root, *args],
+      cwd=os.path.dirname(ROOT), env=env, stdout=subprocess.PIPE, text=True,
+      **popen)
+
+
+def _print_count(agent: str, network: str, steps: str) -> None:
+  print(json.dumps(count(agent, network, int(steps), {})), flush=True)
+
+
+def count_in(code_root: str, agent: str, network: str,
+             steps_per_call: int) -> Dict[str, Any]:
+  """`count` run on the code base at `code_root`, in a process of its own."""
+  proc = _in_code_base(code_root, "_print_count", agent, network,
+                       str(steps_per_call))
+  out, _ = proc.communicate(timeout=1800)
+  if proc.returncode:
+    raise RuntimeError(f"counting in {code_root} failed (exit "
+                       f"{proc.returncode})")
+  return json.loads(out.strip().splitlines()[-1])
+
+
+def _start_worker(code_root: str, agent: str, network: str, steps: int
+                  ) -> subprocess.Popen:
+  proc = _in_code_base(code_root, "_worker", agent, network, str(steps),
+                       stdin=subprocess.PIPE)
   line = proc.stdout.readline()
   if line.strip() != "ready":
     proc.kill()

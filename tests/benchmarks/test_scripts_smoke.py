@@ -136,3 +136,19 @@ def test_weights_traffic_prints_both_behaviours_and_their_ratio():
   before, after, ratio = map(float, match.groups())
   assert (before, after) == (counted["before"][2], counted["after"][2])
   assert abs(ratio - after / before) <= 1e-4
+
+
+def test_device_programs_counts_and_times_against_a_baseline():
+  # The checkout is its own baseline: both code bases must count alike
+  # (one program per step, one reduction per call) and time their calls.
+  lines = _run("benchmarks.device_programs", "--agent=impala",
+               "--steps_per_call=2", f"--baseline={ROOT}", "--repeats=1",
+               "--calls=1")
+  for name in ("this", "baseline"):
+    assert (f"{name}: agent=impala network=mlp steps=2 programs_per_call=2 "
+            f"reductions_per_call=1 dynamic_shapes=0") in lines, lines
+  match = re.fullmatch(r"network=mlp steps=2 call_ms=([\d.]+) "
+                       r"baseline_call_ms=([\d.]+) ratio=([\d.]+)", lines[-1])
+  assert match, lines[-1]
+  this, baseline, ratio = map(float, match.groups())
+  assert abs(ratio - this / baseline) < 1e-2
