@@ -1,5 +1,7 @@
 """The wheel installs only the tf_metagrad namespace, and its console scripts
-work from a fresh virtual environment outside the checkout."""
+work from a fresh virtual environment outside the checkout: README's walk
+from a user's own environment module to a trained, exported, evaluated and
+plotted policy, in the user's folder and without PYTHONPATH."""
 
 import os
 import re
@@ -20,6 +22,17 @@ _SCRIPTS = {
     "tf-metagrad-evaluate": "--saved_model",
     "tf-metagrad-plot": "--output",
 }
+
+
+def _readme_module():
+  """The user's environment module of README's walk ("Installing as a
+  package"), as its `cat > my_envs/__init__.py` writes it."""
+  with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+    text = f.read()
+  match = re.search(r"^cat > my_envs/__init__\.py <<'EOF'\n(.*?)^EOF$", text,
+                    re.S | re.M)
+  assert match, "README's walk lost its my_envs/__init__.py"
+  return match.group(1)
 
 
 def _run(args, cwd, env=None, timeout=300):
@@ -92,6 +105,7 @@ def test_console_scripts_run_from_a_fresh_venv(wheel, tmp_path):
   assert location.startswith(str(venv)), location
   assert stray == "[]"
 
+  version = re.match(r"tf_metagrad-([^-]+)-", wheel.name).group(1)
   for script, flag in _SCRIPTS.items():
     # absl's --help exits with 1 after printing the program's flags.
     result = subprocess.run([str(venv / "bin" / script), "--help"],
@@ -101,15 +115,38 @@ def test_console_scripts_run_from_a_fresh_venv(wheel, tmp_path):
                                    result.stderr[-2000:])
     assert "Unable to register cu" not in result.stderr, script
     assert "oneDNN custom operations" not in result.stderr, script
+    # An installed wheel carries no git commit.
+    result = _run([str(venv / "bin" / script), "--version"], cwd=tmp_path,
+                  env=env)
+    assert result.stdout == (f"tf_metagrad {version} (git commit unknown: "
+                             f"not run from a git checkout)\n"), result.stdout
 
-  # A short run through the installed actor process and export.
-  logdir = tmp_path / "run"
-  result = _run([str(venv / "bin" / "tf-metagrad-train"), "--agent=impala",
-                 "--env=catch", "--total_env_steps=200", "--unroll_length=5",
-                 "--batch_size=4", "--envs_per_actor=4", "--num_actors=0",
-                 "--num_actor_processes=1", "--eval_episodes=1",
-                 "--config=mlp_hidden_sizes=8", "--config=head_hidden_sizes=8",
-                 f"--logdir={logdir}"], cwd=tmp_path, env=env)
+  # README's walk, in the user's folder: its own environment module,
+  # imported by the trainer, its actor process, the export, the evaluation
+  # and the plot. Tiny settings: a learner step or two.
+  user = tmp_path / "user"
+  (user / "my_envs").mkdir(parents=True)
+  (user / "my_envs" / "__init__.py").write_text(_readme_module())
+  bin_dir = venv / "bin"
+  env_name = "gym:my_envs:MyCorridor-v0"
+  result = _run([str(bin_dir / "tf-metagrad-train"), "--agent=impala",
+                 f"--env={env_name}", "--total_env_steps=40",
+                 "--unroll_length=5", "--batch_size=4", "--envs_per_actor=4",
+                 "--num_actors=0", "--num_actor_processes=1",
+                 "--eval_episodes=1", "--config=mlp_hidden_sizes=8",
+                 "--config=head_hidden_sizes=8", "--logdir=runs/corridor"],
+                cwd=user, env=env)
   assert "training completed" in result.stdout, result.stdout[-2000:]
-  assert (logdir / "saved_model" / "saved_model.pb").exists()
+  assert (user / "runs" / "corridor" / "saved_model" /
+          "saved_model.pb").exists()
   assert "[reverb/cc/" not in result.stderr, result.stderr[-2000:]
+  _run([str(bin_dir / "tf-metagrad-export"), "--logdir=runs/corridor",
+        "--output=corridor_policy"], cwd=user, env=env)
+  result = _run([str(bin_dir / "tf-metagrad-evaluate"),
+                 "--saved_model=corridor_policy", "--episodes=2"],
+                cwd=user, env=env)
+  assert re.fullmatch(r"mean_return=\S+ std_return=\S+ episodes=2\n",
+                      result.stdout), result.stdout
+  _run([str(bin_dir / "tf-metagrad-plot"), "runs/corridor",
+        "--output=corridor.png"], cwd=user, env=env)
+  assert (user / "corridor.png").stat().st_size > 0

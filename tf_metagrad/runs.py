@@ -24,11 +24,9 @@ the code asks `is_local`.
 """
 
 import dataclasses
-import importlib.metadata
 import json
 import os
 import re
-import subprocess
 from typing import Any, Dict, Optional
 
 import gymnasium
@@ -36,6 +34,7 @@ import tensorflow as tf
 
 from tf_metagrad import agents
 from tf_metagrad import envs
+from tf_metagrad import version
 from tf_metagrad.agents import actor_critic
 from tf_metagrad.agents import base as agents_base
 from tf_metagrad.agents import config as config_lib
@@ -187,27 +186,9 @@ def check_or_save_spec(logdir: str, spec: RunSpec) -> RunSpec:
 
 
 def provenance() -> Dict[str, Optional[str]]:
-  """The installed package version and the git commit of the source tree
-  this module was imported from; None for what cannot be told."""
-  try:
-    version = importlib.metadata.version("tf_metagrad")
-  except importlib.metadata.PackageNotFoundError:
-    version = None
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  commit = None
-  try:
-    # Only the checkout whose top level holds this package: an installed
-    # copy inside some other repository must not report that one's commit.
-    top = subprocess.run(["git", "rev-parse", "--show-toplevel", "HEAD"],
-                         cwd=root, capture_output=True, text=True,
-                         timeout=10, check=False)
-    lines = top.stdout.split()
-    if (top.returncode == 0 and len(lines) == 2 and
-        os.path.realpath(lines[0]) == os.path.realpath(root)):
-      commit = lines[1]
-  except (OSError, subprocess.SubprocessError):
-    pass
-  return {"package_version": version, "git_commit": commit}
+  """The package version and git commit (`tf_metagrad.version`, which the
+  programs' --version reads without importing TensorFlow)."""
+  return version.provenance()
 
 
 def checkpoint_env_steps(path: str) -> Optional[int]:

@@ -1,4 +1,5 @@
-"""The export binaries and a client process where tf_metagrad is absent."""
+"""The export binaries, a client process where tf_metagrad is absent, and
+the programs' import path (the working directory, as `python -m` has it)."""
 
 import os
 import re
@@ -9,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tests.export import helpers
+from tf_metagrad import scripts
 from tf_metagrad.agents import actor
 from tf_metagrad.export import evaluate
 from tf_metagrad.export import export_policy
@@ -113,7 +115,7 @@ def test_export_binary_missing_logdir_is_one_clean_line(tmp_path):
   # Exactly one line: the console script filters TensorFlow's start-up
   # noise (tf_metagrad.export.native_logs).
   assert result.stderr.splitlines() == [
-      f"export_policy: error: Run directory {missing} does not exist."]
+      f"error: Run directory {missing} does not exist."]
 
 
 def test_evaluate_binary_prints_mean_and_std(run, tmp_path):
@@ -136,7 +138,17 @@ def test_evaluate_binary_errors(run, tmp_path):
                  f"--saved_model={run[2]}", "--env=random_walk",
                  "--episodes=1"], cwd=tmp_path)
   assert result.returncode == 1
-  errors = [l for l in result.stderr.splitlines() if "evaluate:" in l]
+  errors = [l for l in result.stderr.splitlines() if l.startswith("error: ")]
   assert len(errors) == 1 and "do not fit the policy, which expects one " \
       "observation of shape [10, 5] and dtype float32" in errors[0], \
       result.stderr[-2000:]
+
+
+def test_programs_import_from_the_working_directory(tmp_path, monkeypatch):
+  # A console script's path starts at its bin/ folder, not where it runs.
+  monkeypatch.chdir(tmp_path)
+  monkeypatch.setattr(sys, "path", ["/venv/bin", "/venv/site-packages"])
+  scripts.working_directory_on_path()
+  assert sys.path == [os.getcwd(), "/venv/bin", "/venv/site-packages"]
+  scripts.working_directory_on_path()  # python -m put it there already.
+  assert sys.path == [os.getcwd(), "/venv/bin", "/venv/site-packages"]

@@ -1,9 +1,14 @@
 """Playing episodes with an exported policy, and episode videos."""
 
+import os
+import re
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf_metagrad import runs
 from tf_metagrad.export import evaluate
 from tf_metagrad.export import export_policy
 from tf_metagrad.export import gif
@@ -12,12 +17,18 @@ from tests.export import helpers
 from tf_metagrad import envs
 
 
+_BIN = os.path.dirname(sys.executable)
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+
+
 @pytest.fixture(scope="module")
 def catch_policy(tmp_path_factory):
+  """(learner, SavedModel path) of a run directory that holds its export."""
   logdir = tmp_path_factory.mktemp("catch")
   spec, learner, _, _ = helpers.make_run(logdir, "impala", "catch",
                                          env_kwargs=dict(rows=6, columns=4))
-  path = export_policy.export(learner, spec, 0, str(logdir / "policy"))
+  path = export_policy.export(learner, spec, 0, str(logdir / "saved_model"))
   return learner, path
 
 
@@ -52,12 +63,119 @@ def test_errors(catch_policy, tmp_path):
                       env_kwargs=dict(rows=10, columns=5))
   with pytest.raises(ValueError, match="must name a .gif file"):
     evaluate.evaluate(path, episodes=1, video=str(tmp_path / "a.mp4"))
-  with pytest.raises(ValueError, match="needs an Atari"):
+  with pytest.raises(ValueError, match=r"--video needs an environment that "
+                     r"renders rgb_array frames .*; catch renders nothing\.$"):
     evaluate.evaluate(path, episodes=1, video=str(tmp_path / "a.gif"))
+  assert not (tmp_path / "a.gif").exists()
   with pytest.raises(ValueError, match="episodes must be >= 1"):
     evaluate.evaluate(path, episodes=0)
   with pytest.raises(FileNotFoundError, match="No SavedModel at"):
     evaluate.evaluate(str(tmp_path), episodes=1)
+
+
+def test_a_run_directory_plays_its_saved_model(catch_policy):
+  learner, path = catch_policy
+  returns = evaluate.evaluate(os.path.dirname(path), episodes=4, seed=5)
+  np.testing.assert_array_equal(
+      returns, helpers.reference_returns(learner, 5, 4, False))
+
+
+def test_hints_name_the_command_the_user_runs(tmp_path, monkeypatch):
+  runs.save_spec(str(tmp_path), runs.RunSpec(agent="impala", env="catch"))
+  # A library call cannot tell how the user runs programs: both forms.
+  with pytest.raises(FileNotFoundError) as error:
+    evaluate.saved_model_path(str(tmp_path))
+  assert str(error.value) == (
+      f"{tmp_path} is a run directory without an exported policy "
+      f"({tmp_path}/saved_model holds no saved_model.pb); export it with "
+      f"`tf-metagrad-export --logdir={tmp_path}` (in a checkout: "
+      f"`python -m export.export_policy --logdir={tmp_path}`), then "
+      "evaluate again.")
+  monkeypatch.setattr(sys, "argv", ["/venv/bin/tf-metagrad-evaluate"])
+  assert evaluate.command("export", "--logdir=R") == (
+      "`tf-metagrad-export --logdir=R`")
+
+
+def _error_line(result):
+  assert result.returncode == 1, result.stderr[-3000:]
+  lines = result.stderr.splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+  return lines[0]
+
+
+def test_unexported_run_directory_hint_per_launcher(tmp_path):
+  runs.save_spec(str(tmp_path), runs.RunSpec(agent="impala", env="catch"))
+  expected = (f"error: {tmp_path} is a run directory without an exported "
+              f"policy ({tmp_path}/saved_model holds no saved_model.pb); "
+              "export it with `{}`, then evaluate again.")
+  script = helpers.run_clean(
+      [os.path.join(_BIN, "tf-metagrad-evaluate"),
+       f"--saved_model={tmp_path}"], cwd=tmp_path)
+  assert _error_line(script) == expected.format(
+      f"tf-metagrad-export --logdir={tmp_path}")
+  module = helpers.run_clean(
+      [sys.executable, "-m", "export.evaluate", f"--saved_model={tmp_path}"],
+      cwd=_ROOT)
+  assert _error_line(module) == expected.format(
+      f"python -m export.export_policy --logdir={tmp_path}")
+
+
+def test_env_kwargs_take_the_trainers_syntax_or_one_json_object():
+  assert evaluate.parse_env_kwargs(["rows=6", "columns=4", "name=x y"]) == {
+      "rows": 6, "columns": 4, "name": "x y"}
+  assert evaluate.parse_env_kwargs(['{"rows": 6, "columns": 4}']) == {
+      "rows": 6, "columns": 4}
+  assert evaluate.parse_env_kwargs([" {}"]) == {}
+  assert evaluate.parse_env_kwargs([]) == {}
+  with pytest.raises(ValueError, match="entries must look like name=value, "
+                     "got 'rows'. One JSON object is accepted too"):
+    evaluate.parse_env_kwargs(["rows"])
+  with pytest.raises(ValueError, match="not a JSON object"):
+    evaluate.parse_env_kwargs(['{"rows": 6'])
+  with pytest.raises(ValueError, match="a JSON object must be the only"):
+    evaluate.parse_env_kwargs(['{"rows": 6}', "columns=4"])
+
+
+def test_evaluate_binary_on_a_run_directory_with_name_value_env_kwargs(
+    catch_policy, tmp_path):
+  logdir = os.path.dirname(catch_policy[1])
+  # Another name of Catch, so the run's own 6 x 4 kwargs do not apply: the
+  # policy fits only if the flags reach the environment.
+  env = "gym:tf_metagrad/Catch-v0"
+  result = helpers.run_clean(
+      [os.path.join(_BIN, "tf-metagrad-evaluate"), f"--saved_model={logdir}",
+       f"--env={env}", "--env_kwargs=rows=6", "--env_kwargs=columns=4",
+       "--episodes=3", "--seed=2"], cwd=tmp_path)
+  assert result.returncode == 0, result.stderr[-3000:]
+  match = re.fullmatch(r"mean_return=(\S+) std_return=\S+ episodes=3\n",
+                       result.stdout)
+  assert match, result.stdout
+  returns = evaluate.evaluate(
+      catch_policy[1], env, episodes=3, seed=2,
+      env_kwargs=evaluate.parse_env_kwargs(['{"rows": 6, "columns": 4}']))
+  assert float(match.group(1)) == pytest.approx(returns.mean(), abs=1e-6)
+  with pytest.raises(ValueError, match=r"observations \(shape \[10, 5\]"):
+    evaluate.evaluate(catch_policy[1], env, episodes=1)
+
+
+def test_gymnasium_rgb_array_video(tmp_path, capfd):
+  spec, learner, _, _ = helpers.make_run(tmp_path, "impala",
+                                         "gym:CartPole-v1")
+  path = export_policy.export(learner, spec, 0, str(tmp_path / "policy"))
+  video = tmp_path / "cartpole.gif"
+  returns = evaluate.evaluate(path, episodes=1, seed=3, video=str(video),
+                              video_max_frames=4)
+  assert returns.shape == (1,) and returns[0] >= 1.0
+  data = video.read_bytes()
+  frames = tf.io.decode_gif(data).numpy()
+  # CartPole draws 600 x 400 RGB frames at 50 frames/s.
+  assert frames.shape == (4, 400, 600, 3)
+  assert _gif_delay_cs(data) == 2
+  # The cart moves between the frames, and the scene is in colour.
+  assert len({f.tobytes() for f in frames}) > 1
+  assert (frames[..., 0] != frames[..., 2]).any()
+  # Off-screen rendering says nothing (SDL's missing-display line).
+  assert "XDG_RUNTIME_DIR" not in capfd.readouterr().err
 
 
 def test_atari_video_is_a_gif_of_the_episode(tmp_path):
@@ -111,6 +229,22 @@ def test_gif_quantizes_to_the_nearest_palette_colour():
                ** 2).sum(-1)
   np.testing.assert_array_equal(
       distances[np.arange(500), indices[0]], distances.min(axis=1))
+
+
+def test_gif_stores_gray_rgb_frames_exactly_and_keeps_one_palette():
+  rng = np.random.default_rng(2)
+  gray = rng.integers(0, 256, (3, 5, 7)).astype(np.uint8)
+  decoded = tf.io.decode_gif(gif.encode(
+      np.repeat(gray[..., None], 3, axis=-1))).numpy()
+  np.testing.assert_array_equal(decoded, np.repeat(gray[..., None], 3, -1))
+  # A black frame in a colour video is drawn from the colour palette too.
+  colour = rng.integers(0, 256, (5, 7, 3)).astype(np.uint8)
+  black = np.zeros_like(colour)
+  decoded = tf.io.decode_gif(gif.encode([black, colour])).numpy()
+  palette = gif.color_palette()
+  np.testing.assert_array_equal(decoded[1],
+                                palette[gif.quantize(colour)[0]])
+  np.testing.assert_array_equal(decoded[0], black)
 
 
 def test_gif_rejects_bad_frames():

@@ -254,6 +254,62 @@ def test_run_errors(tmp_path):
     export_policy.export(None, {"agent": "impala"}, 0, str(tmp_path / "x"))
 
 
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+_NO_PATH_HINT = ("; to make it importable, run from the folder that holds "
+                 "my_envs/ or my_envs.py, or add that folder to PYTHONPATH")
+
+
+def _run_of_an_absent_module(logdir, env):
+  """A run directory whose env module is not importable here: its spec and
+  a checkpoint index naming a checkpoint (never read: the learner cannot be
+  rebuilt first)."""
+  runs.save_spec(str(logdir), runs.RunSpec(agent="impala", env=env))
+  checkpoints = logdir / runs.CHECKPOINT_DIR
+  checkpoints.mkdir()
+  (checkpoints / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
+  (checkpoints / "ckpt-1.index").write_bytes(b"")
+
+
+def test_unimportable_env_module_says_how_to_make_it_importable(tmp_path):
+  _run_of_an_absent_module(tmp_path / "gym", "gym:my_envs:MyCorridor-v0")
+  with pytest.raises(runs.RunError) as error:
+    export_policy.export_from_logdir(str(tmp_path / "gym"))
+  assert str(error.value) == (
+      f"Cannot rebuild the learner of the run in {tmp_path / 'gym'} (agent "
+      "impala, env gym:my_envs:MyCorridor-v0): Cannot import module "
+      "'my_envs' for Gymnasium id 'MyCorridor-v0' (ModuleNotFoundError: No "
+      f"module named 'my_envs'){_NO_PATH_HINT}.")
+  # A package that is found but lacks the module: no path advice.
+  _run_of_an_absent_module(tmp_path / "dm", "dm_env:tests.no_such:make")
+  with pytest.raises(runs.RunError, match=r"No module named "
+                     r"'tests.no_such'\)\.$"):
+    export_policy.export_from_logdir(str(tmp_path / "dm"))
+
+
+@pytest.mark.parametrize("launcher", ["console_script", "python_m"])
+def test_unimportable_env_module_is_one_line_on_stderr(tmp_path, launcher):
+  logdir = tmp_path / "run"
+  _run_of_an_absent_module(logdir, "gym:my_envs:MyCorridor-v0")
+  if launcher == "console_script":
+    argv = [os.path.join(os.path.dirname(sys.executable),
+                         "tf-metagrad-export"), f"--logdir={logdir}"]
+    cwd = tmp_path
+  else:
+    argv = [sys.executable, "-m", "export.export_policy",
+            f"--logdir={logdir}"]
+    cwd = _ROOT
+  # TensorFlow's own log lines are left on: the program filters them.
+  result = helpers.run_clean(argv, cwd=cwd, tf_log_level=None)
+  assert result.returncode == 1
+  assert result.stderr.splitlines() == [
+      f"error: Cannot rebuild the learner of the run in {logdir} (agent "
+      "impala, env gym:my_envs:MyCorridor-v0): Cannot import module "
+      "'my_envs' for Gymnasium id 'MyCorridor-v0' (ModuleNotFoundError: No "
+      f"module named 'my_envs'){_NO_PATH_HINT}."], result.stderr[-3000:]
+  assert not (logdir / "saved_model").exists()
+
+
 def test_reexport_replaces_the_previous_one(tmp_path):
   spec, learner, _, _ = helpers.make_run(tmp_path, "impala", "catch")
   output = str(tmp_path / "policy")

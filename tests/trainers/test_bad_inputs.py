@@ -1,9 +1,10 @@
 """Bad command lines of the binaries (issue 18): exit code 1, exactly one
-line on stderr naming the flag, and no run directory left behind.
+line on stderr, starting with "error: " and naming the flag, and no run
+directory left behind.
 
-Checks made while flags are parsed (ranges, logdir kind) run the real
-binaries, which reject them before importing TensorFlow (a fraction of a
-second each). Checks that need the library (agent, config, environment,
+Checks made while flags are parsed (ranges, the agent, logdir kind) run the
+real binaries, which reject them before importing TensorFlow (a fraction of
+a second each). Checks that need the library (agent, config, environment,
 the export binaries' flags) run in one process that parses each command
 line with the binaries' own flags and check functions, so TensorFlow is
 imported once; a few of those, and the actor's exit when its server is
@@ -13,6 +14,7 @@ gone, also run as real binaries.
 import concurrent.futures
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -20,6 +22,7 @@ import sys
 import pytest
 
 from tests.trainers import procs
+from tf_metagrad.trainers import flags_check
 
 _HINT = "(--helpfull lists every flag)"
 _ENV = {k: v for k, v in dict(
@@ -30,6 +33,13 @@ _ADDRESS = "--reverb_address=127.0.0.1:1"
 # (binary, flags, text the error line must contain). A trainer case gets
 # --logdir=<tmp>/run unless it sets --logdir itself.
 _PARSE_CASES = [
+    ("trainers.train", ["--agent=ppo"], "--agent=ppo: expected one of drmg, "
+     "frodo, impala, mgrl, stac, stacx"),
+    ("trainers.train", ["--logical_cpus=3"], "--logical_cpus=3: expected "
+     "only with --strategy=mirrored (its replicas are the logical CPUs), got "
+     "--strategy=default"),
+    ("trainers.train", ["--logical_cpus=2", "--strategy=multi_worker"],
+     "--logical_cpus=2: expected only with --strategy=mirrored"),
     ("trainers.train", ["--batch_size=0"], "--batch_size=0: expected an "
      "integer >= 1"),
     ("trainers.train", ["--unroll_length=0"], "--unroll_length=0:"),
@@ -106,8 +116,6 @@ _PARSE_CASES = [
 # Checked in one process (see _RUNNER): binary -> [(flags, expected text)].
 _LIBRARY_CASES = {
     "trainers.train": [
-        (["--agent=sarsa"], "--agent=sarsa: expected one of drmg, frodo, "
-         "impala, mgrl, stac, stacx"),
         (["--config=gamma=2"], "--config=gamma=2: gamma must be in [0, 1]"),
         (["--unroll_length=4", "--unroll_stride=5"], "--unroll_stride=5: "
          "expected an integer in [1, 4] (the item unroll length)"),
@@ -148,10 +156,11 @@ _LIBRARY_CASES = {
         (["--saved_model=@SM", "--seed=-1"], "--seed=-1:"),
         (["--saved_model=@SM", "--video_max_frames=0"],
          "--video_max_frames=0:"),
-        (["--saved_model=@SM", "--env_kwargs=[1]"], "--env_kwargs=[1]: "
-         "expected a JSON object"),
-        (["--saved_model=@SM", "--env_kwargs=rows=6"],
-         "--env_kwargs=rows=6:"),
+        (["--saved_model=@SM", "--env_kwargs=[1]"], "--env_kwargs entries "
+         "must look like name=value, got '[1]'. One JSON object is accepted "
+         "too"),
+        (["--saved_model=@SM", "--env_kwargs={\"rows\": 6"],
+         "--env_kwargs={\"rows\": 6: not a JSON object"),
         (["--saved_model=@SM", "--video=ep.mp4"], "--video=ep.mp4: expected "
          "a FILE.gif path"),
         (["--saved_model=@SM", "--video=@DIRGIF"], "--video=@DIRGIF: names "
@@ -211,6 +220,8 @@ drop_flags("tf_metagrad.export.evaluate")
 from tf_metagrad.trainers import actor
 out["trainers.actor"] = [rejection(a, actor._checked_flags)
                          for a in cases["trainers.actor"]]
+from tf_metagrad import agents
+out["agents"] = sorted(agents.AGENTS)
 print(json.dumps(out))
 """
 
@@ -330,8 +341,7 @@ def test_flags_rejected_while_parsing(slow, paths):
   with concurrent.futures.ThreadPoolExecutor(4) as pool:
     outcomes = list(pool.map(run, enumerate(_PARSE_CASES)))
   for binary, args, expected, logdir, result in outcomes:
-    prefix = "actor error: " if binary == "trainers.actor" else "error: "
-    line = _assert_one_line(result, _substitute(expected, paths), prefix)
+    line = _assert_one_line(result, _substitute(expected, paths), "error: ")
     assert line.endswith(_HINT), line
     assert not logdir.exists(), (args, line)
   assert not (paths["root"] / "runs").exists()
@@ -341,6 +351,8 @@ def test_library_checks_name_the_flag(slow, paths):
   result = slow["library"].result()
   assert result.returncode == 0, result.stderr[-3000:]
   found = json.loads(result.stdout.splitlines()[-1])
+  # The names the trainer checks --agent against before importing them.
+  assert list(flags_check.AGENT_NAMES) == found["agents"]
   for binary, rows in _LIBRARY_CASES.items():
     assert len(found[binary]) == len(rows), binary
     for (args, expected), line in zip(rows, found[binary]):
@@ -369,7 +381,7 @@ def test_multi_worker_without_tf_config_is_one_line(slow, paths):
 
 def test_evaluate_binary_rejects_in_one_line(slow):
   line = _assert_one_line(slow["evaluate"].result(), "--episodes=0: "
-                          "expected an integer >= 1", "evaluate: error: ")
+                          "expected an integer >= 1", "error: ")
   assert line.endswith(_HINT)
 
 
@@ -380,6 +392,48 @@ def test_actor_without_server_exits_1_with_one_line(slow, name):
   # the process while the watchdog's ping was in flight, which aborted the
   # interpreter at exit (exit 134).
   result = slow[name].result()
-  line = _assert_one_line(result, "has not answered for", "actor error: ")
+  line = _assert_one_line(result, "has not answered for", "error: ")
   assert "the Reverb server at 127.0.0.1:" in line, line
   assert "actor done: unrolls=0" in result.stdout, result.stdout
+
+
+# Runs a program as its console script does, then says on stdout whether
+# TensorFlow was imported by the time it exited.
+_IMPORTS_TF = r"""
+import atexit
+import sys
+
+atexit.register(lambda: print("tensorflow imported:",
+                              "tensorflow" in sys.modules))
+program = sys.argv.pop(1)
+sys.argv[0] = "tf-metagrad-" + program
+from tf_metagrad import scripts
+getattr(scripts, program)()
+"""
+
+
+@pytest.mark.parametrize("program, args, expected", [
+    ("train", ["--agent=ppo"], "error: --agent=ppo: expected one of"),
+    ("train", ["--logical_cpus=3"], "error: --logical_cpus=3:"),
+    ("train", ["--agent=ppo", "--version"], "tf_metagrad "),
+    ("actor", ["--version"], "tf_metagrad "),
+    ("plot", ["--version"], "tf_metagrad "),
+    ("export", ["--version"], "tf_metagrad "),
+    ("evaluate", ["--version"], "tf_metagrad "),
+])
+def test_rejected_or_versioned_before_tensorflow(paths, program, args,
+                                                 expected):
+  result = _run([sys.executable, "-c", _IMPORTS_TF, program, *args],
+                paths["root"], timeout=60)
+  out = result.stdout.splitlines()
+  assert out[-1] == "tensorflow imported: False", (result.stdout,
+                                                   result.stderr)
+  if expected.startswith("error: "):
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expected), result.stderr
+  else:
+    assert result.returncode == 0, result.stderr
+    assert len(out) == 2 and out[0].startswith(expected), out
+    if os.path.isdir(os.path.join(procs.ROOT, ".git")):
+      assert re.search(r"\(git commit [0-9a-f]{40}\)$", out[0]), out

@@ -94,12 +94,16 @@ def test_mirrored_says_when_it_trains_on_cpus(monkeypatch, gpus, cuda,
     assert "\n" not in lines[0]
 
 
-def test_actor_processes_see_no_gpu():
+def test_actor_processes_see_no_gpu(tmp_path, monkeypatch):
+  # From another folder, which actor processes get too (for the user's own
+  # environment modules, see process_environment).
+  monkeypatch.chdir(tmp_path)
   env = actor_pool.process_environment({
       "CUDA_VISIBLE_DEVICES": "0,1", "PYTHONPATH": "/elsewhere",
       native_logs.FILTERED_ENV: "1", "HOME": "/home/x"})
   assert env["CUDA_VISIBLE_DEVICES"] == "-1"
-  assert env["PYTHONPATH"] == os.pathsep.join([procs.ROOT, "/elsewhere"])
+  assert env["PYTHONPATH"] == os.pathsep.join(
+      [procs.ROOT, str(tmp_path), "/elsewhere"])
   assert native_logs.FILTERED_ENV not in env and env["HOME"] == "/home/x"
 
 

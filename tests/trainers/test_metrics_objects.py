@@ -214,10 +214,18 @@ def test_reporter_holds_rows_until_a_flush_and_flushes_evaluations():
   assert len(_event_files(logdir)) == 2
   reporter.write(reporter.row(48, 3, 0))
   reporter.write_eval(48, 3, 0.25)  # Takes the held row with it.
-  assert len(outputs.metric_files(logdir)) == 2
+  # The held row in a training chunk, then the evaluation in its own.
+  names = [f.rsplit("/", 1)[1] for f in outputs.metric_files(logdir)]
+  assert names == ["000000-000000000016.csv", "000001-000000000048.csv",
+                   "eval-000002-000000000048.csv"]
+  with tf.io.gfile.GFile(f"{logdir}/metrics/{names[-1]}") as f:
+    assert f.read() == ("env_steps,learner_steps,eval/mean_return\r\n"
+                        "48,3,0.25\r\n")
+  with tf.io.gfile.GFile(f"{logdir}/metrics/{names[1]}") as f:
+    assert "eval/mean_return" not in f.read()
   assert len(_event_files(logdir)) == 3
   reporter.flush()  # Nothing held: no empty chunk or events file.
-  assert len(outputs.metric_files(logdir)) == 2
+  assert len(outputs.metric_files(logdir)) == 3
   assert len(_event_files(logdir)) == 3
   _, rows = outputs.read_metrics(logdir)
   assert [r["env_steps"] for r in rows] == ["16", "32", "48", "48"]
@@ -229,6 +237,63 @@ def test_reporter_holds_rows_until_a_flush_and_flushes_evaluations():
   tensors = _accumulator(logdir).Tensors("config")
   assert "| agent | \"impala\" |" in tensors[0].tensor_proto.string_val[
       0].decode()
+
+
+def test_evaluation_chunks_keep_the_write_order_across_a_resume():
+  logdir = _ram_dir()
+  first = outputs.CsvLog(logdir, max_rows=3)
+  first.write({"env_steps": 10, "learner_steps": 1, "fps": 1.0})
+  first.write({"env_steps": 10, "learner_steps": 1,
+               "eval/mean_return": 0.5}, series=outputs.EVAL)
+  first.write({"env_steps": 20, "learner_steps": 2, "fps": 2.0})
+  # Three rows held over both series: a flush of both. The next is held
+  # when the session is killed, and lost.
+  first.write({"env_steps": 20, "learner_steps": 2,
+               "eval/mean_return": 0.75}, series=outputs.EVAL)
+  with tf.io.gfile.GFile(
+      f"{logdir}/metrics/tmp-eval-000007-000000000030.csv", "w") as f:
+    f.write("env_steps,learner_steps,eval/mean_return\n30,3")  # Killed.
+  second = outputs.CsvLog(logdir)  # Resumed after the temporary.
+  second.write({"env_steps": 30, "learner_steps": 3,
+                "eval/mean_return": 1.0}, series=outputs.EVAL)
+  second.flush()
+  names = [f.rsplit("/", 1)[1] for f in outputs.metric_files(logdir)]
+  assert names == ["000000-000000000010.csv", "eval-000001-000000000010.csv",
+                   "eval-000008-000000000030.csv"]
+  columns, rows = outputs.read_metrics(logdir)
+  assert columns == ["env_steps", "learner_steps", "fps", "eval/mean_return"]
+  assert [(r["env_steps"], r["fps"], r["eval/mean_return"])
+          for r in rows] == [("10", "1.0", ""), ("20", "2.0", ""),
+                             ("10", "", "0.5"), ("30", "", "1.0")]
+  assert outputs.last_value(logdir, "eval/mean_return") == 1.0
+  with pytest.raises(ValueError, match="series must be one of"):
+    second.write({"env_steps": 1}, series="test")
+
+
+def test_tensorboard_shows_the_scalars_as_scalars():
+  """The README's word on reading the summaries: TensorBoard's server (its
+  data provider) lists them as scalars, Python's EventAccumulator as
+  tensors."""
+  from tensorboard import context  # pylint: disable=g-import-not-at-top
+  from tensorboard.backend.event_processing import data_provider  # pylint: disable=g-import-not-at-top
+  from tensorboard.backend.event_processing import plugin_event_multiplexer  # pylint: disable=g-import-not-at-top
+  logdir = _ram_dir()
+  reporter = outputs.Reporter(logdir, tf.distribute.get_strategy(),
+                              total_env_steps=100, start_env_steps=0,
+                              clock=lambda: 1.0)
+  reporter.write({"env_steps": 16, "learner_steps": 1, "fps": 2.0})
+  reporter.write_eval(16, 1, 0.5)
+  accumulator = _accumulator(logdir)
+  assert accumulator.Tags()["scalars"] == []
+  assert [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in
+          accumulator.Tensors("eval/mean_return")] == [(16, 0.5)]
+  multiplexer = plugin_event_multiplexer.EventMultiplexer({"run": logdir})
+  multiplexer.Reload()
+  provider = data_provider.MultiplexerDataProvider(multiplexer, logdir)
+  listed = provider.list_scalars(context.RequestContext(), experiment_id="",
+                                 plugin_name="scalars")
+  assert set(listed["run"]) == {"env_steps", "learner_steps", "fps",
+                                "eval/mean_return"}
 
 
 def test_no_metrics_and_foreign_files():

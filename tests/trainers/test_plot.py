@@ -1,7 +1,9 @@
 """trainers.plot on hand-written run directories (no training): the table's
 numbers against means and bands worked out from the fake data, grouping,
-PNG output, one-line errors, a ram:// (in-memory, remote-like) file system
-and the command line."""
+the figure's panels (one per metaparameter group, a row per agent, no
+empty panel, evaluations as their own series, --metrics names and
+patterns), PNG output, one-line errors, a ram:// (in-memory, remote-like)
+file system and the command line."""
 
 import os
 import subprocess
@@ -13,7 +15,9 @@ import tensorflow as tf
 
 from tf_metagrad.export import cli
 from tf_metagrad import runs
+from tf_metagrad.trainers import outputs
 from tf_metagrad.trainers import plot
+from tf_metagrad.trainers import plotting
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -96,6 +100,166 @@ def run_dirs(tmp_path_factory):
   return _make_runs(str(tmp_path_factory.mktemp("runs")))
 
 
+# STACX seed s: per-head metaparameters (a column per head), an empty
+# meta/g_v column (NaN in every row), returns s/10 + k/10 at 100 k env
+# steps, and evaluations at 200 and 400 in chunks of their own.
+def _stacx_row(k, seed):
+  return {"env_steps": 100 * k, "learner_steps": k,
+          "episode_return": seed / 10 + k / 10,
+          "meta/gamma/head0": 0.99 + 1e-5 * k, "meta/gamma/head1": 0.99,
+          "meta/lambda_/head0": 0.9 + 0.01 * seed,
+          "meta/lambda_/head1": 0.8, "meta/g_v/head0": float("nan")}
+
+
+def _make_stacx_runs(root):
+  dirs = []
+  for seed in (0, 1):
+    dirs.append(os.path.join(root, f"stacx-seed{seed}"))
+    log = outputs.CsvLog(dirs[-1])
+    for k in (1, 2, 3, 4):
+      log.write(_stacx_row(k, seed))
+      if k % 2 == 0:
+        log.write({"env_steps": 100 * k, "learner_steps": k,
+                   "eval/mean_return": seed + k}, series=outputs.EVAL)
+        log.flush()
+    runs.save_spec(dirs[-1], runs.RunSpec(
+        agent="stacx", env="catch", seed=seed, unroll_length=20,
+        batch_size=32))
+  return dirs
+
+
+@pytest.fixture(scope="module")
+def mixed_dirs(tmp_path_factory, run_dirs):
+  """STAC (2 seeds), IMPALA (1) and STACX (2 seeds, evaluation chunks)."""
+  return run_dirs + _make_stacx_runs(str(tmp_path_factory.mktemp("stacx")))
+
+
+def _axes(fig):
+  """title -> {"curves": legend labels (or None), "bands": band count,
+  "lines": the Line2D objects}."""
+  out = {}
+  for ax in fig.axes:
+    legend = ax.get_legend()
+    out[ax.get_title()] = {
+        "curves": legend and [t.get_text() for t in legend.get_texts()],
+        "bands": len(ax.collections), "lines": ax.get_lines()}
+  return out
+
+
+def _draw(dirs, metrics=(), group_by="setting"):
+  summaries, columns = plot.load(dirs, group_by, metrics)
+  return plotting.draw(summaries, columns), summaries, columns
+
+
+STAC = "stac catch meta_learned=gamma,lambda_"
+RETURN_TITLE = "episode_return (training, last 100 episodes)"
+EVAL_TITLE = "eval/mean_return (greedy evaluations)"
+
+
+def test_figure_has_a_panel_per_metaparameter_group_and_agent(mixed_dirs):
+  fig, _, columns = _draw(mixed_dirs)
+  assert columns == [
+      "episode_return", "eval/mean_return", "meta/g_v/head0", "meta/gamma",
+      "meta/gamma/head0", "meta/gamma/head1", "meta/lambda_/head0",
+      "meta/lambda_/head1", "meta/lambda_/mean"]
+  axes = _axes(fig)
+  # The groups compared first, then a row per agent; STACX's meta/g_v has
+  # no value, IMPALA no metaparameter: neither has a panel.
+  assert list(axes) == [RETURN_TITLE, EVAL_TITLE, "stac: meta/gamma",
+                        "stac: meta/lambda_", "stacx: meta/gamma",
+                        "stacx: meta/lambda_"]
+  assert len(fig.axes) == 6
+  assert axes[RETURN_TITLE]["curves"] == [
+      f"{STAC} (2 seeds)", "impala catch (1 seed)", "stacx catch (2 seeds)"]
+  assert axes[RETURN_TITLE]["bands"] == 3
+  # IMPALA was never evaluated: no curve there, the legend is the first
+  # panel's.
+  assert axes[EVAL_TITLE]["bands"] == 2 and axes[EVAL_TITLE]["curves"] is None
+  assert axes["stac: meta/gamma"]["curves"] == [STAC]
+  assert axes["stac: meta/lambda_"]["curves"] == ["mean"]
+  assert axes["stacx: meta/gamma"]["curves"] == ["head0", "head1"]
+  assert axes["stacx: meta/lambda_"]["curves"] == ["head0", "head1"]
+  assert axes["stacx: meta/lambda_"]["bands"] == 2
+  for title, ax in axes.items():  # No empty panel.
+    assert ax["bands"] >= 1 and any(
+        np.isfinite(np.asarray(l.get_ydata(), float)).any()
+        for l in ax["lines"]), title
+  # Both rows start at the left: 3 columns, the second row's first panel
+  # under the first.
+  first, stac_gamma = fig.axes[0], fig.axes[2]
+  assert stac_gamma.get_position().x0 == pytest.approx(
+      first.get_position().x0)
+  assert stac_gamma.get_position().y0 < first.get_position().y0
+  # Metaparameters near 0.99 keep their values on the ticks.
+  fig.canvas.draw()
+  assert fig.axes[4].yaxis.get_offset_text().get_text() == ""
+
+
+def test_evaluations_are_their_own_series(mixed_dirs):
+  fig, summaries, _ = _draw(mixed_dirs[3:])
+  run = summaries["stacx catch"].runs[1]
+  # The training rows without evaluations, and no row of empty columns.
+  assert "eval/mean_return" not in run.data
+  np.testing.assert_array_equal(run.data["env_steps"], [100, 200, 300, 400])
+  np.testing.assert_array_equal(run.evals[0], [200, 400])
+  np.testing.assert_array_equal(run.evals[1], [3, 5])
+  # Seeds evaluated at 200 and 400: the mean and band there.
+  line = _axes(fig)[EVAL_TITLE]["lines"][0]
+  np.testing.assert_array_equal(line.get_xdata(), [200, 400])
+  np.testing.assert_allclose(line.get_ydata(), [2.5, 4.5])
+  assert line.get_marker() == "o"
+  mean, lo, hi = summaries["stacx catch"].eval_curve
+  half = 1.96 * np.std([2, 3], ddof=1) / np.sqrt(2)
+  np.testing.assert_allclose(hi - mean, [half, half])
+  np.testing.assert_allclose(mean - lo, [half, half])
+  # The training return's band at 300, from the seeds' 0.3 and 0.4.
+  ret = summaries["stacx catch"].bands["episode_return"]
+  i = int(np.searchsorted(summaries["stacx catch"].grid, 300))
+  assert ret[0][i] == pytest.approx(0.35)
+  assert ret[2][i] - ret[0][i] == pytest.approx(
+      1.96 * np.std([0.3, 0.4], ddof=1) / np.sqrt(2))
+
+
+@pytest.mark.parametrize("metrics,titles,curves", [
+    (["meta/gamma"], ["stac: meta/gamma", "stacx: meta/gamma"],
+     [[STAC], ["head0", "head1"]]),
+    (["meta/lambda_/*"], ["stac: meta/lambda_", "stacx: meta/lambda_"],
+     [["max", "mean", "min"], ["head0", "head1"]]),
+    (["eval/mean_return", "episode_return"], [RETURN_TITLE, EVAL_TITLE],
+     [[f"{STAC} (2 seeds)", "impala catch (1 seed)",
+       "stacx catch (2 seeds)"], None]),
+    (["*gamma/head1", "episode_return"], [RETURN_TITLE, "stacx: meta/gamma"],
+     [[f"{STAC} (2 seeds)", "impala catch (1 seed)",
+       "stacx catch (2 seeds)"], ["head1"]]),
+])
+def test_metrics_selects_panels_by_name_group_or_pattern(mixed_dirs, metrics,
+                                                         titles, curves):
+  fig, _, _ = _draw(mixed_dirs, metrics)
+  axes = _axes(fig)
+  assert list(axes) == titles
+  assert [a["curves"] for a in axes.values()] == curves
+
+
+def test_a_selection_without_values_is_one_line(mixed_dirs, tmp_path):
+  out = tmp_path / "none.png"
+  with pytest.raises(cli.FlagError, match=r"^nothing to draw: these runs "
+                     r"have no value of meta/g_v/head0 \(--metrics\)$"):
+    plot.plot(mixed_dirs, str(out), metrics=["meta/g_v"])
+  assert not out.exists()
+
+
+def test_group_by_agent_puts_each_agent_in_one_band(mixed_dirs, tmp_path):
+  out = tmp_path / "agents.png"
+  plot.plot(mixed_dirs, str(out), group_by="agent",
+            metrics=["episode_return", "meta/gamma"])
+  assert out.read_bytes()[:8] == PNG
+  fig, _, _ = _draw(mixed_dirs, ["episode_return", "meta/gamma"], "agent")
+  axes = _axes(fig)
+  assert axes[RETURN_TITLE]["curves"] == [
+      "stac (2 seeds)", "impala (1 seed)", "stacx (2 seeds)"]
+  assert axes["stac: meta/gamma"]["curves"] == ["stac"]
+
+
 def test_groups_seeds_of_one_setting_into_a_band(run_dirs, tmp_path):
   out, md = tmp_path / "fig" / "runs.png", tmp_path / "runs.md"
   text = plot.plot(run_dirs, str(out), str(md))
@@ -138,8 +302,10 @@ def test_group_by_env_agent_and_none(run_dirs, tmp_path):
   assert list(alone) == ["stac-seed0", "stac-seed1", "impala-seed0"]
   assert alone["stac-seed0"]["env steps"] == "400"
   assert alone["stac-seed0"]["meta/gamma"] == "0.96"
-  # The only evaluation, held from its step to the run's end.
-  assert alone["stac-seed1"]["eval/mean_return"] == "0.6"
+  # Evaluations are a series of their own: the last one, not a column
+  # read at the last step.
+  assert "eval/mean_return" not in alone["stac-seed1"]
+  assert alone["stac-seed1"]["last eval/mean_return"] == "0.6"
   assert alone["stac-seed0"]["last eval/mean_return"] == "0.8"
   assert open(out, "rb").read(8) == PNG
 
@@ -172,9 +338,11 @@ def test_bad_inputs_are_one_line(run_dirs, tmp_path):
       ([str(no_rows)], {}, f"{no_rows}: its metrics have no rows yet"),
       ([str(no_spec)], {}, "no run_spec.json, which grouping by setting, "
        "agent or env needs; use --group_by=none"),
-      (run_dirs, {"metrics": ["meta/nope"]}, "--metrics: unknown metric "
-       "'meta/nope'; the runs' metrics have learner_steps, "
+      (run_dirs, {"metrics": ["meta/nope"]}, "--metrics: 'meta/nope' "
+       "matches no metric; the runs' metrics are learner_steps, "
        "episode_return, meta/gamma"),
+      (run_dirs, {"metrics": ["meta/*", "x*"]}, "--metrics: 'x*' matches "
+       "no metric"),
       ([str(tmp_path / "zz*")], {}, "zz*: matches no directory"),
       ([], {}, "expected at least one run directory"),
   ]

@@ -97,7 +97,7 @@ def _exit_of(proc, stderr_path, lines, timeout_s=120):
 
 def _one_error_line(stderr):
   lines = [l for l in stderr.splitlines() if l.strip()]
-  assert len(lines) == 1 and lines[0].startswith("actor error: "), stderr
+  assert len(lines) == 1 and lines[0].startswith("error: "), stderr
   return lines[0]
 
 
@@ -286,7 +286,7 @@ def test_an_actor_runs_code_named_by_the_server_only_if_its_env_names_it(
   code, out, stderr = results["command"]
   assert code == 1, out + stderr
   assert _one_error_line(stderr) == (
-      f"actor error: refusing env '{CHECK_CALL}' of the run at "
+      f"error: refusing env '{CHECK_CALL}' of the run at "
       f"127.0.0.1:{command.server.port}: building it imports a module its "
       f"name picks, which an actor does only when its own command line "
       f"names that env; to allow it, pass --env={CHECK_CALL}")

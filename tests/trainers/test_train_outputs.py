@@ -151,7 +151,7 @@ def test_run_spec_records_the_whole_run(run):
   assert options["num_actors"] == 1 and options["envs_per_actor"] == 4
   assert options["preset"] == "auto (toy)"
   assert options["steps_per_call"] == 1
-  assert options["strategy"] == "_DefaultDistributionStrategy"
+  assert options["strategy"] == "default"
   assert options["package_version"] is None or isinstance(
       options["package_version"], str)
   assert options["git_commit"] is None or len(options["git_commit"]) == 40

@@ -33,6 +33,7 @@ import tensorflow as tf
 from tf_metagrad.envs import seeding
 
 _SCREEN_HEIGHT, _SCREEN_WIDTH = 210, 160
+_EMULATOR_FPS = 60.0
 
 
 def rom_id(game: str) -> str:
@@ -78,7 +79,10 @@ class AtariEnv(gymnasium.Env):
     ale: the underlying `ale_py.ALEInterface`.
   """
 
-  metadata = {"render_modes": []}
+  # Every instance renders (Gymnasium's API, for videos): render() only
+  # reads the frame that reset() or step() has already processed.
+  metadata = {"render_modes": ["rgb_array"]}
+  render_mode = "rgb_array"
 
   def __init__(self, game: str, seed: Optional[int] = None,
                noop_max: int = 30, action_repeat: int = 4,
@@ -122,13 +126,18 @@ class AtariEnv(gymnasium.Env):
                        f"{repeat_action_probability}.")
     self.noop_max = int(noop_max)
     self.action_repeat = int(action_repeat)
+    self.metadata = dict(self.metadata,
+                         render_fps=_EMULATOR_FPS / self.action_repeat)
     self.frame_stack = int(frame_stack)
     self.max_episode_frames = int(max_episode_frames)
     self.full_action_space = bool(full_action_space)
     self._repeat_action_probability = float(repeat_action_probability)
     self._rom_path = roms.get_rom_path(self.game)
+    # The mode is process-wide and the constructor prints ALE's banner
+    # ("A.L.E: Arcade Learning Environment...", "[Powered by Stella]") at
+    # Info level, so it is lowered before the first interface exists.
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
     self.ale = ale_py.ALEInterface()
-    self.ale.setLoggerMode(ale_py.LoggerMode.Error)
     self._initial_seed = (seeding.fresh_seed() if seed is None else
                           seeding.check_seed(seed))
     self._load(self._initial_seed)
@@ -224,6 +233,11 @@ class AtariEnv(gymnasium.Env):
     self._push(self._process(self._screens))
     self._needs_reset = terminated or truncated
     return self._stack.copy(), reward, terminated, truncated, self._info()
+
+  def render(self) -> np.ndarray:
+    """The newest processed frame of the stack (what the agent saw last),
+    as gray `[screen_size, screen_size, 3]` uint8."""
+    return np.repeat(self._stack[..., -1:], 3, axis=-1)
 
   def _info(self, **extra) -> Dict[str, Any]:
     info = {"lives": self.ale.lives(),

@@ -43,6 +43,7 @@ image = env.physics.render(8, 8, camera_id=0)
 assert image.shape == (8, 8, 3), image.shape
 """
 _CANDIDATE_BACKENDS = ("egl", "osmesa")
+_VIDEO_SIZE = 120  # Side of render()'s frames of a feature task.
 _backend_report: List[str] = []
 
 
@@ -111,6 +112,11 @@ class DMCEnv(dm_env_adapter.DmEnvAdapter):
     env: the underlying `dm_control.rl.control.Environment`.
   """
 
+  # Every instance renders (Gymnasium's API, for videos): nothing is drawn
+  # until render() is called.
+  metadata = {"render_modes": ["rgb_array"]}
+  render_mode = "rgb_array"
+
   def __init__(self, domain: str, task: str, seed: Optional[int] = None,
                pixels: bool = False, action_repeat: int = 1,
                image_size: int = 84, camera_id: Optional[int] = None,
@@ -146,6 +152,8 @@ class DMCEnv(dm_env_adapter.DmEnvAdapter):
     family = "dmc_pixels" if self.pixels else "dmc"
     super().__init__(f"{family}:{domain}-{task}", seed=seed,
                      action_repeat=action_repeat)
+    self.metadata = dict(self.metadata, render_fps=1.0 / (
+        self.env.control_timestep() * self.action_repeat))
     if self.pixels:
       shape = (self.image_size, self.image_size, 3)
       self.observation_spec = tf.TensorSpec(shape, tf.uint8, "observation")
@@ -157,15 +165,24 @@ class DMCEnv(dm_env_adapter.DmEnvAdapter):
                          task_kwargs={"random": seed},
                          environment_kwargs=self._environment_kwargs)
 
-  def _render(self) -> np.ndarray:
+  def _render(self, size: Optional[int] = None) -> np.ndarray:
+    size = size or self.image_size
     try:
-      image = self.env.physics.render(self.image_size, self.image_size,
-                                      camera_id=self.camera_id)
+      image = self.env.physics.render(size, size, camera_id=self.camera_id)
     except Exception as error:  # pylint: disable=broad-except
       # The backends raise assorted types (RuntimeError, OpenGL errors,
       # AttributeError from a missing GL library); all mean "cannot render".
       raise _renderer_error(error) from error
     return np.asarray(image, np.uint8)
+
+  def render(self) -> np.ndarray:
+    """The scene from the task's camera: the observed image in pixel mode,
+    else a `[120, 120, 3]` uint8 frame.
+
+    Raises:
+      RuntimeError: when no renderer works.
+    """
+    return self._render(None if self.pixels else _VIDEO_SIZE)
 
   def _observe(self, time_step) -> np.ndarray:
     if self.pixels:

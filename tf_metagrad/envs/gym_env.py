@@ -8,9 +8,15 @@ Observations: a float `Box` is cast to float32, an integer `Box` keeps its
 dtype (e.g. uint8 images), a `Discrete(n)` observation becomes a float32
 one-hot `[n]`. Actions: `Discrete` passes through; a bounded `Box` is
 exposed as `Box(-1, 1)` and mapped affinely onto its bounds.
+
+Rendering is Gymnasium's: `render_mode="rgb_array"` (passed on to
+`gymnasium.make`) makes `render()` return `[H, W, 3]` uint8 frames, for
+the ids whose `metadata["render_modes"]` list it (the classic-control and
+Box2D ones draw with pygame: `pip install "gymnasium[classic-control]"`).
 """
 
 import difflib
+import os
 from typing import Any, Dict, Optional, Tuple
 
 import gymnasium
@@ -76,7 +82,7 @@ class GymEnv(gymnasium.Wrapper):
       env_id: a registered Gymnasium id, e.g. "CartPole-v1", or
         "<module>:<id>" to import the module that registers it first.
       seed: seed of the first `reset()`; None draws one from OS entropy.
-      **kwargs: passed to `gymnasium.make`.
+      **kwargs: passed to `gymnasium.make` (e.g. `render_mode`).
 
     Raises:
       ValueError: if the module cannot be imported or the id is not
@@ -84,6 +90,12 @@ class GymEnv(gymnasium.Wrapper):
       TypeError: if its spaces are not Box / Discrete, or a Box action space
         is unbounded.
     """
+    if kwargs.get("render_mode") == "rgb_array":
+      # Off-screen frames need no window; without a display SDL (under
+      # pygame) would print an "error:" line to stderr, and plain pygame
+      # greets on stdout, which holds a program's result.
+      os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+      os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     super().__init__(gymnasium.make(registered_id(env_id), **kwargs))
     self._initial_seed = (seeding.fresh_seed() if seed is None else
                           seeding.check_seed(seed))

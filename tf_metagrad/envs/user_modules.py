@@ -21,6 +21,19 @@ def _one_line(error: BaseException) -> str:
   return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+def _path_hint(module: str, error: BaseException) -> str:
+  """How to make `module` importable, when Python found no trace of it.
+
+  Only when its top-level package is what is missing: a module that is
+  found but fails inside (a missing dependency, a bug) needs another fix.
+  """
+  top = module.split(".")[0]
+  if not isinstance(error, ModuleNotFoundError) or error.name != top:
+    return ""
+  return (f"; to make it importable, run from the folder that holds {top}/ "
+          f"or {top}.py, or add that folder to PYTHONPATH")
+
+
 def split_module(reference: str) -> Tuple[Optional[str], str]:
   """("<module>", "<rest>") of "<module>:<rest>", (None, reference) without
   a colon.
@@ -62,7 +75,8 @@ def import_module(module: str, purpose: str) -> types.ModuleType:
     # The user's module runs arbitrary code on import; whatever it raises
     # means the same thing to us: the named environment cannot be built.
     raise ValueError(f"Cannot import module {module!r} for {purpose} "
-                     f"({_one_line(error)}).") from error
+                     f"({_one_line(error)}){_path_hint(module, error)}."
+                     ) from error
 
 
 def load_attribute(module: str, attribute: str, purpose: str) -> Any:

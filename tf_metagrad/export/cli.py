@@ -7,9 +7,10 @@ checks are absl validators (`register`), so they run while the flags are
 parsed, before a binary imports TensorFlow; `run` replaces `absl.app.run`
 to print parse and usage errors as that one line.
 
-This module defines no flags at import (`run` adds `--native_logs` to the
-program it runs). It lives here, not in trainers/, because
-trainers/ already depends on export/ (the trainer exports its policy).
+This module defines no flags at import (`run` adds `--native_logs` and
+`--version` to the program it runs). It lives here, not in trainers/,
+because trainers/ already depends on export/ (the trainer exports its
+policy).
 """
 
 import math
@@ -22,6 +23,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 from absl import app
 from absl import flags
 
+from tf_metagrad import version
 from tf_metagrad.export import native_logs
 
 HELP_HINT = "(--helpfull lists every flag)"
@@ -139,6 +141,18 @@ def writable_dir(flag: str, path: str) -> None:
                     "writable directory") from None
 
 
+def exit_if_version_asked(argv: Sequence[str]) -> None:
+  """Prints `tf_metagrad.version.describe()` and exits 0 if `argv` (a
+  program's, its name first) holds --version.
+
+  Looked for before the flags are parsed, so that a bad value elsewhere on
+  the line does not hide the version.
+  """
+  if "--version" in argv[1:]:
+    print(version.describe(), flush=True)
+    sys.exit(0)
+
+
 def run(main: Callable[[Sequence[str]], int], prefix: str = "error: ") -> None:
   """`app.run(main)`, with usage errors as one line on stderr and exit 1.
 
@@ -146,7 +160,9 @@ def run(main: Callable[[Sequence[str]], int], prefix: str = "error: ") -> None:
   that says what is wrong; here the line stands alone, with a pointer to
   --helpfull. Parse errors (a validator, a malformed or unknown flag) and
   `app.UsageError` / `FlagError` raised by `main` are handled alike.
-  Defines `--native_logs` (see `native_logs`) for the program it runs.
+  Defines `--native_logs` (see `native_logs`) and `--version` (prints
+  `tf_metagrad.version.describe()` and exits 0, whatever the other flags
+  say) for the program it runs.
 
   Args:
     main: the program's main(argv), returning its exit code.
@@ -159,6 +175,9 @@ def run(main: Callable[[Sequence[str]], int], prefix: str = "error: ") -> None:
         "quiet: hide the known noise of TensorFlow's and Reverb's C++ logs "
         "(CUDA factory lines on CPU machines, Reverb start-up lines) and "
         "TensorFlow's INFO/WARNING lines; all: show everything.")
+  if "version" not in flags.FLAGS:
+    flags.DEFINE_bool("version", False, "Print the tf_metagrad version and "
+                      "git commit (where known), and exit.")
 
   # absl's --help lists the flags of the module named by sys.argv[0]; a
   # console script or a checkout launcher is not the module defining them.
@@ -170,11 +189,15 @@ def run(main: Callable[[Sequence[str]], int], prefix: str = "error: ") -> None:
           flush=True)
 
   def parse(argv):
+    exit_if_version_asked(argv)
     try:
-      return flags.FLAGS(argv)
+      parsed = flags.FLAGS(argv)
     except flags.Error as e:
       fail(e)
       sys.exit(1)
+    if flags.FLAGS.version:  # --version=true and the like.
+      exit_if_version_asked(["", "--version"])
+    return parsed
 
   def checked_main(argv):
     native_logs.install(flags.FLAGS.native_logs)

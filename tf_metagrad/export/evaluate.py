@@ -1,30 +1,37 @@
 r"""Plays episodes with an exported policy and reports the return.
 
 Usage:
-  python -m export.evaluate --saved_model=PATH [--env=NAME] [--episodes=K] \
-      [--sample] [--seed=S] [--env_kwargs=JSON] [--video=FILE.gif]
+  tf-metagrad-evaluate --saved_model=PATH [--env=NAME] [--episodes=K] \
+      [--sample] [--seed=S] [--env_kwargs=NAME=VALUE ...] [--video=FILE.gif]
 
-prints `mean_return=<float> std_return=<float> episodes=K` (std is the
-population standard deviation over the K episode returns). Actions are
-greedy unless `--sample` is given; sampled actions use the stateless seed
-[S, t] at the t-th step of the run, so runs are reproducible. A recurrent
-policy's state is carried from step to step and reset to
-`get_initial_state(1)` at the start of every episode.
+(`python -m export.evaluate` in a checkout) prints `mean_return=<float>
+std_return=<float> episodes=K` (std is the population standard deviation
+over the K episode returns). PATH is an exported policy, or a run directory
+(one holding run_spec.json), whose `PATH/saved_model` is then played.
+Actions are greedy unless `--sample` is given; sampled actions use the
+stateless seed [S, t] at the t-th step of the run, so runs are
+reproducible. A recurrent policy's state is carried from step to step and
+reset to `get_initial_state(1)` at the start of every episode.
 
-`--env` defaults to the environment the policy was trained on, and
-`--env_kwargs` (a JSON object) is applied over that run's env kwargs when
-the environment is the same one. `--video` writes the frames of the first
-episode as an animated GIF (at most `--video_max_frames` frames): for Atari
-the newest processed 84 x 84 frame of the observation stack (what the agent
-sees), for `dmc_pixels` the RGB observation and for `dmc` features a frame
-rendered from the physics. MP4 would need an encoder the stack does not
-ship (ffmpeg); GIF needs none.
+`--env` defaults to the environment the policy was trained on. `--env_kwargs`
+takes the trainer's syntax, `name=value` repeated for more options, or one
+JSON object (`--env_kwargs='{"rows": 6}'`); it is applied over the run's env
+kwargs when the environment is the same one.
+
+`--video` writes the first episode as an animated GIF (at most
+`--video_max_frames` frames) of what the environment draws in Gymnasium's
+`rgb_array` render mode, at its `metadata["render_fps"]`: any `gym:` id that
+lists that mode (it is made with `render_mode="rgb_array"`), Atari (the
+newest processed 84 x 84 frame, what the agent sees) and DM Control (the
+observed image of `dmc_pixels`, a 120 x 120 camera frame for `dmc`). An
+environment without it is refused. MP4 would need an encoder the stack does
+not ship (ffmpeg); GIF needs none.
 """
 
 import json
 import os
 import sys
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from absl import app
 from absl import flags
@@ -32,13 +39,97 @@ import gymnasium
 import numpy as np
 import tensorflow as tf
 
+from tf_metagrad import envs
+from tf_metagrad import runs
 from tf_metagrad.export import cli
+from tf_metagrad.export import export_policy
 from tf_metagrad.export import gif
 from tf_metagrad.export import serving
-from tf_metagrad import envs
+from tf_metagrad.trainers import overrides
 
-_ATARI_FPS = 60.0  # Emulator frames per second.
-_RENDER_SIZE = 120  # Side of frames rendered from DM Control physics.
+_RENDER_MODE = "rgb_array"
+_DEFAULT_DELAY_CS = 4  # 25 frames/s, for environments that give no rate.
+# Program -> (console script, module under export/ and tf_metagrad.export/).
+_PROGRAMS = {"export": ("tf-metagrad-export", "export_policy"),
+             "evaluate": ("tf-metagrad-evaluate", "evaluate")}
+
+
+def command(program: str, args: str) -> str:
+  """`program args` quoted as the user runs it, judged by how this process
+  was started.
+
+  Under `python -m export.<module>` (or `tf_metagrad.export.<module>`) that
+  form; under a console script (`tf-metagrad-...`) the console script;
+  otherwise (e.g. a library call) the console script and the checkout form.
+
+  Args:
+    program: "export" or "evaluate".
+    args: its command-line arguments.
+  """
+  script, module = _PROGRAMS[program]
+  spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+  package = (getattr(spec, "name", None) or "").rpartition(".")[0]
+  if package in ("export", "tf_metagrad.export"):
+    return f"`python -m {package}.{module} {args}`"
+  if os.path.basename(sys.argv[0] if sys.argv else "").startswith(
+      "tf-metagrad-"):
+    return f"`{script} {args}`"
+  return (f"`{script} {args}` (in a checkout: `python -m export.{module} "
+          f"{args}`)")
+
+
+def saved_model_path(path: str) -> str:
+  """The SavedModel that `path` names: `path`, or a run directory's
+  `path/saved_model`.
+
+  Raises:
+    FileNotFoundError: if there is none; the message says how to export one.
+  """
+  marker = tf.saved_model.SAVED_MODEL_FILENAME_PB
+  if tf.io.gfile.exists(os.path.join(path, marker)):
+    return path
+  if tf.io.gfile.exists(os.path.join(path, runs.SPEC_FILE)):
+    exported = os.path.join(path, export_policy.DEFAULT_OUTPUT)
+    if tf.io.gfile.exists(os.path.join(exported, marker)):
+      return exported
+    raise FileNotFoundError(
+        f"{path} is a run directory without an exported policy ({exported} "
+        f"holds no {marker}); export it with "
+        f"{command('export', '--logdir=' + path)}, then evaluate again.")
+  raise FileNotFoundError(
+      f"No SavedModel at {path} (no {marker}); pass an exported policy or a "
+      f"run directory (its {export_policy.DEFAULT_OUTPUT} is played), or "
+      f"export one with {command('export', '--logdir=RUN --output=' + path)}"
+      ".")
+
+
+def parse_env_kwargs(items: Sequence[str]) -> Dict[str, Any]:
+  """`--env_kwargs`: the trainer's `name=value` items, or one JSON object.
+
+  Args:
+    items: the flag's values; a single one starting with "{" is JSON.
+
+  Returns:
+    Option name -> value.
+
+  Raises:
+    ValueError: for an item that is neither, or a JSON object next to
+      other items.
+  """
+  items = list(items or ())
+  if not any(item.lstrip().startswith("{") for item in items):
+    try:
+      return overrides.parse_env_kwargs(items)
+    except ValueError as error:
+      raise ValueError(f"{cli.one_line(error)} One JSON object is accepted "
+                       "too, e.g. --env_kwargs='{\"rows\": 6}'.") from None
+  if len(items) > 1:
+    raise ValueError("a JSON object must be the only --env_kwargs; set "
+                     "options one by one with name=value instead")
+  try:
+    return json.loads(items[0])
+  except ValueError as error:
+    raise ValueError(f"not a JSON object ({error})") from None
 
 
 def check_compatible(policy: serving.LoadedPolicy,
@@ -56,36 +147,37 @@ def check_compatible(policy: serving.LoadedPolicy,
         f"{policy.metadata['env']}).")
 
 
-def frame_source(env: gymnasium.Env) -> Callable[[np.ndarray], np.ndarray]:
-  """observation -> video frame for Atari and DM Control environments.
+def frame(env: gymnasium.Env, name: str) -> np.ndarray:
+  """`env.render()` checked as a video frame (uint8 `[H, W, 3]`).
 
   Raises:
-    ValueError: for other environment families.
+    ValueError: if rendering fails or returns anything else, on one line.
   """
-  # Imported here: these modules only matter for videos.
-  from tf_metagrad.envs import atari  # pylint: disable=g-import-not-at-top
-  from tf_metagrad.envs import dmc  # pylint: disable=g-import-not-at-top
-  base = getattr(env, "unwrapped", env)
-  if isinstance(base, atari.AtariEnv):
-    return lambda observation: observation[..., -1]
-  if isinstance(base, dmc.DMCEnv):
-    if base.pixels:
-      return lambda observation: observation
-    return lambda _: np.asarray(base.env.physics.render(
-        _RENDER_SIZE, _RENDER_SIZE, camera_id=base.camera_id), np.uint8)
-  raise ValueError(
-      "--video needs an Atari (atari:<Game>) or DM Control (dmc:..., "
-      f"dmc_pixels:...) environment, got {type(base).__name__}.")
+  try:
+    image = env.render()
+  except Exception as error:  # pylint: disable=broad-except
+    # render() runs the environment's own drawing code (pygame, OpenGL,
+    # the user's), whose errors all mean: no video of this environment.
+    text = cli.one_line(error)
+    if text != type(error).__name__:
+      text = f"{type(error).__name__}: {text}"
+    raise ValueError(f"--video: {name} failed to render a frame ({text})."
+                     ) from None
+  image = np.asarray(image)
+  if (image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3):
+    raise ValueError(
+        f"--video: {name}'s render() returned shape {list(image.shape)} and "
+        f"dtype {image.dtype}; expected an RGB frame [H, W, 3] of uint8.")
+  return image
 
 
 def frame_delay_cs(env: gymnasium.Env) -> int:
-  """GIF frame delay (1/100 s) of one agent step of `env`."""
-  base = getattr(env, "unwrapped", env)
-  if hasattr(base, "ale"):
-    seconds = base.action_repeat / _ATARI_FPS
-  else:
-    seconds = base.env.control_timestep() * base.action_repeat
-  return max(2, int(round(100 * seconds)))
+  """GIF frame delay (1/100 s) of one step of `env`, from Gymnasium's
+  `metadata["render_fps"]` (4, i.e. 25 frames/s, when it gives none)."""
+  fps = env.metadata.get("render_fps")
+  if not isinstance(fps, (int, float)) or not fps > 0:
+    return _DEFAULT_DELAY_CS
+  return max(2, int(round(100.0 / fps)))
 
 
 def play(policy: serving.LoadedPolicy, env: gymnasium.Env, episodes: int,
@@ -142,6 +234,34 @@ def play(policy: serving.LoadedPolicy, env: gymnasium.Env, episodes: int,
   return np.asarray(returns, np.float64)
 
 
+def _make_env(name: str, seed: int, kwargs: Dict[str, Any]) -> gymnasium.Env:
+  try:
+    return envs.make(name, seed=seed, **kwargs)
+  except (ValueError, TypeError) as e:
+    raise ValueError(f"--env={name} with options {kwargs} (--env_kwargs "
+                     f"over the run's): {cli.one_line(e)}") from None
+
+
+def _rendering_env(env: gymnasium.Env, name: str, seed: int,
+                   kwargs: Dict[str, Any]) -> gymnasium.Env:
+  """`env`, or the same environment made again to render `rgb_array`.
+
+  Raises:
+    ValueError: if the environment has no `rgb_array` render mode.
+  """
+  if env.render_mode == _RENDER_MODE:
+    return env
+  modes = list(env.metadata.get("render_modes") or [])
+  env.close()
+  if _RENDER_MODE not in modes:
+    raise ValueError(
+        f"--video needs an environment that renders {_RENDER_MODE} frames "
+        f"(Gymnasium's render_mode={_RENDER_MODE!r}), as Atari, DM Control "
+        f"and gym: ids that list it do; {name} renders "
+        f"{', '.join(modes) or 'nothing'}.")
+  return _make_env(name, seed, dict(kwargs, render_mode=_RENDER_MODE))
+
+
 def evaluate(saved_model: str, env_name: Optional[str] = None,
              episodes: int = 10, sample: bool = False, seed: int = 0,
              env_kwargs: Optional[Dict] = None, video: Optional[str] = None,
@@ -149,7 +269,8 @@ def evaluate(saved_model: str, env_name: Optional[str] = None,
   """Loads a policy, plays episodes, optionally writes a GIF of the first.
 
   Args:
-    saved_model: the SavedModel directory.
+    saved_model: the SavedModel directory, or a run directory (its
+      `saved_model` is played).
     env_name: environment name (default: the one trained on).
     episodes: K.
     sample: sample instead of greedy actions.
@@ -164,33 +285,31 @@ def evaluate(saved_model: str, env_name: Optional[str] = None,
 
   Raises:
     FileNotFoundError: if there is no SavedModel.
-    ValueError: for a bad video path or an environment that does not fit.
+    ValueError: for a bad video path, an environment that does not fit or,
+      with `video`, one that cannot render.
   """
   if video is not None and not video.lower().endswith(".gif"):
     raise ValueError(
         f"--video must name a .gif file, got {video!r} (MP4 would need an "
         "ffmpeg encoder, which is not installed).")
-  policy = serving.load_policy(saved_model)
+  policy = serving.load_policy(saved_model_path(saved_model))
   trained_env = policy.metadata["env"]
   kwargs = {}
   if env_name in (None, trained_env):
     kwargs = json.loads(policy.metadata["run_spec_json"]).get(
         "env_kwargs", {})
   kwargs.update(env_kwargs or {})
-  try:
-    env = envs.make(env_name or trained_env, seed=seed, **kwargs)
-  except (ValueError, TypeError) as e:
-    raise ValueError(f"--env={env_name or trained_env} with options "
-                     f"{kwargs} (--env_kwargs over the run's): "
-                     f"{cli.one_line(e)}") from None
+  name = env_name or trained_env
+  env = _make_env(name, seed, kwargs)
   frames: List[np.ndarray] = []
   on_step = None
   if video is not None:
-    to_frame = frame_source(env)
+    env = _rendering_env(env, name, seed, kwargs)
 
     def on_step(episode, observation):
+      del observation  # The frame is drawn from the same state.
       if episode == 0 and len(frames) < video_max_frames:
-        frames.append(to_frame(observation))
+        frames.append(frame(env, name))
 
   try:
     returns = play(policy, env, episodes, sample=sample, seed=seed,
@@ -206,34 +325,29 @@ def evaluate(saved_model: str, env_name: Optional[str] = None,
 
 
 def _define_flags():
-  flags.DEFINE_string("saved_model", None, "Exported policy directory.")
+  flags.DEFINE_string("saved_model", None,
+                      "Exported policy directory, or a run directory (its "
+                      "saved_model is played).")
   flags.DEFINE_string("env", None, "Environment (default: the trained one).")
   flags.DEFINE_integer("episodes", 10, "Episodes to play.")
   flags.DEFINE_bool("sample", False, "Sample actions instead of greedy.")
   flags.DEFINE_integer("seed", 0, "Environment and sampling seed.")
-  flags.DEFINE_string("env_kwargs", None, "JSON object of env options.")
-  flags.DEFINE_string("video", None, "Write the first episode to FILE.gif.")
+  flags.DEFINE_multi_string(
+      "env_kwargs", [], "Environment option name=value (repeat the flag for "
+      "more), as for training; or one JSON object.")
+  flags.DEFINE_string("video", None,
+                      "Write the first episode to FILE.gif (environments "
+                      "that render rgb_array frames).")
   flags.DEFINE_integer("video_max_frames", 1000, "Most frames in --video.")
   flags.mark_flag_as_required("saved_model")
   cli.register({
       "episodes": cli.integer(1),
       "seed": cli.integer(0, cli.SEED_MAX),
       "video_max_frames": cli.integer(1),
-      "env_kwargs": (_is_json_object,
-                     'expected a JSON object, e.g. \'{"rows": 6}\''),
       "video": (lambda v: v is None or v.lower().endswith(".gif"),
                 "expected a FILE.gif path (MP4 would need an ffmpeg encoder, "
                 "which is not installed)"),
   })
-
-
-def _is_json_object(text: Optional[str]) -> bool:
-  if text is None:
-    return True
-  try:
-    return isinstance(json.loads(text), dict)
-  except ValueError:
-    return False
 
 
 def main(argv: Sequence[str]) -> int:
@@ -243,14 +357,18 @@ def main(argv: Sequence[str]) -> int:
   if options.video is not None and tf.io.gfile.isdir(options.video):
     raise cli.FlagError(f"--video={options.video}: names a directory; "
                         "expected a FILE.gif path")
+  shown = " ".join(f"--env_kwargs={item}" for item in options.env_kwargs)
   try:
-    env_kwargs = json.loads(options.env_kwargs) if options.env_kwargs else {}
+    env_kwargs = parse_env_kwargs(options.env_kwargs)
+  except ValueError as error:
+    raise cli.FlagError(cli.naming(shown, error)) from None
+  try:
     returns = evaluate(options.saved_model, options.env, options.episodes,
                        sample=options.sample, seed=options.seed,
                        env_kwargs=env_kwargs, video=options.video,
                        video_max_frames=options.video_max_frames)
   except (OSError, ValueError, RuntimeError, tf.errors.OpError) as error:
-    print(f"evaluate: error: {error}", file=sys.stderr)
+    print(f"error: {cli.one_line(error)}", file=sys.stderr)
     return 1
   print(f"mean_return={returns.mean():.6g} std_return={returns.std():.6g} "
         f"episodes={returns.size}")
@@ -260,7 +378,7 @@ def main(argv: Sequence[str]) -> int:
 def run() -> None:
   """Runs the program (entry points: `tf_metagrad.scripts`)."""
   _define_flags()
-  cli.run(main, prefix="evaluate: error: ")
+  cli.run(main, prefix="error: ")
 
 
 if __name__ == "__main__":

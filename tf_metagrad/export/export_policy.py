@@ -95,6 +95,8 @@ from tf_metagrad.agents import base as agents_base
 from tf_metagrad.agents import networks as networks_lib
 
 FORMAT_VERSION = 1
+# Where a run's policy is exported by default (LOGDIR/saved_model).
+DEFAULT_OUTPUT = "saved_model"
 
 METADATA_DOC = """\
 format_version        int64   layout version of this export (1)
@@ -520,8 +522,9 @@ def export_from_logdir(logdir: str, checkpoint: Optional[str] = None,
     The SavedModel directory written.
 
   Raises:
-    runs.RunError: for a missing run directory, spec or checkpoint, or a
-      checkpoint that does not fit the run.
+    runs.RunError: for a missing run directory, spec or checkpoint, a
+      learner that cannot be rebuilt (e.g. the user's environment module
+      is not importable here), or a checkpoint that does not fit the run.
   """
   if not tf.io.gfile.isdir(logdir):
     raise runs.RunError(f"Run directory {logdir} does not exist.")
@@ -540,11 +543,18 @@ def export_from_logdir(logdir: str, checkpoint: Optional[str] = None,
       raise runs.RunError(f"No checkpoint in directory {checkpoint}.")
   else:
     path = checkpoint
-  learner = runs.build_learner(spec)
+  try:
+    learner = runs.build_learner(spec)
+  except (ValueError, TypeError) as error:
+    # The spec was written by a trainer, so what fails here is this
+    # machine's setup (mostly the run's own env module), not the spec.
+    raise runs.RunError(
+        f"Cannot rebuild the learner of the run in {logdir} (agent "
+        f"{spec.agent}, env {spec.env}): {cli.one_line(error)}") from None
   env_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
                           name="env_steps")
   runs.restore(runs.make_checkpoint(learner, env_steps=env_steps), path)
-  output = output or os.path.join(logdir, "saved_model")
+  output = output or os.path.join(logdir, DEFAULT_OUTPUT)
   return export(learner, spec, env_steps, output)
 
 
@@ -570,7 +580,7 @@ def main(argv: Sequence[str]) -> int:
     path = export_from_logdir(options.logdir, options.checkpoint,
                               options.output)
   except runs.RunError as error:
-    print(f"export_policy: error: {error}", file=sys.stderr)
+    print(f"error: {cli.one_line(error)}", file=sys.stderr)
     return 1
   print(f"Exported the policy to {path}")
   return 0
@@ -579,7 +589,7 @@ def main(argv: Sequence[str]) -> int:
 def run() -> None:
   """Runs the program (entry points: `tf_metagrad.scripts`)."""
   _define_flags()
-  cli.run(main, prefix="export_policy: error: ")
+  cli.run(main, prefix="error: ")
 
 
 if __name__ == "__main__":

@@ -18,12 +18,13 @@ used (GIF89a specification):
   mostly static game screens small.
 
 Colour frames are mapped to a fixed palette (a 6 x 6 x 6 colour cube and a
-40-level gray ramp, nearest colour); grayscale frames use 256 gray levels
-exactly.
+40-level gray ramp, nearest colour); grayscale frames, `[H, W]` or RGB
+frames whose three channels are equal (as Gymnasium's `rgb_array` renders
+a gray screen), use 256 gray levels exactly.
 """
 
 import struct
-from typing import Iterable, List, Tuple
+from typing import Iterable, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -48,11 +49,26 @@ def color_palette() -> np.ndarray:
   return np.concatenate([cube, ramp]).astype(np.uint8)
 
 
-def quantize(frame: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-  """(palette indices `[H, W]` uint8, palette) of an RGB or gray frame."""
+def is_gray(frame: np.ndarray) -> bool:
+  """True for `[H, W]` frames and RGB frames with three equal channels."""
   frame = np.asarray(frame)
-  if frame.ndim == 2:
-    return frame.astype(np.uint8), gray_palette()
+  return frame.ndim == 2 or bool(
+      (frame[..., :1] == frame[..., 1:]).all())
+
+
+def quantize(frame: np.ndarray,
+             gray: Optional[bool] = None) -> Tuple[np.ndarray, np.ndarray]:
+  """(palette indices `[H, W]` uint8, palette) of an RGB or gray frame.
+
+  Args:
+    frame: `[H, W, 3]` RGB or `[H, W]` gray uint8.
+    gray: use the exact gray palette (the first channel of an RGB frame);
+      default `is_gray(frame)`.
+  """
+  frame = np.asarray(frame)
+  if is_gray(frame) if gray is None else gray:
+    return (frame if frame.ndim == 2 else frame[..., 0]).astype(
+        np.uint8), gray_palette()
   pixels = frame.astype(np.int64)
   step = 255.0 / 5.0
   cube_digits = np.clip(np.rint(pixels / step), 0, 5).astype(np.int64)
@@ -109,7 +125,8 @@ def encode(frames: Iterable[np.ndarray], delay_cs: int = 4) -> bytes:
 
   Args:
     frames: uint8 frames of one size, all `[H, W, 3]` RGB or all `[H, W]`
-      grayscale.
+      grayscale. Frames that are all gray (see `is_gray`) are stored
+      exactly; otherwise every frame is mapped to the colour palette.
     delay_cs: display time of each frame in 1/100 s (>= 2; browsers slow
       down smaller delays).
 
@@ -119,23 +136,24 @@ def encode(frames: Iterable[np.ndarray], delay_cs: int = 4) -> bytes:
   Raises:
     ValueError: for no frames, mixed sizes or kinds, or a bad shape.
   """
-  quantized: List[np.ndarray] = []
-  palette = None
+  arrays: List[np.ndarray] = []
   for i, frame in enumerate(frames):
     frame = np.asarray(frame)
     if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[-1] != 3):
       raise ValueError(f"frames must be [H, W, 3] or [H, W], got frame {i} "
                        f"of shape {frame.shape}.")
-    indices, frame_palette = quantize(frame)
-    if quantized and (indices.shape != quantized[0].shape or
-                      not np.array_equal(frame_palette, palette)):
+    if arrays and frame.shape != arrays[0].shape:
       raise ValueError(
           f"frames must share one shape and kind; frame 0 has shape "
-          f"{quantized[0].shape}, frame {i} has shape {frame.shape}.")
-    quantized.append(indices)
-    palette = frame_palette
-  if not quantized:
+          f"{arrays[0].shape}, frame {i} has shape {frame.shape}.")
+    arrays.append(frame)
+  if not arrays:
     raise ValueError("frames must not be empty.")
+  # One palette for the whole file: a colour video's gray frames (a black
+  # screen) must not switch it to the gray one.
+  gray = all(is_gray(frame) for frame in arrays)
+  quantized = [quantize(frame, gray)[0] for frame in arrays]
+  palette = gray_palette() if gray else color_palette()
   height, width = quantized[0].shape
   if not (0 < height < 65536 and 0 < width < 65536):
     raise ValueError(f"frame size {height}x{width} does not fit a GIF.")

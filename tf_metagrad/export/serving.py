@@ -243,5 +243,6 @@ def load_policy(path: str) -> LoadedPolicy:
   if not tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
     raise FileNotFoundError(
         f"No SavedModel at {path} (no saved_model.pb); export one with "
-        f"`python -m export.export_policy --logdir=DIR --output={path}`.")
+        f"`tf-metagrad-export --logdir=RUN --output={path}` (in a checkout: "
+        "python -m export.export_policy).")
   return LoadedPolicy(tf.saved_model.load(path), path)

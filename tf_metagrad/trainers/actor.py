@@ -391,13 +391,13 @@ def main(argv: Sequence[str]) -> NoReturn:
   print(f"actor done: unrolls={stats.unrolls} env_steps={stats.env_steps} "
         f"weights_version={stats.weights_version}", flush=True)
   if reason:
-    print(f"actor error: {reason}", file=sys.stderr, flush=True)
+    print(f"error: {reason}", file=sys.stderr, flush=True)
   _exit(1 if reason else 0)
 
 
 def run() -> None:
   """Runs the program (entry points: `tf_metagrad.scripts`)."""
-  cli.run(main, prefix="actor error: ")
+  cli.run(main)
 
 
 if __name__ == "__main__":

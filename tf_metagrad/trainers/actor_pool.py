@@ -80,7 +80,13 @@ def copy_output(pipe: BinaryIO, path: str,
 
 def process_environment(base: Mapping[str, str]) -> Dict[str, str]:
   """The environment of an actor process: `base` (the trainer's) with the
-  checkout on PYTHONPATH and no visible GPU.
+  checkout and the trainer's working directory on PYTHONPATH and no
+  visible GPU.
+
+  The working directory is where the trainer imports the user's own
+  environment modules from (`gym:my_envs:MyCorridor-v0`; see
+  `tf_metagrad.scripts`), so the actor processes find them too; it is left
+  out, as there, when Python runs with -P / PYTHONSAFEPATH.
 
   An actor's policy calls are small (a batch of a few frames) and run on the
   CPU anyway (`system.actor`); a process that saw the GPUs would still have
@@ -93,9 +99,11 @@ def process_environment(base: Mapping[str, str]) -> Dict[str, str]:
   # The folder holding the tf_metagrad package, so that a checkout that is
   # not installed works too.
   package = os.path.dirname(os.path.abspath(tf_metagrad.__file__))
-  root = os.path.dirname(package)
+  paths = [os.path.dirname(package)]
+  if not sys.flags.safe_path and os.getcwd() not in paths:
+    paths.append(os.getcwd())
   env = dict(base, PYTHONPATH=os.pathsep.join(
-      [root] + [p for p in [base.get("PYTHONPATH")] if p]),
+      paths + [p for p in [base.get("PYTHONPATH")] if p]),
              CUDA_VISIBLE_DEVICES="-1")
   # Its stderr is the log file, which no filter of ours reads yet.
   env.pop(native_logs.FILTERED_ENV, None)

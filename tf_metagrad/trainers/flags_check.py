@@ -10,6 +10,17 @@ from typing import Any, Dict, Optional, Sequence
 from tf_metagrad.export import cli
 
 LEARNER_SEED_MAX = 2**32 - 1  # Keras initializers reject larger seeds.
+# The keys of `tf_metagrad.agents.AGENTS`, which imports TensorFlow: the
+# trainer checks --agent against this while parsing, before importing it
+# (tests/trainers/test_bad_inputs.py keeps the two equal).
+AGENT_NAMES = ("drmg", "frodo", "impala", "mgrl", "stac", "stacx")
+
+
+def agent_rule() -> cli.Rule:
+  """The validator of an --agent flag: one of `AGENT_NAMES` (None passes:
+  the flag was not given)."""
+  return (lambda v: v is None or v in AGENT_NAMES,
+          f"expected one of {', '.join(AGENT_NAMES)}")
 
 
 def free_port(flag: str, port: int) -> None:

@@ -85,10 +85,15 @@ class Options:
 
 
 class StopFlag:
-  """Set by SIGTERM/SIGINT; the loop checkpoints and exits cleanly."""
+  """Set by SIGTERM/SIGINT; the loop checkpoints and exits cleanly.
+
+  `signum` and `signal_name` say which signal set it (None when set
+  otherwise); the trainer exits with 128 + `signum`.
+  """
 
   def __init__(self) -> None:
     self.event = threading.Event()
+    self.signum = None
     self.signal_name = None
 
   def install(self) -> None:
@@ -97,6 +102,7 @@ class StopFlag:
 
   def _handle(self, signum, frame):
     del frame
+    self.signum = signum
     self.signal_name = signal.Signals(signum).name
     self.event.set()
 
@@ -139,23 +145,96 @@ def _already_complete(spec: runs.RunSpec, options: Options, latest: str,
   return summary
 
 
+_STRATEGY_NAMES = (("tpu", tf.distribute.TPUStrategy),
+                   ("multi_worker", tf.distribute.MultiWorkerMirroredStrategy),
+                   ("mirrored", tf.distribute.MirroredStrategy))
+
+
+def strategy_name(strategy: tf.distribute.Strategy) -> str:
+  """The trainer's --strategy value that builds `strategy` (default,
+  mirrored, multi_worker, tpu); another kind by its class name."""
+  for name, kind in _STRATEGY_NAMES:
+    if isinstance(strategy, kind):
+      return name
+  # Outside every strategy's scope, as the loop runs, that is the default.
+  if strategy is tf.distribute.get_strategy():
+    return "default"
+  return type(strategy).__name__
+
+
 def _run_options(options: Options, strategy) -> Dict[str, Any]:
   """run_spec.json's descriptive record of how this session runs."""
   # Non-finite intervals ("never") as text: JSON has no infinity.
   recorded = {k: str(v) if isinstance(v, float) and not np.isfinite(v)
               else v for k, v in dataclasses.asdict(options).items()
               if k != "logdir"}
-  recorded.update(strategy=type(strategy).__name__,
+  recorded.update(strategy=strategy_name(strategy),
                   replicas=strategy.num_replicas_in_sync)
   recorded.update(runs.provenance())
   return recorded
+
+
+class _FirstSession:
+  """Undoes what the first session of a run wrote, when it made no learner
+  step (no data came, a signal or an error stopped it first): such a start
+  trained nothing to resume, and its run_spec.json and checkpoint at step
+  0 would make the directory look like a run. Taken before anything is
+  written, where no earlier session's run is (no run_spec.json, no
+  checkpoint); what was there before (a folder the user made, their files)
+  stays.
+  """
+
+  def __init__(self, logdir: str) -> None:
+    self._logdir = logdir
+    self._before = (set(tf.io.gfile.listdir(logdir))
+                    if tf.io.gfile.isdir(logdir) else None)
+    # The folders that creating a new local run directory creates above it
+    # (runs/ of the default --logdir), deepest first.
+    self._parents = []
+    if self._before is None and runs.is_local(logdir):
+      parent = os.path.dirname(os.path.abspath(logdir))
+      while not os.path.exists(parent):
+        self._parents.append(parent)
+        parent = os.path.dirname(parent)
+
+  def undo(self, log: Callable[[str], None]) -> None:
+    """Removes what was not there when this was made; says so on `log`."""
+    try:
+      if self._before is None:
+        if tf.io.gfile.exists(self._logdir):
+          tf.io.gfile.rmtree(self._logdir)
+        for parent in self._parents:
+          if os.listdir(parent):
+            break
+          os.rmdir(parent)
+        log(f"no learner step was made: removed the new run directory "
+            f"{self._logdir}")
+        return
+      created = sorted(set(tf.io.gfile.listdir(self._logdir)) - self._before)
+      for name in created:
+        path = os.path.join(self._logdir, name)
+        if tf.io.gfile.isdir(path):
+          tf.io.gfile.rmtree(path)
+        else:
+          tf.io.gfile.remove(path)
+      log(f"no learner step was made: removed what this session wrote to "
+          f"{self._logdir} ({', '.join(created) or 'nothing'})")
+    except (OSError, tf.errors.OpError) as e:
+      # The session's own outcome (its error line) matters more.
+      log(f"could not remove what this session wrote to {self._logdir}: "
+          f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
 
 
 def train(spec: runs.RunSpec, options: Options,
           strategy: Optional[tf.distribute.Strategy] = None,
           stop: Optional[StopFlag] = None,
           log: Callable[[str], None] = print) -> Dict[str, Any]:
-  """Trains (or resumes) the run in `options.logdir`; returns a summary."""
+  """Trains (or resumes) the run in `options.logdir`; returns a summary.
+
+  A first session that makes no learner step (stopped by a signal, by
+  missing data or by an error first) removes what it wrote to the run
+  directory; a session of a run that was there before keeps everything.
+  """
   strategy = strategy or tf.distribute.get_strategy()
   stop = stop or StopFlag()
   if options.steps_per_call < 1:
@@ -192,6 +271,26 @@ def train(spec: runs.RunSpec, options: Options,
     if done is not None and done >= options.total_env_steps:
       return _already_complete(spec, options, latest, done, strategy, log)
   cluster = cluster_lib.Cluster(strategy)
+  found = None
+  if cluster.is_chief and not latest and not tf.io.gfile.exists(
+      os.path.join(options.logdir, runs.SPEC_FILE)):
+    found = _FirstSession(options.logdir)
+  progress = {"learner_steps": 0}
+  try:
+    return _session(spec, options, strategy, stop, log, cluster, unroll,
+                    stride, progress)
+  finally:
+    if found is not None and not progress["learner_steps"]:
+      found.undo(log)
+
+
+def _session(spec: runs.RunSpec, options: Options,
+             strategy: tf.distribute.Strategy, stop: StopFlag,
+             log: Callable[[str], None], cluster: cluster_lib.Cluster,
+             unroll: int, stride: int,
+             progress: Dict[str, int]) -> Dict[str, Any]:
+  """`train` from the first write on; counts the learner steps this
+  session made in `progress["learner_steps"]`, also when it fails."""
   # Only the chief writes the run directory; another worker writes what
   # would go there (summaries, its checkpoints, actor logs) to a scratch
   # directory of its own, removed when the run ends well.
@@ -240,6 +339,7 @@ def train(spec: runs.RunSpec, options: Options,
   # call that failed part-way (its completed steps are counted in the graph).
   counts = {"env": int(env_steps.numpy()),
             "learner": int(learner.learner_steps.numpy())}
+  first_learner_step = counts["learner"]
   weights_lib.publish(client, variables, counts["learner"])
   # After the weights: an actor that finds the run info finds weights too.
   run_info.publish(client, run_info.describe(
@@ -413,14 +513,16 @@ def train(spec: runs.RunSpec, options: Options,
       raise
     raise RuntimeError(lost) from None
   finally:
+    progress["learner_steps"] = counts["learner"] - first_learner_step
     gc.unfreeze()
     if staged is not None:
       staged.close()
     pool.stop()
     publisher.close()
     # After a lost worker no collective can complete, and the chief's last
-    # checkpoint is what a restart resumes from.
-    if lost is None:
+    # checkpoint is what a restart resumes from. Without a learner step
+    # there is nothing new to save (every worker's count is the same).
+    if lost is None and progress["learner_steps"]:
       save()
     row = report()
     reporter.write(row, learner.meta_values())

@@ -29,12 +29,17 @@ import tensorflow as tf
 
 METRICS_DIR = "metrics"
 LEGACY_METRICS_FILE = "metrics.csv"
-# A chunk's name: its sequence number (the write order, which readers keep)
-# and, for people browsing the bucket, the env-step count of its first row.
-_CHUNK = re.compile(r"(\d+)-(\d+)\.csv")
+# The series of metric rows: training rows, and greedy evaluations (env_steps,
+# learner_steps and eval/mean_return only), each in chunks of its own.
+TRAIN, EVAL = "train", "eval"
+SERIES = (TRAIN, EVAL)
+# A chunk's name: its series ("eval-" or none), its sequence number (the
+# write order over both series, which readers keep) and, for people browsing
+# the bucket, the env-step count of its first row.
+_CHUNK = re.compile(r"(eval-)?(\d+)-(\d+)\.csv")
 # A chunk being written. Not "<chunk>.tmp": ram:// takes a name that extends
 # another for that one, so the final name would seem to exist already.
-_PENDING = re.compile(r"tmp-(\d+)-(\d+)\.csv")
+_PENDING = re.compile(r"tmp-(eval-)?(\d+)-(\d+)\.csv")
 
 
 class CsvLog:
@@ -51,12 +56,20 @@ class CsvLog:
   each evaluation, and `write` when `max_rows` rows are held, which bounds
   memory and a chunk's size when checkpoints are rare.
 
+  Evaluations (`write(row, series=EVAL)`) go to chunks of their own,
+  `metrics/eval-<seq>-<env step>.csv`: in one file with the training rows
+  each took a row of otherwise empty columns. A flush writes the training
+  chunk first, then the evaluation chunk (`Reporter` flushes after each
+  evaluation, so the training rows held are older), and the sequence
+  numbers run over both series: `read_metrics` gives the rows in the order
+  written, as before.
+
   A chunk is written under a temporary name, then renamed without
   overwriting: readers never see half a chunk (a temporary left by a
   killed process is skipped by readers and by later sequence numbers).
   Each chunk has its own header, the columns this session has written so
-  far (env_steps and learner_steps first, later ones as they appear, e.g.
-  eval/mean_return), and `read_metrics` takes the union.
+  far to its series (env_steps and learner_steps first, later ones as they
+  appear), and `read_metrics` takes the union.
 
   Sequence numbers continue those already in the directory, so a resumed
   session adds chunks after the earlier ones. As with the appended file
@@ -75,37 +88,46 @@ class CsvLog:
   def __init__(self, logdir: str, max_rows: int = 1000) -> None:
     self._dir = os.path.join(logdir, METRICS_DIR)
     self._max_rows = max_rows
-    self._columns = ["env_steps", "learner_steps"]
-    self._rows: List[Dict[str, float]] = []
-    taken = [int(m.group(1)) for m in (
+    self._columns = {s: ["env_steps", "learner_steps"] for s in SERIES}
+    self._rows: Dict[str, List[Dict[str, float]]] = {s: [] for s in SERIES}
+    taken = [int(m.group(2)) for m in (
         _CHUNK.fullmatch(n) or _PENDING.fullmatch(n)
         for n in _basenames(self._dir)) if m]
     self._next = max(taken, default=-1) + 1
 
-  def write(self, row: Dict[str, float]) -> None:
-    """Holds `row` (it must have env_steps) for the next chunk."""
-    self._columns += sorted(k for k in row if k not in self._columns)
-    self._rows.append(dict(row))
-    if len(self._rows) >= self._max_rows:
+  def write(self, row: Dict[str, float], series: str = TRAIN) -> None:
+    """Holds `row` (it must have env_steps) for the next chunk of `series`
+    (TRAIN or EVAL)."""
+    if series not in SERIES:
+      raise ValueError(f"series must be one of {SERIES}, got {series!r}.")
+    columns = self._columns[series]
+    columns += sorted(k for k in row if k not in columns)
+    self._rows[series].append(dict(row))
+    if sum(map(len, self._rows.values())) >= self._max_rows:
       self.flush()
 
   def flush(self) -> None:
-    """Writes the rows held as one new chunk (nothing when none are)."""
-    if not self._rows:
-      return
-    text = io.StringIO()
-    writer = csv.DictWriter(text, self._columns, restval="")
-    writer.writeheader()
-    writer.writerows(self._rows)
-    name = f"{self._next:06d}-{int(self._rows[0]['env_steps']):012d}.csv"
-    tf.io.gfile.makedirs(self._dir)
-    pending = os.path.join(self._dir, "tmp-" + name)
-    with tf.io.gfile.GFile(pending, "w") as f:
-      f.write(text.getvalue())
-    tf.io.gfile.rename(pending, os.path.join(self._dir, name),
-                       overwrite=False)
-    self._next += 1
-    self._rows.clear()
+    """Writes the rows held as one new chunk per series (training first;
+    nothing for a series without rows)."""
+    for series in SERIES:
+      rows = self._rows[series]
+      if not rows:
+        continue
+      text = io.StringIO()
+      writer = csv.DictWriter(text, self._columns[series], restval="")
+      writer.writeheader()
+      writer.writerows(rows)
+      prefix = "" if series == TRAIN else f"{series}-"
+      name = (f"{prefix}{self._next:06d}-"
+              f"{int(rows[0]['env_steps']):012d}.csv")
+      tf.io.gfile.makedirs(self._dir)
+      pending = os.path.join(self._dir, "tmp-" + name)
+      with tf.io.gfile.GFile(pending, "w") as f:
+        f.write(text.getvalue())
+      tf.io.gfile.rename(pending, os.path.join(self._dir, name),
+                         overwrite=False)
+      self._next += 1
+      rows.clear()
 
 
 # Numbers this process's events files: with the time, host and process id
@@ -128,6 +150,12 @@ class EventLog:
   its close: every byte is written once and each write costs its own
   events only. TensorBoard reads every events file of the directory; it
   shows a session's summaries as these files land.
+
+  Scalars are TF2 summaries (TensorBoard's `summary_v2`: a tensor with the
+  scalars plugin's metadata). TensorBoard's UI shows them in its scalars
+  tab; in Python, `EventAccumulator(DIR, size_guidance={"tensors": 0})`
+  lists them under `Tags()["tensors"]` (`Tags()["scalars"]` is empty) and
+  `Tensors(tag)` reads them.
 
   `Reporter` flushes it with the metrics (after every checkpoint, each
   evaluation and at the end of the session) and after the configuration,
@@ -189,14 +217,16 @@ def _basenames(directory: str) -> List[str]:
 def metric_files(logdir: str) -> List[str]:
   """The files holding a run's metric rows, in the order they were written.
 
-  A run directory from before the chunks may have a single metrics.csv; a
-  resumed old run has it and chunks, the file first.
+  Training and evaluation chunks together, by sequence number. A run
+  directory from before the chunks may have a single metrics.csv (its
+  evaluations in rows of their own); a resumed old run has it and chunks,
+  the file first.
   """
   legacy = os.path.join(logdir, LEGACY_METRICS_FILE)
   files = tf.io.gfile.glob(legacy)
   directory = os.path.join(logdir, METRICS_DIR)
   chunks = [m for m in map(_CHUNK.fullmatch, _basenames(directory)) if m]
-  chunks.sort(key=lambda m: int(m.group(1)))
+  chunks.sort(key=lambda m: int(m.group(2)))
   return files + [os.path.join(directory, m.group(0)) for m in chunks]
 
 
@@ -208,8 +238,10 @@ def read_metrics(logdir: str) -> Tuple[List[str], List[Dict[str, str]]]:
 
   Returns:
     The columns (the union of the files' headers, in order of appearance)
-    and the rows in the order they were written, each with every column
-    ("" where the row has no value). No files: no columns and no rows.
+    and the rows of both series in the order they were written, each with
+    every column ("" where the row has no value: an evaluation's row has
+    only env_steps, learner_steps and eval/mean_return). No files: no
+    columns and no rows.
 
   Raises:
     ValueError: if a file has no env_steps column.
@@ -391,14 +423,15 @@ class Reporter:
   def write_eval(self, env_steps: int, learner_steps: int,
                  mean_return: float) -> None:
     """One greedy evaluation's mean return, at the env-step count of the
-    weights it evaluated, as the eval/mean_return column and scalar.
+    weights it evaluated, as the eval/mean_return column (in the
+    evaluation chunks, `CsvLog`) and scalar.
 
     Flushes the metrics and events at once: evaluations are few (one per
     eval_every_env_steps at most) and costly to redo, and the run's final
     one comes after the loop's last flush.
     """
     self._csv.write({"env_steps": env_steps, "learner_steps": learner_steps,
-                     "eval/mean_return": mean_return})
+                     "eval/mean_return": mean_return}, series=EVAL)
     self._events.write(env_steps, _scalars({"eval/mean_return": mean_return}))
     self.flush()
 

@@ -1,9 +1,9 @@
 r"""Plots and tabulates run directories: return vs env steps, metaparameters.
 
   python -m trainers.plot DIR [DIR ...] --output=OUT.png [--table=OUT.md] \
-      [--group_by=setting|agent|env|none] [--metrics=NAME,NAME,...]
+      [--group_by=setting|agent|env|none] [--metrics=NAME|PATTERN,...]
 
-  e.g. python -m trainers.plot runs/stac-catch-seed* runs/impala-catch-seed* \
+  e.g. python -m trainers.plot runs/stacx-catch-seed* runs/impala-catch-seed* \
            --output=catch.png --table=catch.md
 
 Each DIR is a run directory written by trainers.train (its metrics/*.csv
@@ -15,21 +15,28 @@ Runs are grouped by --group_by: `setting` (default) puts the seeds of one
 agent, env and config together; `agent` and `env` group by that alone;
 `none` draws every directory on its own (and needs no run_spec.json). Each
 group is drawn as its mean over seeds with a 95% band, interpolated on a
-common env-step grid (dashed past the shortest seed's end), in one panel
-per metric: --metrics names metric columns (a vector metaparameter may
-be named without /mean, e.g. meta/gamma); by default episode_return and
-every metaparameter.
+common env-step grid (dashed past the shortest seed's end).
+
+The figure's first row compares the groups: episode_return, the greedy
+evaluations' eval/mean_return (a series of its own, marked at the env steps
+evaluated) and any other selected metric that is not a metaparameter, a
+curve per group. Then a row per agent: one panel per metaparameter group
+(all of STACX's per-head gammas in one panel, its lambdas in another),
+a curve per column. A panel without values is left out. --metrics takes
+names or glob patterns: a column, a metaparameter group (meta/gamma), or
+a pattern such as 'meta/*' or '*loss'; by default episode_return,
+eval/mean_return and every metaparameter (but the min/max of vector ones).
 
 Writes OUT.png and prints a markdown table (also written to --table): per
 group the number of seeds, each metric's final mean and band at the last
-env step every seed reached, and the last eval/mean_return. A missing
-directory, a directory without metrics or an unknown metric ends with
-one line on stderr and exit code 1.
+env step every seed reached, and the band of the runs' last
+eval/mean_return. A missing directory, a directory without metrics or a
+metric that matches nothing ends with one line on stderr and exit code 1.
 """
 
 import os
 import sys
-from typing import Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from absl import flags
 
@@ -49,8 +56,11 @@ def _define_flags():
   flags.DEFINE_enum("group_by", "setting", ["setting", "agent", "env", "none"],
                     "How runs form the bands: seeds of one setting (agent, env "
                     "and config), one agent, one env, or every run alone.")
-  flags.DEFINE_list("metrics", [], "Metric columns, one panel each "
-                    "(default: episode_return and every metaparameter).")
+  flags.DEFINE_list("metrics", [], "Metrics to draw: columns, "
+                    "metaparameter groups (meta/gamma: every meta/gamma/... "
+                    "column in one panel) or glob patterns ('meta/*', "
+                    "'*loss'). Default: episode_return, eval/mean_return "
+                    "and every metaparameter.")
   flags.mark_flag_as_required("output")
 
 
@@ -75,6 +85,43 @@ def _expand(args):
   return dirs
 
 
+def load(args: Sequence[str], group_by: str = "setting",
+         metrics: Sequence[str] = ()) -> Tuple[Dict[str, Any], List[str]]:
+  """Reads the runs in `args` and summarizes their groups.
+
+  Returns:
+    The groups' `plotting.Summary` by label, and the metric columns.
+
+  Raises:
+    cli.FlagError: one line naming the bad directory, file or metric.
+  """
+  if not args:
+    raise cli.FlagError("expected at least one run directory: "
+                        "python -m trainers.plot DIR [DIR ...] --output=F.png")
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  plotting = _plotting()
+  try:
+    loaded = [plotting.load_run(d, need_spec=group_by != "none")
+              for d in _expand(args)]
+    columns = plotting.resolve_metrics(metrics, loaded)
+  except ValueError as e:
+    raise cli.FlagError(str(e)) from None
+  except tf.errors.OpError as e:  # Unreadable: permissions, remote errors.
+    raise cli.FlagError(e.message.splitlines()[0]) from None
+  groups = plotting.group_runs(loaded, group_by)
+  return {label: plotting.summarize(members, columns)
+          for label, members in groups.items()}, columns
+
+
+def _plotting():
+  try:
+    from tf_metagrad.trainers import plotting  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise cli.FlagError(f"{e}: plotting needs matplotlib, e.g. "
+                        f"pip install -e '.[bench]'") from None
+  return plotting
+
+
 def plot(args: Sequence[str], output: str, table: Optional[str] = None,
          group_by: str = "setting", metrics: Sequence[str] = ()) -> str:
   """Reads the runs in `args`, writes the PNG (and table); returns the table.
@@ -85,28 +132,15 @@ def plot(args: Sequence[str], output: str, table: Optional[str] = None,
   if not output.lower().endswith(".png"):
     raise cli.FlagError(f"--output={output}: expected a file name ending in "
                         f".png")
-  if not args:
-    raise cli.FlagError("expected at least one run directory: "
-                        "python -m trainers.plot DIR [DIR ...] --output=F.png")
+  summaries, columns = load(args, group_by, metrics)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  plotting = _plotting()
+  text = plotting.table(summaries, columns)
   try:
-    from tf_metagrad.trainers import plotting  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise cli.FlagError(f"{e}: plotting needs matplotlib, e.g. "
-                        f"pip install -e '.[bench]'") from None
-  try:
-    loaded = [plotting.load_run(d, need_spec=group_by != "none")
-              for d in _expand(args)]
-    columns = plotting.resolve_metrics(metrics, loaded)
+    png = plotting.figure(summaries, columns)
   except ValueError as e:
     raise cli.FlagError(str(e)) from None
-  except tf.errors.OpError as e:  # Unreadable: permissions, remote errors.
-    raise cli.FlagError(e.message.splitlines()[0]) from None
-  groups = plotting.group_runs(loaded, group_by)
-  summaries = {label: plotting.summarize(members, columns)
-               for label, members in groups.items()}
-  text = plotting.table(summaries, columns)
-  outputs = [("output", output, "wb", plotting.figure(summaries, columns))]
+  outputs = [("output", output, "wb", png)]
   if table is not None:
     outputs.append(("table", table, "w", text))
   for flag, path, mode, content in outputs:

@@ -11,9 +11,17 @@ learner on --strategy. Writes TensorBoard events files, the metric rows
 DIR; running again on the same DIR resumes. At the end it
 exports the greedy policy to DIR/saved_model and prints
 `final_eval_mean_return=<float>`.
+
+Exit codes: 0 for a completed run (or one already complete), 1 with one
+line on stderr for a bad flag or a failed run, and after SIGINT or SIGTERM,
+once the run is checkpointed, 130 or 143 (128 + the signal's number, as a
+shell reports a process the signal ended), so that `train && next` stops
+there; the same command resumes the run. A session that made no learner
+step leaves a new run directory as it found it.
 """
 
 import os
+import signal
 import sys
 from typing import Sequence
 
@@ -70,8 +78,9 @@ flags.DEFINE_float(
     "about 10 s (heartbeats), and collectives have no timeout of their own.")
 flags.DEFINE_string("tpu", None, "TPU for --strategy=tpu: its name or "
                     "grpc:// address, or 'local' on a Cloud TPU VM.")
-flags.DEFINE_integer("logical_cpus", 0, "Split the CPU into this many logical "
-                     "devices (e.g. 2 to run --strategy=mirrored on a CPU).")
+flags.DEFINE_integer("logical_cpus", 0, "With --strategy=mirrored: split the "
+                     "CPU into this many logical devices, one replica each "
+                     "(e.g. 2 to try a Mirrored learner on a CPU).")
 flags.DEFINE_integer("inter_op_threads", 0, "Threads that run independent "
                      "TF ops side by side (0: TF's default, one per core).")
 flags.DEFINE_integer("intra_op_threads", 0, "Threads that split one TF op "
@@ -106,6 +115,7 @@ flags.DEFINE_integer("actor_nice", 0, "Lower the CPU priority of the "
 
 _PRESET = "the preset's value"
 cli.register({
+    "agent": flags_check.agent_rule(),
     "total_env_steps": cli.integer(1),
     "seed": cli.integer(0, flags_check.LEARNER_SEED_MAX),
     "unroll_length": cli.integer(1, unset=_PRESET),
@@ -146,6 +156,10 @@ def _check_before_tensorflow() -> str:
   if FLAGS.tpu and FLAGS.strategy != "tpu":
     raise cli.FlagError(f"--tpu={FLAGS.tpu}: expected only with "
                         f"--strategy=tpu, got --strategy={FLAGS.strategy}")
+  if FLAGS.logical_cpus and FLAGS.strategy != "mirrored":
+    raise cli.FlagError(f"--logical_cpus={FLAGS.logical_cpus}: expected "
+                        f"only with --strategy=mirrored (its replicas are "
+                        f"the logical CPUs), got --strategy={FLAGS.strategy}")
   if FLAGS.eval_every_env_steps and not FLAGS.eval_episodes:
     raise cli.FlagError(f"--eval_every_env_steps="
                         f"{FLAGS.eval_every_env_steps}: expected "
@@ -286,14 +300,18 @@ def main(argv: Sequence[str]) -> int:
   stop = loop.StopFlag()
   stop.install()
   try:
-    loop.train(spec, options, strategy=strategy, stop=stop,
-               log=lambda msg: print(msg, flush=True))
+    summary = loop.train(spec, options, strategy=strategy, stop=stop,
+                         log=lambda msg: print(msg, flush=True))
   except RuntimeError as e:
     # RunError (bad run directory) and the loop's own failures (no data,
     # actors failing repeatedly) are one line; other errors keep traces.
     print(f"error: {str(e).splitlines()[0] if str(e) else repr(e)}",
           file=sys.stderr, flush=True)
     return 1
+  if summary["status"].startswith("stopped"):
+    # A worker of a multi-worker run stopped by another one's signal was
+    # preempted all the same.
+    return 128 + (stop.signum or signal.SIGTERM)
   return 0
 
 
