@@ -5,6 +5,7 @@ empty panel, evaluations as their own series, --metrics names and
 patterns), PNG output, one-line errors, a ram:// (in-memory, remote-like)
 file system and the command line."""
 
+import csv
 import os
 import subprocess
 import sys
@@ -284,6 +285,29 @@ def test_groups_seeds_of_one_setting_into_a_band(run_dirs, tmp_path):
   assert impala["last eval/mean_return"] == "n/a"
   for d in run_dirs:
     assert d in text  # Each group lists its run directories.
+
+
+def test_curves_csv_holds_the_drawn_bands(run_dirs, tmp_path):
+  out, curves = tmp_path / "x.png", tmp_path / "curves.csv"
+  plot.plot(run_dirs, str(out), metrics=["episode_return", "meta/gamma"],
+            curves=str(curves))
+  with open(curves, newline="") as f:
+    rows = list(csv.DictReader(f))
+  assert list(rows[0]) == ["group", "metric", "env_steps", "mean", "lo95",
+                           "hi95"]
+  stac = "stac catch meta_learned=gamma,lambda_"
+  # The same bands the table gives at the 300 env steps both seeds reached.
+  at_300 = {r["metric"]: r for r in rows
+            if r["group"] == stac and r["env_steps"] == "300"}
+  for metric, values in (("episode_return", [0.5, 0.3]),
+                         ("meta/gamma", [0.97, 0.95])):
+    row = at_300[metric]
+    assert _cell(values) == (f"{float(row['mean']):.4g} "
+                             f"[{float(row['lo95']):.4g}, "
+                             f"{float(row['hi95']):.4g}]")
+  # IMPALA has no gamma: no rows rather than NaNs.
+  assert not [r for r in rows if r["group"] == "impala catch"
+              and r["metric"] == "meta/gamma"]
 
 
 def test_group_by_env_agent_and_none(run_dirs, tmp_path):

@@ -53,6 +53,8 @@ def _define_flags():
                       "path).")
   flags.DEFINE_string("table", None, "Markdown file to write the table to "
                       "(it is printed either way).")
+  flags.DEFINE_string("csv", None, "CSV file to write the drawn curves to "
+                      "(group, metric, env_steps, mean, lo95, hi95).")
   flags.DEFINE_enum("group_by", "setting", ["setting", "agent", "env", "none"],
                     "How runs form the bands: seeds of one setting (agent, env "
                     "and config), one agent, one env, or every run alone.")
@@ -123,8 +125,10 @@ def _plotting():
 
 
 def plot(args: Sequence[str], output: str, table: Optional[str] = None,
-         group_by: str = "setting", metrics: Sequence[str] = ()) -> str:
-  """Reads the runs in `args`, writes the PNG (and table); returns the table.
+         group_by: str = "setting", metrics: Sequence[str] = (),
+         curves: Optional[str] = None) -> str:
+  """Reads the runs in `args`, writes the PNG (and the table and the
+  curves' CSV when given paths); returns the table.
 
   Raises:
     cli.FlagError: one line naming the bad directory, file or metric.
@@ -143,6 +147,9 @@ def plot(args: Sequence[str], output: str, table: Optional[str] = None,
   outputs = [("output", output, "wb", png)]
   if table is not None:
     outputs.append(("table", table, "w", text))
+  if curves is not None:
+    outputs.append(("csv", curves, "w",
+                    plotting.curves_csv(summaries, columns)))
   for flag, path, mode, content in outputs:
     try:
       parent = os.path.dirname(path)
@@ -158,10 +165,10 @@ def plot(args: Sequence[str], output: str, table: Optional[str] = None,
 
 def main(argv: Sequence[str]) -> int:
   text = plot(argv[1:], FLAGS.output, FLAGS.table, FLAGS.group_by,
-              FLAGS.metrics)
+              FLAGS.metrics, FLAGS.csv)
   print(text, end="", flush=True)
-  print(f"wrote {FLAGS.output}" + (f" and {FLAGS.table}" if FLAGS.table
-                                   else ""), file=sys.stderr, flush=True)
+  written = [p for p in (FLAGS.output, FLAGS.table, FLAGS.csv) if p]
+  print(f"wrote {', '.join(written)}", file=sys.stderr, flush=True)
   return 0
 
 

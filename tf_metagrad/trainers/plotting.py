@@ -10,6 +10,7 @@ of the 95% interval of the mean), computed point by point after each run is
 interpolated on a common env-step grid.
 """
 
+import csv
 import dataclasses
 import fnmatch
 import io
@@ -603,3 +604,21 @@ def table(summaries: Dict[str, Summary], metrics: Sequence[str]) -> str:
   lines += [f"- {label}: " + ", ".join(r.path for r in s.runs)
             for label, s in summaries.items()]
   return "\n".join(lines) + "\n"
+
+
+def curves_csv(summaries: Dict[str, Summary], metrics: Sequence[str]) -> str:
+  """The drawn curves as CSV, one row per group, metric and env step:
+  group,metric,env_steps,mean,lo95,hi95 (long format: each group has a grid
+  of its own; evaluations on the steps at which they ran)."""
+  out = io.StringIO()
+  writer = csv.writer(out, lineterminator="\n")
+  writer.writerow(["group", "metric", "env_steps", "mean", "lo95", "hi95"])
+  for label, s in summaries.items():
+    for metric in metrics:
+      grid, curve = ((s.eval_steps, s.eval_curve) if metric == EVAL
+                     else (s.grid, s.bands[metric]))
+      for i, step in enumerate(grid):
+        if not math.isnan(float(curve[0][i])):
+          writer.writerow([label, metric, f"{step:.0f}"]
+                          + [f"{float(v[i]):.6g}" for v in curve])
+  return out.getvalue()
