@@ -15,10 +15,15 @@ Reverb, actor threads and the learner, except random_walk; see below):
   Catch (STAC fig. 5a), one curve per metaparameter and head.
 - cartpole: IMPALA vs STAC on dmc:cartpole-swingup from features at equal
   env steps.
-- random_walk: FRODO vs a fixed n-step target on the non-stationary random
-  walk (seed 001 figs. 4 and 6): value RMSE against the true values across
-  the reward switches. This one uses a synchronous loop (one environment,
-  on-policy, like seed 001) because it needs the true values at every step.
+- random_walk: fixed TD(0), 4-step and 16-step targets vs FRODO and FRODO
+  + pseudo-label extension (project and seed 001 optimizers, both LSTM
+  directions) on the non-stationary random walk (seed 001 figs. 4 and 6):
+  value RMSE against the true values, every arm read at the same env steps;
+  results.md reports the mean over the last half of each run and curves.png
+  the phase-aligned curve (steps since the last reward switch). This one uses
+  a synchronous loop (one environment, on-policy, like seed 001) because it
+  needs the true values at every step; finished runs are kept under
+  --workdir/random_walk and reused.
 
 Outputs under --outdir/<experiment>/: curves.csv (mean and 95% band over
 seeds on a common env-step grid), curves.png, results.md (final values per
@@ -31,6 +36,8 @@ draws them with the same bands.
 import csv
 import json
 import os
+import platform
+import re
 import time
 from typing import Dict, Tuple
 
@@ -299,77 +306,310 @@ def _write_meta(outdir: str, grid, metas: Dict, steps: int):
   print("\n".join(lines), flush=True)
 
 
-def _random_walk(outdir: str):
-  """FRODO vs a fixed n-step target: value RMSE across reward switches."""
+# Seed 001's optimizers (section 5.2 code, PyTorch RMSprop defaults: decay
+# 0.99, epsilon 1e-8 outside the root): agent lr 1e-1, meta lr 1e-2, an LSTM
+# without bias. Our RMSProp puts epsilon inside the root, where 1e-16 =
+# (1e-8)^2 gives a denominator within a factor sqrt(2) of PyTorch's.
+_SEED001_OPT = dict(learning_rate=1e-1, rmsprop_epsilon=1e-16,
+                    meta_optimizer="rmsprop", meta_learning_rate=1e-2,
+                    meta_b2=0.99, meta_epsilon=1e-16, meta_use_bias=False)
+# The library's defaults at the learning rate every random-walk arm had
+# before: RMSProp 1e-2 with epsilon 0.1 inside the root, meta Adam 1e-3.
+_PROJECT_OPT = dict(learning_rate=1e-2)
+_EXT = dict(pseudo_label_weight=1.0, pseudo_label_normalize="outer")
+
+
+def _random_walk_arms() -> Arms:
+  """Fixed n-step targets (and the 4-step one with seed 001's agent
+  optimizer) and the FRODO sweep (optimizers x direction x extension), all
+  with M = 5 (seed 001 section 4.1.2: 10 FRODO iterations per 960 steps of
+  16-step trajectories)."""
+  arms = {name: ("impala", dict(_PROJECT_OPT, n_step=n), {})
+          for name, n in (("TD(0)", 1), ("4-step", 4), ("16-step", 16))}
+  # Seed 001's agent optimizer on a fixed target: what it costs FRODO's
+  # agent apart from anything the meta-network does.
+  arms["4-step (seed 001 opt)"] = ("impala", dict(
+      n_step=4, learning_rate=_SEED001_OPT["learning_rate"],
+      rmsprop_epsilon=_SEED001_OPT["rmsprop_epsilon"]), {})
+  for opt_name, opt in (("seed 001 opt", _SEED001_OPT),
+                        ("project opt", _PROJECT_OPT)):
+    for direction, short in (("forward", "fwd"), ("backward", "bwd")):
+      for method, extra in (("FRODO", {}), ("FRODO+ext", _EXT)):
+        arms[f"{method} {short} ({opt_name})"] = (
+            "frodo", dict(opt, **extra, num_inner_steps=5,
+                          meta_direction=direction), {})
+  # The project's agent step with seed 001's meta-network and meta step:
+  # whether a faster meta-optimizer helps once the agent's step is not the
+  # limit.
+  arms["FRODO fwd (project agent opt + seed 001 meta opt)"] = ("frodo", dict(
+      _SEED001_OPT, **_PROJECT_OPT, rmsprop_epsilon=0.1, num_inner_steps=5,
+      meta_direction="forward"), {})
+  return arms
+
+
+def last_half_means(grid: np.ndarray, curve: np.ndarray) -> float:
+  """Mean of one run's curve over the grid points past half of the run.
+
+  Args:
+    grid: env steps `[P]`, increasing.
+    curve: `[P]` values at `grid`.
+
+  Returns:
+    The mean over points with grid > grid[-1] / 2.
+  """
+  return float(np.mean(curve[grid > grid[-1] / 2]))
+
+
+def phase_aligned(grid: np.ndarray, curve: np.ndarray, period: int,
+                  every: int) -> np.ndarray:
+  """One run's curve against steps since the last reward switch.
+
+  Args:
+    grid: env steps `[P]`, multiples of `every`.
+    curve: `[P]` values at `grid`.
+    period: env steps between switches, a multiple of `every`.
+    every: grid spacing.
+
+  Returns:
+    `[period // every]`: entry k is the mean of the curve over the points
+    of the last half of the run that lie k * every steps after a switch.
+
+  Raises:
+    ValueError: if `period` is not a multiple of `every` or a phase has no
+      point in the last half.
+  """
+  if period % every:
+    raise ValueError(f"period must be a multiple of every={every}, got "
+                     f"{period}.")
+  late = grid > grid[-1] / 2
+  phase = (grid[late] % period) // every
+  bins = period // every
+  if np.unique(phase).size != bins:
+    raise ValueError(f"the last half of a {int(grid[-1])}-step run does not "
+                     f"cover every phase of a {period}-step period.")
+  return np.array([np.mean(curve[late][phase == k]) for k in range(bins)])
+
+
+def _random_walk_run(agent: str, overrides: Dict, seed: int, steps: int,
+                     every: int, gamma: float) -> Dict[str, np.ndarray]:
+  """One arm and seed on one environment; every metric at each multiple of
+  `every` env steps (so every arm shares the grid, whatever its update
+  length)."""
   # pylint: disable=g-import-not-at-top
   import tensorflow as tf
   from tf_metagrad import agents
   from tf_metagrad import envs
   from tf_metagrad import types
   # pylint: enable=g-import-not-at-top
+  unroll = 16
+  env = envs.make_batched("random_walk", 1, seed=seed)
+  spec = tf.TensorSpec(env.observation_spec.shape, tf.float32)
+  learner = agents.make_learner(
+      agent, spec, env.action_space, seed=seed, gamma=gamma,
+      reward_clip=None, mlp_hidden_sizes=(32,), head_hidden_sizes=(32,),
+      g_e=0.0, **overrides)
+  update = unroll * (overrides["num_inner_steps"] + 1 if agent == "frodo"
+                     else 1)
+  if every % update:
+    raise ValueError(f"every={every} must be a multiple of the {update} env "
+                     f"steps of one {agent} update.")
+  obs = env.reset(seed=seed)
+  states = np.eye(env.observation_spec.shape[0], dtype=np.float32)
+  out = {"env_steps": [], "rmse": [], "meta_grad_norm": [],
+         "target_rmse": []}
+  env_steps = 0
+  norms, target_errors = [], []
+  while env_steps < steps:
+    o, r, d, truths = [obs], [], [], []
+    for _ in range(update):
+      truths.append(env.core.true_values(discount=gamma)[0])
+      step = env.step(np.zeros(1, np.int64))  # Ignored: random moves.
+      r.append(step.reward)
+      d.append(~(step.terminated | step.truncated))
+      o.append(step.observation)
+    obs = o[-1]
+    env_steps += update
+    actions = np.zeros((update, 1), np.int32)
+    observations = np.stack(o)
+    batch = types.Trajectory(
+        observation=tf.constant(observations),
+        action=tf.constant(actions),
+        reward=tf.constant(np.stack(r).astype(np.float32)),
+        discount=tf.constant(np.stack(d).astype(np.float32)),
+        behaviour_log_prob=tf.constant(
+            learner.network.policy(learner.network(observations[:-1]), 0)
+            .log_prob(actions).numpy()))
+    # Only the last half is reported, and the eager meta-network call costs
+    # about as much as the update.
+    if agent == "frodo" and env_steps > steps / 2:
+      target_errors.append(_target_error(learner, batch, unroll,
+                                         np.stack(truths)))
+    metrics = learner.step(batch)
+    if "meta_grad_norm" in metrics:
+      norms.append(float(metrics["meta_grad_norm"]))
+    if env_steps % every:
+      continue
+    values = learner.network.values(learner.network(states), 0).numpy()
+    truth = env.core.true_values(discount=gamma)[0]
+    out["env_steps"].append(env_steps)
+    out["rmse"].append(float(np.sqrt(np.mean((values - truth) ** 2))))
+    out["meta_grad_norm"].append(np.mean(norms) if norms else np.nan)
+    out["target_rmse"].append(np.mean(target_errors) if target_errors
+                              else np.nan)
+    norms, target_errors = [], []
+  return {k: np.asarray(v, np.float64) for k, v in out.items()}
+
+
+def _target_error(learner, batch, unroll: int, truths: np.ndarray) -> float:
+  """RMSE of G_eta on the first inner trajectory (before this update)
+  against the true value of each on-chain state x_t of the regime in force
+  at step t."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  first = batch._replace(
+      observation=batch.observation[:unroll + 1],
+      action=batch.action[:unroll], reward=batch.reward[:unroll],
+      discount=batch.discount[:unroll],
+      behaviour_log_prob=batch.behaviour_log_prob[:unroll])
+  values = learner.network.values(learner.network(first.observation), 0)
+  meta = {k: tf.convert_to_tensor(v)
+          for k, v in learner._meta_variables().items()}  # pylint: disable=protected-access
+  target = learner.targets(meta, first, values[1:]).numpy()[:, 0]
+  obs = first.observation.numpy()[:-1, 0]
+  on_chain = obs.sum(-1) > 0
+  truth = truths[:unroll][np.arange(unroll), obs.argmax(-1)]
+  return float(np.sqrt(np.mean((target - truth)[on_chain] ** 2)))
+
+
+def _random_walk(outdir: str):
+  """Fixed n-step targets vs FRODO: value RMSE across reward switches."""
+  from tf_metagrad import envs  # pylint: disable=g-import-not-at-top
   steps = int(60_000 * FLAGS.scale)
-  unroll, inner = 16, 5
-  gamma = 0.99
-  grid = np.arange(96, steps + 1, 96 * 2)
-  arms = {
-      "FRODO": ("frodo", dict(num_inner_steps=inner)),
-      "FRODO+ext": ("frodo", dict(num_inner_steps=inner,
-                                  pseudo_label_weight=1.0,
-                                  pseudo_label_normalize="outer")),
-      "n-step target (n=4)": ("impala", dict(n_step=4)),
-  }
-  curves = {arm: [] for arm in arms}
-  for arm, (agent, overrides) in arms.items():
-    for seed in range(FLAGS.seeds):
-      env = envs.make_batched("random_walk", 1, seed=seed)
-      spec = tf.TensorSpec(env.observation_spec.shape, tf.float32)
-      learner = agents.make_learner(
-          agent, spec, env.action_space, seed=seed, gamma=gamma,
-          learning_rate=1e-2, reward_clip=None, mlp_hidden_sizes=(32,),
-          head_hidden_sizes=(32,), g_e=0.0, **overrides)
-      pieces = inner + 1 if agent == "frodo" else 1
-      obs = env.reset(seed=seed)
-      states = np.eye(env.observation_spec.shape[0], dtype=np.float32)
-      rmse, at = [], []
-      env_steps = 0
-      while env_steps < steps:
-        t = unroll * pieces
-        o, a, r, d = [obs], [], [], []
-        for _ in range(t):
-          action = np.zeros(1, np.int64)  # Ignored: random moves.
-          out = env.step(action)
-          a.append(action)
-          r.append(out.reward)
-          d.append(~(out.terminated | out.truncated))
-          o.append(out.observation)
-        obs = o[-1]
-        env_steps += t
-        batch = types.Trajectory(
-            observation=tf.constant(np.stack(o)),
-            action=tf.constant(np.stack(a).astype(np.int32)),
-            reward=tf.constant(np.stack(r).astype(np.float32)),
-            discount=tf.constant(np.stack(d).astype(np.float32)),
-            behaviour_log_prob=tf.constant(
-                learner.network.policy(learner.network(np.stack(o[:-1])), 0)
-                .log_prob(np.stack(a).astype(np.int32)).numpy()))
-        learner.step(batch)
-        values = learner.network.values(learner.network(states), 0).numpy()
-        truth = env.core.true_values(discount=gamma)[0]
-        rmse.append(float(np.sqrt(np.mean((values - truth) ** 2))))
-        at.append(env_steps)
-      curves[arm].append(np.interp(grid, at, rmse))
-      print(f"random_walk/{arm}/seed{seed}: final rmse={rmse[-1]:.4f} "
-            f"mean rmse={np.mean(rmse):.4f}", flush=True)
+  every, gamma = 96, 0.99
   switch = envs.make_batched("random_walk", 1, seed=0).core.switch_every
-  _write(os.path.join(outdir, "random_walk"), "random_walk", grid,
-         curves, "value RMSE",
-         "random_walk: value RMSE vs env steps",
-         f"{FLAGS.seeds} seeds, {steps} env steps, one environment, "
-         f"on-policy random moves, trajectories of {unroll} steps, FRODO with "
-         f"M={inner} inner trajectories per update; RMSE of V over the 5 "
-         f"states against the true values of the current reward regime "
-         f"(gamma={gamma}). Dotted lines: reward switches every {switch} "
-         f"steps.", vlines=list(range(switch, steps, switch)))
+  steps -= steps % switch  # Whole periods: every phase weighs the same.
+  arms = _random_walk_arms()
+  if FLAGS.arms:
+    unknown = [a for a in FLAGS.arms if a not in arms]
+    if unknown:
+      raise app.UsageError(f"--arms: random_walk has no arm "
+                           f"{', '.join(unknown)}; its arms are "
+                           f"{', '.join(arms)}.")
+    arms = {a: arms[a] for a in FLAGS.arms}
+  cache = os.path.join(FLAGS.workdir, "random_walk")
+  os.makedirs(cache, exist_ok=True)
+  runs = {}
+  for arm, (agent, overrides, _) in arms.items():
+    runs[arm] = []
+    for seed in range(FLAGS.seeds):
+      # A finished run is kept, so an interrupted sweep resumes.
+      stem = re.sub(r"[^A-Za-z0-9+.-]+", "_", arm).strip("_")
+      path = os.path.join(cache, f"{stem}-seed{seed}-{steps}.npz")
+      if os.path.exists(path):
+        run = dict(np.load(path))
+      else:
+        started = time.monotonic()
+        run = _random_walk_run(agent, overrides, seed, steps, every, gamma)
+        np.savez(path, **run)
+        print(f"random_walk/{arm}/seed{seed}: {time.monotonic() - started:.0f}s",
+              flush=True)
+      runs[arm].append(run)
+      print(f"random_walk/{arm}/seed{seed}: mean rmse over the last half "
+            f"{last_half_means(run['env_steps'], run['rmse']):.4f}",
+            flush=True)
+  _write_random_walk(os.path.join(outdir, "random_walk"), runs, steps,
+                     every, switch, gamma)
+
+
+def _write_random_walk(outdir: str, runs: Dict, steps: int, every: int,
+                       switch: int, gamma: float):
+  os.makedirs(outdir, exist_ok=True)
+  grid = next(iter(runs.values()))[0]["env_steps"]
+  bands = {arm: plotting.band([r["rmse"] for r in rs])
+           for arm, rs in runs.items()}
+  phases = np.arange(0, switch, every)
+  phase_bands = {arm: plotting.band([
+      phase_aligned(grid, r["rmse"], switch, every) for r in rs])
+                 for arm, rs in runs.items()}
+  with open(os.path.join(outdir, "curves.csv"), "w", newline="") as f:
+    writer = csv.writer(f)
+    header = ["env_steps"]
+    for arm in runs:
+      header += [f"{arm} mean", f"{arm} lo95", f"{arm} hi95"]
+    writer.writerow(header)
+    for i, x in enumerate(grid):
+      writer.writerow([int(x)] + [f"{v[i]:.5g}" for arm in runs
+                                  for v in bands[arm]])
+  fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
+  colors = plt.get_cmap("tab20").colors
+  # The raw curve swings with every switch; a mean over one reward period
+  # shows the level (curves.csv keeps the raw points).
+  width = switch // every
+  kernel = np.ones(width) / width
+  for i, arm in enumerate(runs):
+    style = {"ls": "--"} if "FRODO" not in arm else {}
+    style["color"] = colors[(2 * i) % 20 + (2 * i) // 20]
+    smooth = plotting.band([np.convolve(r["rmse"], kernel, "valid")
+                            for r in runs[arm]])
+    plotting.plot_band(left, grid[width - 1:], smooth, arm, lw=0.8, **style)
+    plotting.plot_band(right, phases, phase_bands[arm], arm, **style)
+  left.set_xlabel("env steps")
+  left.set_ylabel("value RMSE")
+  # A diverging start (seed 001's agent step sizes) would flatten the rest.
+  left.set_ylim(0, 1.0)
+  left.set_title(f"value RMSE vs env steps, mean over the last {switch} "
+                 f"steps (95% band over seeds; axis cut at 1)", fontsize=9)
+  right.set_xlabel("env steps since the last reward switch")
+  right.set_title("phase-aligned, last half of the run")
+  right.legend(fontsize=6)
+  fig.tight_layout()
+  fig.savefig(os.path.join(outdir, "curves.png"), dpi=110)
+  plt.close(fig)
+  with open(os.path.join(outdir, "phase.csv"), "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["steps_since_switch"] + [
+        f"{arm} {c}" for arm in runs for c in ("mean", "lo95", "hi95")])
+    for i, x in enumerate(phases):
+      writer.writerow([int(x)] + [f"{v[i]:.5g}" for arm in runs
+                                  for v in phase_bands[arm]])
+  # Seed 001's extension claim is about the start of training (line 223).
+  early = grid <= switch * max(1, len(grid) * every // switch // 10)
+  lines = ["| arm | seeds | value RMSE, mean over the last half (95% band) "
+           f"| mean over the first {int(grid[early][-1])} steps (95% band) "
+           "| last half, at a switch | 864 steps after it | "
+           "meta-gradient norm, last half | G_eta RMSE vs true values, "
+           "last half |", "|---|---|---|---|---|---|---|---|"]
+  for arm, rs in runs.items():
+    mean, lo, hi = plotting.band([
+        np.array([last_half_means(grid, r["rmse"])]) for r in rs])
+    first = plotting.band([np.array([np.mean(r["rmse"][early])])
+                           for r in rs])
+    norm = np.mean([last_half_means(grid, r["meta_grad_norm"]) for r in rs])
+    err = np.mean([last_half_means(grid, r["target_rmse"]) for r in rs])
+    lines.append(
+        f"| {arm} | {len(rs)} | {mean[0]:.3f} [{lo[0]:.3f}, {hi[0]:.3f}] | "
+        f"{first[0][0]:.3f} [{first[1][0]:.3f}, {first[2][0]:.3f}] | "
+        f"{phase_bands[arm][0][0]:.3f} | {phase_bands[arm][0][-1]:.3f} | "
+        + ("- | - |" if np.isnan(norm) else f"{norm:.3g} | {err:.3f} |"))
+  seeds = {len(rs) for rs in runs.values()}
+  lines = [
+      "# random_walk: value RMSE of fixed targets and FRODO", "",
+      f"Written by `benchmarks/reproduce.py --experiment=random_walk` on "
+      f"{time.strftime('%Y-%m-%d')} on a {os.cpu_count()}-core "
+      f"{platform.machine()} machine (CPU only). "
+      f"{'/'.join(map(str, sorted(seeds)))} "
+      f"seeds per arm, {steps} env steps per run (whole reward periods), "
+      f"one environment, random moves; every arm's RMSE of V over the 5 "
+      f"states against the true values of the current regime "
+      f"(gamma={gamma}) is taken every {every} env steps (one FRODO update; "
+      f"the fixed-target arms update every 16 steps and are read on the "
+      f"same grid). Per seed, the mean over the last half of the run; then "
+      f"mean and 95% band (1.96 standard errors) over seeds. Reward switch "
+      f"every {switch} env steps. The phase columns are the phase-aligned "
+      f"curve (right panel of curves.png) at its first and last point.",
+      ""] + lines
+  with open(os.path.join(outdir, "results.md"), "w") as f:
+    f.write("\n".join(lines) + "\n")
+  print("\n".join(lines), flush=True)
 
 
 def main(argv):
@@ -380,9 +620,6 @@ def main(argv):
   outdir = FLAGS.outdir or os.path.join(
       "runs", time.strftime("reproduce-%Y%m%d-%H%M%S"))
   if FLAGS.experiment == "random_walk":
-    if FLAGS.arms:
-      raise app.UsageError("--arms: random_walk always runs both of its "
-                           "targets.")
     _random_walk(outdir)
   else:
     _trainer_experiment(FLAGS.experiment, outdir)

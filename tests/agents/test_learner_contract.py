@@ -161,6 +161,10 @@ def test_bad_names_and_values_are_clear_errors():
      r"decay_steps=100 needs end_learning_rate"),
     ("frodo", {"pseudo_label_normalize": "loss"}, ValueError,
      r"pseudo_label_normalize must be one of \('none', 'outer', 'value'\)"),
+    ("stac", {"meta_optimizer": "sgd"}, ValueError,
+     r"meta_optimizer must be one of \('adam', 'rmsprop'\), got 'sgd'"),
+    ("frodo", {"meta_use_bias": 0}, TypeError,
+     r"meta_use_bias must be a bool, got 0 \(int\)"),
 ])
 def test_bad_types_and_values_name_the_field(agent, overrides, error,
                                              message):
@@ -287,3 +291,35 @@ def test_step_calls_one_trace_per_batch_signature_as_the_tf_function_would(
   tf.train.Checkpoint(learner=plain).restore(path).assert_consumed()
   for a, b in zip(fast.variables, plain.variables):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@pytest.mark.parametrize("meta_optimizer", ["adam", "rmsprop"])
+def test_meta_optimizer_option_picks_the_update_of_eta(meta_optimizer):
+  # seed 001 section 5.2 steps its meta-network with RMSprop; eta must move
+  # by that rule (mean square of the meta-gradient carried across steps),
+  # and by Adam's with the default.
+  decay, eps, lr = 0.9, 1e-6, 0.05
+  learner = _make("stac", meta_learned=("gamma", "g_v"),
+                  meta_optimizer=meta_optimizer, meta_b2=decay,
+                  meta_epsilon=eps, meta_learning_rate=lr)
+  square = mu = 0.0
+  for step in range(2):
+    batch = _batch(step)
+    names = sorted(learner._meta_variables())
+    eta = np.array([learner._meta_variables()[k].numpy() for k in names])
+    grads = learner._metagradient(learner._meta_variables(), batch,
+                                  batch).meta_grads
+    g = np.array([grads[k].numpy() for k in names])
+    learner.step(batch)
+    new = np.array([learner._meta_variables()[k].numpy() for k in names])
+    square = decay * square + (1 - decay) * g ** 2
+    if meta_optimizer == "rmsprop":
+      expected = eta - lr * g / np.sqrt(square + eps)
+    else:
+      mu = 0.9 * mu + 0.1 * g
+      expected = eta - lr * (mu / (1 - 0.9 ** (step + 1))) / (
+          np.sqrt(square / (1 - decay ** (step + 1))) + eps)
+    # Same float64 kernels on both sides except the few scalar operations
+    # above: a few ulps of |eta| + lr.
+    np.testing.assert_allclose(new, expected, rtol=0, atol=1e-13)
+    assert np.all(np.abs(new - eta) > 1e-3 * lr)

@@ -257,7 +257,9 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
     self.optimizer = optim.RMSProp(
         decay=config.rmsprop_decay, epsilon=config.rmsprop_epsilon)
     self.meta_optimizer = optim.Adam(
-        b1=config.meta_b1, b2=config.meta_b2, epsilon=config.meta_epsilon)
+        b1=config.meta_b1, b2=config.meta_b2, epsilon=config.meta_epsilon
+    ) if config.meta_optimizer == "adam" else optim.RMSProp(
+        decay=config.meta_b2, epsilon=config.meta_epsilon)
     self.engine = engine_lib.MetaGradientEngine(
         self.optimizer,
         num_inner_steps=self._num_inner_steps(),

@@ -31,6 +31,7 @@ from typing import Optional, Tuple, Union
 _DTYPES = ("float32", "float64")
 _COMPUTE_DTYPES = ("float32", "float64", "bfloat16")
 _TORSOS = ("auto", "mlp", "resnet", "conv")
+_META_OPTIMIZERS = ("adam", "rmsprop")
 
 
 def _check(cond: bool, message: str):
@@ -127,6 +128,14 @@ class AgentConfig:
   clip_pg_rho_threshold: float = 1.0
   reward_clip: Optional[float] = 1.0
   # Meta-optimizer (STAC Table 3); unused by agents without metaparameters.
+  # "adam" (STAC Table 3): Adam with meta_b1, meta_b2 and meta_epsilon
+  # outside the root. "rmsprop" (seed 001 section 5.2's meta-optimizer,
+  # RMSprop at 1e-2): `optim.RMSProp` with decay meta_b2 and meta_epsilon
+  # INSIDE the root (meta_b1 unused); PyTorch's RMSprop, seed 001's, has
+  # decay 0.99 and epsilon 1e-8 outside the root, which meta_b2=0.99 and
+  # meta_epsilon=1e-16 express to within a factor sqrt(2) in the step's
+  # denominator (and exactly wherever sqrt(ms) >> 1e-8).
+  meta_optimizer: str = "adam"
   meta_learning_rate: float = 1e-3
   meta_b1: float = 0.9
   meta_b2: float = 0.999
@@ -218,6 +227,9 @@ class AgentConfig:
              f"{name} must be in [0, 1), got {getattr(self, name)}.")
     _check(self.meta_epsilon > 0,
            f"meta_epsilon must be > 0, got {self.meta_epsilon}.")
+    _check(self.meta_optimizer in _META_OPTIMIZERS,
+           f"meta_optimizer must be one of {_META_OPTIMIZERS}, got "
+           f"{self.meta_optimizer!r}.")
     _check(self.n_step is None or self.n_step >= 1,
            f"n_step must be None or an int >= 1, got {self.n_step!r}.")
     _check(self.outer_batch in ("same", "split"),

@@ -150,9 +150,10 @@ class FrodoTargetNetwork(params.ParamLayer):
   An LSTM runs over per-step inputs [r_t, discount_t, v(x_{t+1})]
   (optionally concatenated with an observation embedding), and a linear
   layer maps each LSTM output to the target G_eta(tau)_t. seed 001: 32 LSTM
-  units and a 32 -> 1 linear layer. By default the LSTM runs forward in
-  time, as the unidirectional LSTM of seed 001's code (section 5.2) reads
-  its inputs in step order; `reverse=True` runs it backwards, so that the
+  units and a 32 -> 1 linear layer, the LSTM without bias (`use_bias=False`;
+  the default keeps the library's biased LSTM). By default the LSTM runs
+  forward in time, as the unidirectional LSTM of seed 001's code (section
+  5.2) reads its inputs in step order; `reverse=True` runs it backwards, so that the
   output at t summarises steps t .. T-1 as a return does.
   The LSTM state is not reset where discount_t = 0: the discount is an
   input, so the network can learn to cut its summary at episode ends.
@@ -165,6 +166,9 @@ class FrodoTargetNetwork(params.ParamLayer):
     embedding_size: E, needed to build the weights before the first call
       (otherwise they are created on the first call, which sees E).
     reverse: run the LSTM from t = T-1 down to 0 instead of forward.
+    use_bias: False drops the LSTM's gate bias and its constant forget bias,
+      as seed 001 section 5.2's `nn.LSTM(..., bias=False)` (the linear
+      output layer keeps its bias there and here).
     **kwargs: Keras layer arguments.
   """
 
@@ -172,6 +176,7 @@ class FrodoTargetNetwork(params.ParamLayer):
                use_observation_embedding: bool = False,
                embedding_size: Optional[int] = None,
                reverse: bool = False,
+               use_bias: bool = True,
                **kwargs: Any) -> None:
     super().__init__(**kwargs)
     self.units = int(units)
@@ -186,10 +191,25 @@ class FrodoTargetNetwork(params.ParamLayer):
       raise ValueError('embedding_size is only meaningful with '
                        'use_observation_embedding=True.')
     self.reverse = bool(reverse)
-    self.lstm = primitives.StaticLSTM(self.units, reverse=self.reverse,
-                                      dtype=self.dtype_policy, name='lstm')
+    self.use_bias = bool(use_bias)
+    self.lstm = primitives.StaticLSTM(
+        self.units, reverse=self.reverse,
+        forget_bias=1.0 if self.use_bias else 0.0,
+        dtype=self.dtype_policy, name='lstm')
     self.linear = primitives.Linear(self.output_size, dtype=self.dtype_policy,
                                     name='linear')
+
+  def _build_lstm(self, input_shape):
+    params.build_sublayer(self.lstm, input_shape)
+    if self.use_bias:
+      return
+    # The cell always creates its bias (zeros); out of the trainable list it
+    # stays zero, is no part of eta, and gets no meta-gradient.
+    cell = self.lstm.cell
+    trainable = cell._trainable_weights  # pylint: disable=protected-access
+    index = next(i for i, w in enumerate(trainable) if w is cell.bias)
+    del trainable[index]
+    cell._non_trainable_weights.append(cell.bias)  # pylint: disable=protected-access
 
   def _feature_size(self, embedding_size):
     return 3 + (embedding_size if self.use_observation_embedding else 0)
@@ -203,7 +223,7 @@ class FrodoTargetNetwork(params.ParamLayer):
     """
     if not self.use_observation_embedding or self.embedding_size is not None:
       features = self._feature_size(self.embedding_size)
-      params.build_sublayer(self.lstm, [None, None, features])
+      self._build_lstm([None, None, features])
     params.build_sublayer(self.linear, [None, None, self.units])
     super().build(input_shape)
 
@@ -251,7 +271,7 @@ class FrodoTargetNetwork(params.ParamLayer):
       raise ValueError('`observation_embedding` was given but the network was '
                        'built with use_observation_embedding=False.')
     if not self.lstm.built:
-      params.build_sublayer(self.lstm, features.shape)
+      self._build_lstm(features.shape)
     outputs, _ = self.lstm(features)
     targets = self.linear(outputs)
     if self.output_size == 1:
@@ -262,5 +282,6 @@ class FrodoTargetNetwork(params.ParamLayer):
     config = super().get_config()
     config.update(units=self.units, output_size=self.output_size,
                   use_observation_embedding=self.use_observation_embedding,
-                  embedding_size=self.embedding_size, reverse=self.reverse)
+                  embedding_size=self.embedding_size, reverse=self.reverse,
+                  use_bias=self.use_bias)
     return config

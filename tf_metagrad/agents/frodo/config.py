@@ -50,6 +50,9 @@ class FrodoConfig(config_lib.AgentConfig):
   Attributes:
     num_inner_steps: M inner updates, each on its own trajectory.
     meta_units: LSTM size of the meta-network (seed 001: 32).
+    meta_use_bias: whether the meta-network's LSTM has a gate bias and the
+      constant forget bias. Seed 001 section 5.2 builds its LSTM with
+      `bias=False`; the default True keeps this library's earlier network.
     use_observation: also feed the flattened observation x_t to the
       meta-network (default True: seed 001 section 4.1 and 5.2 feed it).
       Every observation entry becomes an LSTM input, so large observations
@@ -67,6 +70,7 @@ class FrodoConfig(config_lib.AgentConfig):
 
   num_inner_steps: int = 5
   meta_units: int = 32
+  meta_use_bias: bool = True
   use_observation: bool = True
   meta_direction: str = "forward"
   pseudo_label_weight: float = 0.0

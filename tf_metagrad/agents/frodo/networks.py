@@ -22,9 +22,9 @@ def make_meta_network(
   """The built meta-network G_eta for `config` and the agent `network`.
 
   Args:
-    config: a `FrodoConfig`; `meta_units` LSTM units run in
-      `meta_direction`, one output per step, or `num_quantiles` outputs
-      with a distributional value head.
+    config: a `FrodoConfig`; `meta_units` LSTM units (with a bias iff
+      `meta_use_bias`) run in `meta_direction`, one output per step, or
+      `num_quantiles` outputs with a distributional value head.
     network: the agent network, whose observation size the meta-network
       reads when `config.use_observation`.
 
@@ -39,6 +39,7 @@ def make_meta_network(
       output_size=config.num_quantiles if config.distributional else 1,
       use_observation_embedding=config.use_observation,
       embedding_size=obs_size, reverse=config.meta_direction == "backward",
+      use_bias=config.meta_use_bias,
       dtype=config.dtype,
       name="frodo_target_network")
   meta_network.build([None, None])
