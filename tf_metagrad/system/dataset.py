@@ -43,16 +43,27 @@ def make_dataset(address: str, item_spec: Dict[str, tf.TensorSpec],
   return dataset.prefetch(1)
 
 
-def distributed_dataset(strategy: tf.distribute.Strategy, address: str,
-                        item_spec: Dict[str, tf.TensorSpec],
-                        global_batch_size: int, timeout_ms: int
-                        ) -> tf.distribute.DistributedDataset:
-  """Per-replica datasets of global_batch_size / num_replicas unrolls each."""
+def per_replica_batch_size(strategy: tf.distribute.Strategy,
+                           global_batch_size: int) -> int:
+  """global_batch_size / the strategy's replicas.
+
+  Raises:
+    ValueError: the replicas do not divide `global_batch_size`.
+  """
   replicas = strategy.num_replicas_in_sync
   if global_batch_size % replicas:
     raise ValueError(
         f"batch_size {global_batch_size} is not divisible by the "
         f"{replicas} replicas of the strategy.")
+  return global_batch_size // replicas
+
+
+def distributed_dataset(strategy: tf.distribute.Strategy, address: str,
+                        item_spec: Dict[str, tf.TensorSpec],
+                        global_batch_size: int, timeout_ms: int
+                        ) -> tf.distribute.DistributedDataset:
+  """Per-replica datasets of global_batch_size / num_replicas unrolls each."""
+  per_replica_batch_size(strategy, global_batch_size)  # Checks it first.
 
   def dataset_fn(context: tf.distribute.InputContext):
     return make_dataset(address, item_spec,

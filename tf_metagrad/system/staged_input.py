@@ -49,15 +49,12 @@ class StagedInput:
   def __init__(self, strategy: tf.distribute.Strategy, address: str,
                item_spec: Dict[str, tf.TensorSpec], global_batch_size: int,
                timeout_ms: int, capacity: int) -> None:
-    replicas = strategy.num_replicas_in_sync
-    if global_batch_size % replicas:
-      raise ValueError(
-          f"batch_size {global_batch_size} is not divisible by the "
-          f"{replicas} replicas of the strategy.")
     self._strategy = strategy
     self._local_replicas = len(strategy.extended.worker_devices)
     self._source = dataset_lib.make_dataset(
-        address, item_spec, global_batch_size // replicas, timeout_ms)
+        address, item_spec,
+        dataset_lib.per_replica_batch_size(strategy, global_batch_size),
+        timeout_ms)
     self._spec = self._source.element_spec
     flat = tf.nest.flatten(self._spec)
     self._queue = tf.queue.FIFOQueue(

@@ -49,6 +49,7 @@ from tf_metagrad.trainers import actor_pool
 from tf_metagrad.trainers import cluster as cluster_lib
 from tf_metagrad.trainers import evaluation
 from tf_metagrad.trainers import outputs
+from tf_metagrad.trainers import strategies
 
 
 @dataclasses.dataclass
@@ -145,30 +146,13 @@ def _already_complete(spec: runs.RunSpec, options: Options, latest: str,
   return summary
 
 
-_STRATEGY_NAMES = (("tpu", tf.distribute.TPUStrategy),
-                   ("multi_worker", tf.distribute.MultiWorkerMirroredStrategy),
-                   ("mirrored", tf.distribute.MirroredStrategy))
-
-
-def strategy_name(strategy: tf.distribute.Strategy) -> str:
-  """The trainer's --strategy value that builds `strategy` (default,
-  mirrored, multi_worker, tpu); another kind by its class name."""
-  for name, kind in _STRATEGY_NAMES:
-    if isinstance(strategy, kind):
-      return name
-  # Outside every strategy's scope, as the loop runs, that is the default.
-  if strategy is tf.distribute.get_strategy():
-    return "default"
-  return type(strategy).__name__
-
-
 def _run_options(options: Options, strategy) -> Dict[str, Any]:
   """run_spec.json's descriptive record of how this session runs."""
   # Non-finite intervals ("never") as text: JSON has no infinity.
   recorded = {k: str(v) if isinstance(v, float) and not np.isfinite(v)
               else v for k, v in dataclasses.asdict(options).items()
               if k != "logdir"}
-  recorded.update(strategy=strategy_name(strategy),
+  recorded.update(strategy=strategies.name_of(strategy),
                   replicas=strategy.num_replicas_in_sync)
   recorded.update(runs.provenance())
   return recorded

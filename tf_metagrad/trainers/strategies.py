@@ -15,6 +15,8 @@ import tensorflow as tf
 from tensorflow.python.eager import context  # pylint: disable=g-direct-tensorflow-import
 from tensorflow.tsl.protobuf import coordination_config_pb2  # pylint: disable=g-direct-tensorflow-import
 
+from tf_metagrad.agents import base as agents_base
+
 
 def configure_threads(inter_op: int = 0, intra_op: int = 0) -> None:
   """Sizes TF's two CPU thread pools; 0 keeps TF's default (one thread per
@@ -115,6 +117,22 @@ def make(strategy: str, tpu: Optional[str] = None,
   if strategy == "multi_worker":
     return multi_worker(worker_timeout_s)
   return tpu_strategy(tpu)
+
+
+def name_of(strategy: tf.distribute.Strategy) -> str:
+  """The --strategy value `make` builds `strategy` from (default, mirrored,
+  multi_worker, tpu); another kind by its class name."""
+  # MultiWorkerMirroredStrategy before MirroredStrategy: the same family.
+  for name, kinds in (("tpu", agents_base.TPU_STRATEGIES),
+                      ("multi_worker",
+                       (tf.distribute.MultiWorkerMirroredStrategy,)),
+                      ("mirrored", (tf.distribute.MirroredStrategy,))):
+    if isinstance(strategy, kinds):
+      return name
+  # Outside every strategy's scope, as the trainer runs, that is the default.
+  if strategy is tf.distribute.get_strategy():
+    return "default"
+  return type(strategy).__name__
 
 
 # A worker whose heartbeats stop for this long is reported lost to the
