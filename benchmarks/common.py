@@ -16,7 +16,7 @@ import tensorflow as tf
 from tf_metagrad import agents
 from tf_metagrad import types
 from tf_metagrad.system import server as server_lib
-from tf_metagrad.trainers import strategies
+from tf_metagrad.distribute import strategies
 
 # The benchmarks' agent networks (see benchmarks.learner_step's docstring).
 NETWORKS = {

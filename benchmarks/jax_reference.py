@@ -52,7 +52,7 @@ Measured on 2026-11-27 (2 shared cores, another benchmark running; jax
   resnet B=8 T=20, 5 repeats: STAC 1492 ms vs 4742 ms (0.31); IMPALA
     503 ms vs 2206 ms (0.23); compile 12 s and 4.6 s. XLA:CPU's
     convolutions are the cost here, as for TF's own jit_compile
-    (`agents.base.resolve_jit_compile`: IMPALA 2028 vs 338 ms).
+    (`distribute.xla.resolve_jit_compile`: IMPALA 2028 vs 338 ms).
 Those TF times include `learner.step`'s host-side batch checks (0.5-0.8 ms
 of the MLP steps), which the timed calls now skip (`check=False`), as the
 training loop does.

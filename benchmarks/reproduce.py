@@ -2,12 +2,12 @@ r"""Re-runs the seeds' experiments on CPU and writes CSV + PNG + markdown.
 
   python -m benchmarks.reproduce --experiment=catch [--seeds=5] [--scale=1.0]
 
-Experiments (each arm x seed is a real run of `trainers.loop.train`, with
+Experiments (each arm x seed is a real run of `tf_metagrad.training.loop.train`, with
 Reverb, actor threads and the learner, except random_walk; see below):
 - catch: IMPALA, STAC, FRODO, FRODO + pseudo-label extension on Catch
-  (seed 001 figs. 3 and 5), return vs env steps.
+  (Qiu (2021) figs. 3 and 5), return vs env steps.
 - two_colors: DrMG vs MG (MGRL) vs QR (DrMG without meta-learning) on the
-  two-colors grid world across key-value toggles (seed 002 fig. 1).
+  two-colors grid world across key-value toggles (Yin et al. (2023) fig. 1).
 - stac_ablation: STAC self-tuning {} (IMPALA), {gamma}, {gamma, lambda},
   {gamma, lambda, g_v, g_p, g_e} and all six on Catch (STAC fig. 2b in
   small), compared on learning speed (every arm eventually solves Catch).
@@ -16,12 +16,12 @@ Reverb, actor threads and the learner, except random_walk; see below):
 - cartpole: IMPALA vs STAC on dmc:cartpole-swingup from features at equal
   env steps.
 - random_walk: fixed TD(0), 4-step and 16-step targets vs FRODO and FRODO
-  + pseudo-label extension (project and seed 001 optimizers, both LSTM
-  directions) on the non-stationary random walk (seed 001 figs. 4 and 6):
+  + pseudo-label extension (project and Qiu (2021) optimizers, both LSTM
+  directions) on the non-stationary random walk (Qiu (2021) figs. 4 and 6):
   value RMSE against the true values, every arm read at the same env steps;
   results.md reports the mean over the last half of each run and curves.png
   the phase-aligned curve (steps since the last reward switch). This one uses
-  a synchronous loop (one environment, on-policy, like seed 001) because it
+  a synchronous loop (one environment, on-policy, like Qiu (2021)) because it
   needs the true values at every step; finished runs are kept under
   --workdir/random_walk and reused.
 
@@ -39,7 +39,7 @@ import os
 import platform
 import re
 import time
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 from absl import app
 from absl import flags
@@ -48,11 +48,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from tf_metagrad.trainers import plotting
+from benchmarks import key_choices
+from tf_metagrad.analysis import curves
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("experiment", "catch",
-                  ["catch", "two_colors", "stac_ablation", "meta_trajectories",
+                  ["catch", "frodo_catch", "two_colors", "stac_ablation", "meta_trajectories",
                    "cartpole", "random_walk"], "Which experiment.")
 flags.DEFINE_integer("seeds", 5, "Seeds per arm.")
 flags.DEFINE_list("arms", None, "Only these arms of a trainer experiment "
@@ -72,11 +73,25 @@ Arms = Dict[str, Tuple[str, Dict, Dict]]
 _FRODO_RUN = {"unroll_length": 16, "batch_size": 8}
 # FRODO needs larger step sizes than the STAC Table 3 defaults: with them it
 # stayed at chance level on Catch for 250k steps (M=5, lr 6e-4, meta lr 1e-3),
-# and M=5 with lr 1e-2 had not learned by 200k steps either; seed 001 used
+# and M=5 with lr 1e-2 had not learned by 200k steps either; Qiu (2021) used
 # 1e-1 (agent) and 1e-2 (meta-network) with a different optimizer.
 _CONTROL_RUN = {"envs_per_actor": 4}
 _FRODO = {"num_inner_steps": 2, "learning_rate": 1e-2,
           "meta_learning_rate": 1e-2}
+# Env steps of the whole run between two_colors toggles, and the width of
+# the bins its key-choice fractions are counted in.
+_TOGGLE_EVERY = 800_000
+_KEY_BIN = 25_000
+
+
+def _frodo(direction: str, observation: bool, ext: bool = False) -> Dict:
+  """frodo_catch's FRODO overrides; `ext`: the pseudo-label extension."""
+  config = dict(_FRODO, meta_direction=direction,
+                use_observation=observation)
+  if ext:
+    config.update(pseudo_label_weight=1.0, pseudo_label_normalize="outer")
+  return config
+
 
 EXPERIMENTS = {
     "catch": dict(env="catch", steps=250_000, metric="episode_return", arms={
@@ -94,9 +109,29 @@ EXPERIMENTS = {
             _FRODO, pseudo_label_weight=1.0, pseudo_label_normalize="outer",
             meta_direction="backward", use_observation=False), _FRODO_RUN),
     }),
-    # 8 grid points per toggle period (1e5 steps) to show the recoveries.
-    "two_colors": dict(env="two_colors", steps=2_000_000, grid_points=160,
-                       metric="episode_return", arms={
+    # FRODO's meta-network settings against IMPALA over 1M steps: the
+    # direction of its LSTM, its observation input, and the pseudo-label
+    # extension of Qiu (2021) section 5 (b1 / |L_outer|, b1 = 1) with each.
+    "frodo_catch": dict(env="catch", steps=1_000_000, reach=0.8,
+                        metric="episode_return", arms={
+        "IMPALA": ("impala", {}, {}),
+        "FRODO": ("frodo", _frodo("backward", False), _FRODO_RUN),
+        "FRODO+ext": ("frodo", _frodo("backward", False, ext=True),
+                      _FRODO_RUN),
+        "FRODO forward": ("frodo", _frodo("forward", False), _FRODO_RUN),
+        "FRODO+ext forward": ("frodo", _frodo("forward", False, ext=True),
+                              _FRODO_RUN),
+        "FRODO with observation": ("frodo", _frodo("backward", True),
+                                   _FRODO_RUN),
+        "FRODO+ext with observation": ("frodo", _frodo(
+            "backward", True, ext=True), _FRODO_RUN),
+    }),
+    # A 5 x 5 grid with 30-step episodes, where the agents pick the better
+    # key in most episodes by 800k steps; the key values swap every 800k
+    # steps of the whole run (`_TOGGLE_EVERY`), and each run sees two swaps.
+    "two_colors": dict(env="two_colors", steps=2_400_000,
+                       env_kwargs=dict(size=5, horizon=30),
+                       metric="key_choice", arms={
                            "DrMG": ("drmg", {}, {}),
                            "MG": ("mgrl", {}, {}),
                            "QR": ("drmg", {"variant": "qr"}, {}),
@@ -129,53 +164,40 @@ EXPERIMENTS = {
 
 
 def _run(experiment: str, arm: str, agent: str, overrides: Dict,
-         run_overrides: Dict, env: str, steps: int, seed: int) -> str:
+         run_overrides: Dict, env: str, steps: int, seed: int,
+         env_kwargs: Optional[Dict] = None) -> str:
   """Trains one arm/seed (resuming if it already ran) -> its run directory."""
   # pylint: disable=g-import-not-at-top
-  from tf_metagrad import runs
-  from tf_metagrad.trainers import loop
-  from tf_metagrad.trainers import presets
+  from tf_metagrad.training import loop
+  from tf_metagrad.training import resolve
   # pylint: enable=g-import-not-at-top
-  preset = presets.PRESETS[presets.family(env)]
-  config = dict(preset.config)
-  unroll = run_overrides.get("unroll_length", preset.unroll_length)
-  batch = run_overrides.get("batch_size", preset.batch_size)
   # Every committed result used 2 actors x 64 copies, the toy preset's value
   # before it became 256 for throughput; fewer copies keep the behaviour
   # policy fresher, which these small-budget comparisons care about.
-  envs_per_actor = run_overrides.get("envs_per_actor", 64)
-  if not preset.decay_learning_rate:
-    config.pop("end_learning_rate", None)
-  config.update(overrides)
-  # The preset's overlapping items (dmc: a new item every 10 steps); an
-  # item is M+1 unrolls for FRODO (`loop.item_unroll_length`).
-  item_unroll = loop.item_unroll_length(
-      runs.RunSpec(agent=agent, env=env, config_overrides=config,
-                   derived_config=({"decay_steps": 1}
-                                   if preset.decay_learning_rate else {})),
-      unroll)
-  stride = min(run_overrides.get("unroll_stride") or
-               preset.stride_for(item_unroll), item_unroll)
-  if preset.decay_learning_rate:
-    config["decay_steps"] = presets.decay_steps(
-        agent, config, steps, stride * batch)
+  run_options = dict({"envs_per_actor": 64}, **run_overrides)
   safe = "".join(c if c.isalnum() else "_" for c in arm)
   logdir = os.path.join(FLAGS.workdir, experiment, safe, f"seed{seed}")
-  env_kwargs = {}
+  env_kwargs = dict(env_kwargs or {})
+  tally = None
   if env == "two_colors":
-    # The toggle clock counts each copy's own steps; seed 002 toggles every
-    # 1e5 steps of the whole agent, i.e. every 1e5 / K steps of each copy.
-    copies = 2 * envs_per_actor
-    env_kwargs["toggle_every"] = 100_000 // copies
-  spec = runs.RunSpec(agent=agent, env=env, config_overrides=config,
-                      env_kwargs=env_kwargs, seed=seed)
-  options = loop.Options(
-      logdir=logdir, total_env_steps=steps, unroll_length=unroll,
-      batch_size=batch, unroll_stride=stride, num_actors=2,
-      envs_per_actor=envs_per_actor, eval_episodes=0, export=False, summary_every_s=2.0, log_every_s=30.0,
-      checkpoint_every_s=1e9)
+    # The toggle clock counts each copy's own steps: a swap every
+    # _TOGGLE_EVERY steps of the whole run is one every _TOGGLE_EVERY / K
+    # steps of each of the K copies.
+    copies = 2 * run_options["envs_per_actor"]
+    env_kwargs["toggle_every"] = _TOGGLE_EVERY // copies
+    tally = key_choices.KeyTally()
+  spec, options = resolve.resolve(
+      agent, env, logdir, steps, seed=seed, config_overrides=overrides,
+      env_kwargs=env_kwargs, num_actors=2, eval_episodes=0, export=False,
+      summary_every_s=2.0, log_every_s=30.0, checkpoint_every_s=1e9,
+      **run_options)
   started = time.monotonic()
-  summary = loop.train(spec, options, log=lambda m: None)
+  if tally is None:
+    summary = loop.train(spec, options, log=lambda m: None)
+  else:
+    with tally.installed():
+      summary = loop.train(spec, options, log=lambda m: None)
+    tally.write(logdir)
   print(f"{experiment}/{arm}/seed{seed}: {summary['status']} "
         f"env_steps={summary['env_steps']} "
         f"return={summary['episode_return']:.3f} "
@@ -184,7 +206,11 @@ def _run(experiment: str, arm: str, agent: str, overrides: Dict,
 
 
 def _write(outdir: str, name: str, grid, arms_curves: Dict, ylabel: str,
-           title: str, notes: str, vlines=()):
+           title: str, notes: str, reach: Optional[float] = None):
+  """curves.csv, curves.png and results.md of a return experiment; with
+  `reach`, the table also says when each arm's mean curve first reached
+  it and its mean over the last tenth of the run."""
+  reading = _reading(os.path.join(outdir, "results.md"))
   os.makedirs(outdir, exist_ok=True)
   with open(os.path.join(outdir, "curves.csv"), "w", newline="") as f:
     writer = csv.writer(f)
@@ -192,7 +218,7 @@ def _write(outdir: str, name: str, grid, arms_curves: Dict, ylabel: str,
     for arm in arms_curves:
       header += [f"{arm} mean", f"{arm} lo95", f"{arm} hi95"]
     writer.writerow(header)
-    bands = {arm: plotting.band(c) for arm, c in arms_curves.items()}
+    bands = {arm: curves.band(c) for arm, c in arms_curves.items()}
     for i, x in enumerate(grid):
       row = [int(x)]
       for arm in arms_curves:
@@ -200,9 +226,7 @@ def _write(outdir: str, name: str, grid, arms_curves: Dict, ylabel: str,
       writer.writerow(row)
   fig, ax = plt.subplots(figsize=(7, 4.2))
   for arm, curve in bands.items():
-    plotting.plot_band(ax, grid, curve, arm)
-  for v in vlines:
-    ax.axvline(v, color="gray", lw=0.6, ls=":")
+    curves.plot_band(ax, grid, curve, arm)
   ax.set_xlabel("env steps")
   ax.set_ylabel(ylabel)
   ax.set_title(title)
@@ -210,18 +234,30 @@ def _write(outdir: str, name: str, grid, arms_curves: Dict, ylabel: str,
   fig.tight_layout()
   fig.savefig(os.path.join(outdir, "curves.png"), dpi=110)
   plt.close(fig)
-  lines = [f"# {title}", "", notes, "",
-           f"| arm | seeds | final {ylabel} (mean, 95% band) | "
-           f"mean over the run |", "|---|---|---|---|"]
-  for arm, curves in arms_curves.items():
+  header = (f"| arm | seeds | final {ylabel} (mean, 95% band) | "
+            f"mean over the run |")
+  if reach is not None:
+    header += (f" mean over the last tenth (95% band) | env steps at which "
+               f"the mean first reaches {reach} |")
+  lines = [f"# {title}", "", notes, "", header,
+           "|---" * (header.count("|") - 1) + "|"]
+  for arm, seeds_curves in arms_curves.items():
     mean, lo, hi = bands[arm]
     last = np.where(~np.isnan(mean))[0]
     final = last[-1] if last.size else -1
-    lines.append(
-        f"| {arm} | {len(curves)} | {mean[final]:.3f} "
-        f"[{lo[final]:.3f}, {hi[final]:.3f}] | {np.nanmean(mean):.3f} |")
+    row = (f"| {arm} | {len(seeds_curves)} | {mean[final]:.3f} "
+           f"[{lo[final]:.3f}, {hi[final]:.3f}] | {np.nanmean(mean):.3f} |")
+    if reach is not None:
+      tail = grid > grid[-1] * 0.9
+      per_seed = [np.nanmean(c[tail]) for c in seeds_curves]
+      m, low, high = (v[0] for v in curves.band(
+          [np.array([x]) for x in per_seed]))
+      reached = np.flatnonzero(mean >= reach)
+      row += (f" {m:.3f} [{low:.3f}, {high:.3f}] | "
+              f"{int(grid[reached[0]]) if reached.size else 'never'} |")
+    lines.append(row)
   with open(os.path.join(outdir, "results.md"), "w") as f:
-    f.write("\n".join(lines) + "\n")
+    f.write("\n".join(lines) + "\n" + reading)
   print("\n".join(lines), flush=True)
 
 
@@ -237,14 +273,15 @@ def _trainer_experiment(name: str, outdir: str):
           f"--arms={','.join(FLAGS.arms)}: {name} has no arm "
           f"{', '.join(unknown)}; its arms are {', '.join(arms)}.")
     arms = {a: arms[a] for a in FLAGS.arms}
-  arms_curves, metas = {}, {}
+  arms_curves, metas, run_dirs = {}, {}, {}
   for arm, (agent, overrides, run_overrides) in arms.items():
     arms_curves[arm] = []
     for seed in range(FLAGS.seeds):
-      data = plotting.read_metrics(_run(name, arm, agent, overrides,
-                                        run_overrides, exp["env"], steps,
-                                        seed))
-      arms_curves[arm].append(plotting.on_grid(data, "episode_return", grid))
+      logdir = _run(name, arm, agent, overrides, run_overrides, exp["env"],
+                    steps, seed, exp.get("env_kwargs"))
+      run_dirs.setdefault(arm, []).append(logdir)
+      data = curves.read_metrics(logdir)
+      arms_curves[arm].append(curves.on_grid(data, "episode_return", grid))
       metas.setdefault(arm, []).append(data)
   outdir = os.path.join(outdir, name)
   notes = (f"{FLAGS.seeds} seeds per arm, {steps} env steps per run on "
@@ -253,14 +290,41 @@ def _trainer_experiment(name: str, outdir: str):
   if exp["metric"] == "meta":
     _write_meta(outdir, grid, metas, steps)
     return
-  vlines = ()
-  if exp["env"] == "two_colors":
-    vlines = list(range(100_000, steps, 100_000))
-    notes += (" Dotted lines: key-value toggles every 1e5 env steps of the "
-              "whole run (each of the K environment copies toggles every "
-              "1e5 / K of its own steps).")
+  if exp["metric"] == "key_choice":
+    print(key_choices.write_results(
+        outdir, run_dirs, steps, int(_TOGGLE_EVERY * FLAGS.scale),
+        int(_KEY_BIN * FLAGS.scale), 0.75, _two_colors_notes(steps),
+        _reading(os.path.join(outdir, "results.md"))), flush=True)
+    return
   _write(outdir, name, grid, arms_curves, "episode return",
-         f"{name}: return vs env steps", notes, vlines)
+         f"{name}: return vs env steps", notes, exp.get("reach"))
+
+
+def _reading(path: str) -> str:
+  """The hand-written reading of an earlier results.md (from its first
+  "## " heading on), kept when the tables are rewritten; it must then be
+  checked against the new numbers."""
+  if not os.path.exists(path):
+    return ""
+  with open(path) as f:
+    text = f.read()
+  start = text.find("\n## ")
+  return "" if start < 0 else text[start:]
+
+
+def _two_colors_notes(steps: int) -> str:
+  every = int(_TOGGLE_EVERY * FLAGS.scale)
+  return (
+      f"Written by `benchmarks/reproduce.py --experiment=two_colors`: "
+      f"{FLAGS.seeds} seeds per arm, {steps} env steps per run on a 5 x 5 "
+      f"grid with 30-step episodes; the key values swap every {every} env "
+      f"steps of the whole run. Better-key fraction: of the episodes that "
+      f"took a key, the share that took the key worth more at that moment "
+      f"(counted by the actors' environments, `benchmarks/key_choices.py`),"
+      f" in bins of {int(_KEY_BIN * FLAGS.scale)} steps. Return: the mean "
+      f"of the last 100 training episodes, read at the bin centres. After "
+      f"a toggle: the curves aligned on each toggle and averaged over the "
+      f"toggles per seed. Bands: mean +- 1.96 standard errors over seeds.")
 
 
 def _write_meta(outdir: str, grid, metas: Dict, steps: int):
@@ -271,7 +335,7 @@ def _write_meta(outdir: str, grid, metas: Dict, steps: int):
     data = runs_data[0]  # One seed, like STAC fig. 5a.
     for key in sorted(k for k in data if k.startswith("meta/")
                       and not k.endswith(("/min", "/max"))):
-      y = plotting.on_grid(data, key, grid)
+      y = curves.on_grid(data, key, grid)
       name = key[5:]
       if any(name.startswith(w) for w in ("g_v", "g_p", "g_e")):
         # Shown without the outer scaling, as in STAC fig. 5a.
@@ -295,7 +359,7 @@ def _write_meta(outdir: str, grid, metas: Dict, steps: int):
     writer.writerow(["env_steps"] + [f"{a} {k}" for a, k in keys])
     for i, x in enumerate(grid):
       writer.writerow([int(x)] + [
-          f"{plotting.on_grid(metas[a][0], k, grid)[i]:.5g}"
+          f"{curves.on_grid(metas[a][0], k, grid)[i]:.5g}"
           for a, k in keys])
   lines = ["# Metaparameters during training (Catch, seed 0)", "",
            f"{steps} env steps; loss weights divided by their outer value.",
@@ -306,11 +370,11 @@ def _write_meta(outdir: str, grid, metas: Dict, steps: int):
   print("\n".join(lines), flush=True)
 
 
-# Seed 001's optimizers (section 5.2 code, PyTorch RMSprop defaults: decay
+# Qiu's (2021) optimizers (section 5.2 code, PyTorch RMSprop defaults: decay
 # 0.99, epsilon 1e-8 outside the root): agent lr 1e-1, meta lr 1e-2, an LSTM
 # without bias. Our RMSProp puts epsilon inside the root, where 1e-16 =
 # (1e-8)^2 gives a denominator within a factor sqrt(2) of PyTorch's.
-_SEED001_OPT = dict(learning_rate=1e-1, rmsprop_epsilon=1e-16,
+_QIU2021_OPT = dict(learning_rate=1e-1, rmsprop_epsilon=1e-16,
                     meta_optimizer="rmsprop", meta_learning_rate=1e-2,
                     meta_b2=0.99, meta_epsilon=1e-16, meta_use_bias=False)
 # The library's defaults at the learning rate every random-walk arm had
@@ -320,29 +384,29 @@ _EXT = dict(pseudo_label_weight=1.0, pseudo_label_normalize="outer")
 
 
 def _random_walk_arms() -> Arms:
-  """Fixed n-step targets (and the 4-step one with seed 001's agent
+  """Fixed n-step targets (and the 4-step one with Qiu's (2021) agent
   optimizer) and the FRODO sweep (optimizers x direction x extension), all
-  with M = 5 (seed 001 section 4.1.2: 10 FRODO iterations per 960 steps of
+  with M = 5 (Qiu (2021) section 4.1.2: 10 FRODO iterations per 960 steps of
   16-step trajectories)."""
   arms = {name: ("impala", dict(_PROJECT_OPT, n_step=n), {})
           for name, n in (("TD(0)", 1), ("4-step", 4), ("16-step", 16))}
-  # Seed 001's agent optimizer on a fixed target: what it costs FRODO's
+  # Qiu's (2021) agent optimizer on a fixed target: what it costs FRODO's
   # agent apart from anything the meta-network does.
-  arms["4-step (seed 001 opt)"] = ("impala", dict(
-      n_step=4, learning_rate=_SEED001_OPT["learning_rate"],
-      rmsprop_epsilon=_SEED001_OPT["rmsprop_epsilon"]), {})
-  for opt_name, opt in (("seed 001 opt", _SEED001_OPT),
+  arms["4-step (Qiu (2021) opt)"] = ("impala", dict(
+      n_step=4, learning_rate=_QIU2021_OPT["learning_rate"],
+      rmsprop_epsilon=_QIU2021_OPT["rmsprop_epsilon"]), {})
+  for opt_name, opt in (("Qiu (2021) opt", _QIU2021_OPT),
                         ("project opt", _PROJECT_OPT)):
     for direction, short in (("forward", "fwd"), ("backward", "bwd")):
       for method, extra in (("FRODO", {}), ("FRODO+ext", _EXT)):
         arms[f"{method} {short} ({opt_name})"] = (
             "frodo", dict(opt, **extra, num_inner_steps=5,
                           meta_direction=direction), {})
-  # The project's agent step with seed 001's meta-network and meta step:
+  # The project's agent step with Qiu's (2021) meta-network and meta step:
   # whether a faster meta-optimizer helps once the agent's step is not the
   # limit.
-  arms["FRODO fwd (project agent opt + seed 001 meta opt)"] = ("frodo", dict(
-      _SEED001_OPT, **_PROJECT_OPT, rmsprop_epsilon=0.1, num_inner_steps=5,
+  arms["FRODO fwd (project agent opt + Qiu (2021) meta opt)"] = ("frodo", dict(
+      _QIU2021_OPT, **_PROJECT_OPT, rmsprop_epsilon=0.1, num_inner_steps=5,
       meta_direction="forward"), {})
   return arms
 
@@ -524,10 +588,10 @@ def _write_random_walk(outdir: str, runs: Dict, steps: int, every: int,
                        switch: int, gamma: float):
   os.makedirs(outdir, exist_ok=True)
   grid = next(iter(runs.values()))[0]["env_steps"]
-  bands = {arm: plotting.band([r["rmse"] for r in rs])
+  bands = {arm: curves.band([r["rmse"] for r in rs])
            for arm, rs in runs.items()}
   phases = np.arange(0, switch, every)
-  phase_bands = {arm: plotting.band([
+  phase_bands = {arm: curves.band([
       phase_aligned(grid, r["rmse"], switch, every) for r in rs])
                  for arm, rs in runs.items()}
   with open(os.path.join(outdir, "curves.csv"), "w", newline="") as f:
@@ -548,13 +612,13 @@ def _write_random_walk(outdir: str, runs: Dict, steps: int, every: int,
   for i, arm in enumerate(runs):
     style = {"ls": "--"} if "FRODO" not in arm else {}
     style["color"] = colors[(2 * i) % 20 + (2 * i) // 20]
-    smooth = plotting.band([np.convolve(r["rmse"], kernel, "valid")
+    smooth = curves.band([np.convolve(r["rmse"], kernel, "valid")
                             for r in runs[arm]])
-    plotting.plot_band(left, grid[width - 1:], smooth, arm, lw=0.8, **style)
-    plotting.plot_band(right, phases, phase_bands[arm], arm, **style)
+    curves.plot_band(left, grid[width - 1:], smooth, arm, lw=0.8, **style)
+    curves.plot_band(right, phases, phase_bands[arm], arm, **style)
   left.set_xlabel("env steps")
   left.set_ylabel("value RMSE")
-  # A diverging start (seed 001's agent step sizes) would flatten the rest.
+  # A diverging start (Qiu's (2021) agent step sizes) would flatten the rest.
   left.set_ylim(0, 1.0)
   left.set_title(f"value RMSE vs env steps, mean over the last {switch} "
                  f"steps (95% band over seeds; axis cut at 1)", fontsize=9)
@@ -571,7 +635,7 @@ def _write_random_walk(outdir: str, runs: Dict, steps: int, every: int,
     for i, x in enumerate(phases):
       writer.writerow([int(x)] + [f"{v[i]:.5g}" for arm in runs
                                   for v in phase_bands[arm]])
-  # Seed 001's extension claim is about the start of training (line 223).
+  # Qiu's (2021) extension claim is about the start of training (line 223).
   early = grid <= switch * max(1, len(grid) * every // switch // 10)
   lines = ["| arm | seeds | value RMSE, mean over the last half (95% band) "
            f"| mean over the first {int(grid[early][-1])} steps (95% band) "
@@ -579,9 +643,9 @@ def _write_random_walk(outdir: str, runs: Dict, steps: int, every: int,
            "meta-gradient norm, last half | G_eta RMSE vs true values, "
            "last half |", "|---|---|---|---|---|---|---|---|"]
   for arm, rs in runs.items():
-    mean, lo, hi = plotting.band([
+    mean, lo, hi = curves.band([
         np.array([last_half_means(grid, r["rmse"])]) for r in rs])
-    first = plotting.band([np.array([np.mean(r["rmse"][early])])
+    first = curves.band([np.array([np.mean(r["rmse"][early])])
                            for r in rs])
     norm = np.mean([last_half_means(grid, r["meta_grad_norm"]) for r in rs])
     err = np.mean([last_half_means(grid, r["target_rmse"]) for r in rs])

@@ -41,13 +41,13 @@ from benchmarks import common
 from benchmarks import thread_cpu
 from tf_metagrad import runs
 from tf_metagrad.agents import networks as networks_lib
-from tf_metagrad.system import actor as actor_lib
+from tf_metagrad.system import reverb_actor as actor_lib
 from tf_metagrad.system import items
 from tf_metagrad.system import server as server_lib
 from tf_metagrad.system import weights as weights_lib
-from tf_metagrad.trainers import loop
-from tf_metagrad.trainers import outputs
-from tf_metagrad.trainers import presets
+from tf_metagrad.training import loop
+from tf_metagrad.training import outputs
+from tf_metagrad.training import resolve
 
 FLAGS = flags.FLAGS
 _THREADS = common.define_thread_flags()
@@ -100,17 +100,14 @@ def _learner_step_times(spec, unroll: int, batch: int, repeats: int,
           f"head_hidden_sizes={config.head_hidden_sizes} "
           f"compute_dtype={learner.network.compute_dtype} "
           f"unroll_length={unroll} batch_size={batch}", flush=True)
-  env = runs.make_env(spec)
-  try:
-    if not hasattr(env.action_space, "n"):
-      raise app.UsageError("benchmarks.throughput measures discrete-action "
-                           "environments only.")
-    data = common.random_trajectory(
-        np.random.default_rng(0), unroll, batch,
-        env.observation_spec.shape.as_list(),
-        env.observation_spec.dtype.name, int(env.action_space.n))
-  finally:
-    env.close()
+  observation_spec, action_space = runs.env_specs(spec)
+  if not hasattr(action_space, "n"):
+    raise app.UsageError("benchmarks.throughput measures discrete-action "
+                         "environments only.")
+  data = common.random_trajectory(
+      np.random.default_rng(0), unroll, batch,
+      observation_spec.shape.as_list(), observation_spec.dtype.name,
+      int(action_space.n))
   learner.step(data)
   call = lambda: learner.step(data, check=False)["inner_loss"]
   for _ in range(2):
@@ -133,15 +130,9 @@ def _acting_cpu_per_frame(spec, unroll: int, stride: int, envs_per_actor: int,
   figures cannot tell from the learner's. The first unroll of each actor
   (tracing, the first weights) is left out.
   """
-  config = runs.agent_config(spec)
-  env = runs.make_env(spec)
-  obs_spec, action_space = env.observation_spec, env.action_space
-  env.close()
-
-  def network():
-    return networks_lib.make_network(config, obs_spec, action_space)
-
-  published = network()
+  obs_spec, action_space = runs.env_specs(spec)
+  published = networks_lib.make_network(runs.agent_config(spec), obs_spec,
+                                        action_space)
   item_spec = items.item_spec(obs_spec, action_space, unroll,
                               core_state_spec=published.core_state_spec())
   tables = common.free_running_tables(item_spec, published.variables,
@@ -151,11 +142,10 @@ def _acting_cpu_per_frame(spec, unroll: int, stride: int, envs_per_actor: int,
   actors = []
   try:
     weights_lib.publish(reverb.Client(address), published.variables, 0)
-    actors = [actor_lib.Actor(
-        reverb.Client(address), spec.env, network(), num_envs=envs_per_actor,
-        unroll_length=unroll, seed=index, env_kwargs=spec.env_kwargs,
-        refresh_every=refresh_every, unroll_stride=stride)
-              for index in range(num_actors)]
+    actors = [actor_lib.make_actor(
+        reverb.Client(address), spec, num_envs=envs_per_actor,
+        unroll_length=unroll, seed=index, refresh_every=refresh_every,
+        unroll_stride=stride) for index in range(num_actors)]
     _act(actors, 1)  # Tracing and the first weights: left out.
     frames = sum(a.stats.env_steps for a in actors)
     cpu = time.process_time()
@@ -193,35 +183,35 @@ def _act(actors, max_unrolls: int) -> None:
     raise errors[0]
 
 
-def main(argv):
-  del argv
-  print(common.configure_threads(_THREADS), flush=True)
-  preset = presets.PRESETS[presets.family(FLAGS.env)]
-  unroll = FLAGS.unroll_length or preset.unroll_length
-  batch = FLAGS.batch_size or preset.batch_size
-  config = dict(preset.config)
-  config.pop("end_learning_rate", None)
+def _spec_and_options(logdir: str):
+  """The run this benchmark trains, resolved from its flags as the trainer
+  resolves its own (`training.resolve`)."""
+  config = {}
   heads = common.head_hidden_sizes(_HEAD_HIDDEN_SIZES)
   if heads is not None:
     config["head_hidden_sizes"] = heads
   config.update(common.compute_overrides(_COMPUTE_DTYPE.value))
-  spec = runs.RunSpec(agent=FLAGS.agent, env=FLAGS.env,
-                      config_overrides=config)
-  item_unroll = loop.item_unroll_length(spec, unroll)
-  stride = FLAGS.unroll_stride or preset.stride_for(item_unroll)
+  return resolve.resolve(
+      FLAGS.agent, FLAGS.env, logdir, FLAGS.total_env_steps,
+      config_overrides=config, unroll_length=FLAGS.unroll_length,
+      batch_size=FLAGS.batch_size, envs_per_actor=FLAGS.envs_per_actor,
+      unroll_stride=FLAGS.unroll_stride, num_actors=FLAGS.num_actors,
+      num_actor_processes=FLAGS.num_actor_processes,
+      actor_nice=FLAGS.actor_nice, eval_episodes=0, export=False,
+      summary_every_s=1.0, log_every_s=0.5, checkpoint_every_s=1e9,
+      steps_per_call=FLAGS.steps_per_call)
+
+
+def main(argv):
+  del argv
+  print(common.configure_threads(_THREADS), flush=True)
+  logdir = tempfile.mkdtemp(prefix="tf_metagrad_throughput_")
+  spec, options = _spec_and_options(logdir)
+  batch, stride = options.batch_size, options.unroll_stride
+  item_unroll = runs.item_unroll_length(spec, options.unroll_length)
   before, cpu_before = _learner_step_times(spec, item_unroll, batch,
                                            FLAGS.ceiling_repeats,
                                            announce=True)
-  logdir = tempfile.mkdtemp(prefix="tf_metagrad_throughput_")
-  options = loop.Options(
-      logdir=logdir, total_env_steps=FLAGS.total_env_steps,
-      unroll_length=unroll, batch_size=batch, unroll_stride=stride,
-      num_actors=FLAGS.num_actors,
-      num_actor_processes=FLAGS.num_actor_processes,
-      actor_nice=FLAGS.actor_nice,
-      envs_per_actor=FLAGS.envs_per_actor or preset.envs_per_actor,
-      eval_episodes=0, export=False, summary_every_s=1.0, log_every_s=0.5,
-      checkpoint_every_s=1e9, steps_per_call=FLAGS.steps_per_call)
   sampler = thread_cpu.ThreadCpu()
   sampler.start()
   progress = _ProgressLog()

@@ -34,17 +34,16 @@ import time
 from absl import app
 from absl import flags
 import reverb
-import tensorflow as tf
 
 from benchmarks import common
 from tf_metagrad import runs
 from tf_metagrad.agents import networks as networks_lib
-from tf_metagrad.system import actor as actor_lib
+from tf_metagrad.system import reverb_actor as actor_lib
 from tf_metagrad.system import items
 from tf_metagrad.system import server as server_lib
 from tf_metagrad.system import weights as weights_lib
-from tf_metagrad.trainers import loop
-from tf_metagrad.trainers import presets
+from tf_metagrad.training import options as options_lib
+from tf_metagrad.training import presets
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("agent", "stac", "Agent whose network is published.")
@@ -60,14 +59,15 @@ flags.DEFINE_enum("mode", "both", ["both", "before", "after"],
                   "actor as it is.")
 flags.DEFINE_float("learner_step_ms", 50.0, "Simulated learner step time.",
                    lower_bound=0.1)
-flags.DEFINE_integer("weights_every", loop.Options.weights_every,
+flags.DEFINE_integer("weights_every", options_lib.Options.weights_every,
                      "Learner steps between weight offers, as "
                      "trainers.train's --weights_every.", lower_bound=1)
 flags.DEFINE_float("weights_min_interval_secs",
-                   loop.Options.weights_min_interval_s,
+                   options_lib.Options.weights_min_interval_s,
                    "Least time between two published snapshots, as "
                    "trainers.train's.", lower_bound=0.0)
-flags.DEFINE_integer("refresh_every", loop.Options.actor_refresh_every,
+flags.DEFINE_integer("refresh_every",
+                     options_lib.Options.actor_refresh_every,
                      "Unrolls between the actor's weight refreshes, as "
                      "trainers.train's --actor_refresh_every.",
                      lower_bound=1)
@@ -135,7 +135,8 @@ class _Meter:
 
 def _learner(publisher: weights_lib.Publisher, done: threading.Event,
              counts: dict) -> None:
-  """Steps every --learner_step_ms and offers the weights as `loop` does.
+  """Steps every --learner_step_ms and offers the weights as the trainer's
+  step loop does.
 
   The values are not changed: what a fetch moves depends on the shapes
   only, and the actor tells weights apart by their version.
@@ -164,18 +165,12 @@ def main(argv) -> None:
   spec = runs.RunSpec(agent=FLAGS.agent, env=FLAGS.env,
                       config_overrides=config,
                       derived_config={"decay_steps": 1})
-  unroll = loop.item_unroll_length(
+  unroll = runs.item_unroll_length(
       spec, FLAGS.unroll_length or preset.unroll_length)
   num_envs = FLAGS.envs_per_actor or preset.envs_per_actor
-  env = runs.make_env(spec)
-  obs_spec, action_space = env.observation_spec, env.action_space
-  env.close()
-
-  def network():
-    return networks_lib.make_network(runs.agent_config(spec), obs_spec,
-                                     action_space)
-
-  published = network()
+  obs_spec, action_space = runs.env_specs(spec)
+  published = networks_lib.make_network(runs.agent_config(spec), obs_spec,
+                                        action_space)
   weight_bytes = sum(v.dtype.size * v.shape.num_elements()
                      for v in published.variables)
   print(f"network: agent={FLAGS.agent} env={FLAGS.env} "
@@ -201,9 +196,9 @@ def main(argv) -> None:
   counts = {"published": 0}
   learner = threading.Thread(target=_learner, name="learner", daemon=True,
                              args=(publisher, done, counts))
-  actor = actor_lib.Actor(
-      reverb.Client(address), spec.env, network(), num_envs=num_envs,
-      unroll_length=unroll, seed=1, refresh_every=FLAGS.refresh_every,
+  actor = actor_lib.make_actor(
+      reverb.Client(address), spec, num_envs=num_envs, unroll_length=unroll,
+      seed=1, refresh_every=FLAGS.refresh_every,
       unroll_stride=preset.stride_for(unroll))
   meter = _Meter(actor.stats, num_envs, FLAGS.block, FLAGS.mode)
   originals = weights_lib.latest_version, weights_lib.fetch

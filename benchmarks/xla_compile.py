@@ -6,7 +6,7 @@ Usage:
       [--batch_size=8] [--unroll_length=12] [--frodo_inner_steps=5] [--tiny]
 
 For each agent, builds a plain learner and a `jit_compile=True` learner (the
-replica step compiled with XLA, see `tf_metagrad.agents.base`) on the same
+replica step compiled with XLA, see `tf_metagrad.distribute.xla`) on the same
 random batch (batch size 8 and 5 repeats unless given). The first call of each is timed alone: tracing for both, plus
 XLA's compilation for the second, so `compile_s` = first XLA call - first
 plain call estimates the compilation. Then `--repeats` steps of each are

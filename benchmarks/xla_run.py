@@ -89,16 +89,19 @@ def trainer_batches(spec, strategy) -> Tuple[Any, tf.data.Dataset]:
   # it measures (see `_worker`).
   from tf_metagrad import runs  # pylint: disable=g-import-not-at-top
   from tf_metagrad.system import items  # pylint: disable=g-import-not-at-top
-  from tf_metagrad.trainers import loop  # pylint: disable=g-import-not-at-top
   learner = runs.build_learner(spec, strategy=strategy)
   env = runs.make_env(spec)
   try:
     obs_spec, action_space = env.observation_spec, env.action_space
   finally:
     env.close()
+  if hasattr(runs, "item_unroll_length"):
+    unroll = runs.item_unroll_length(spec, spec.unroll_length)
+  else:  # A baseline from before 2026-12-07 kept it in the trainer's loop.
+    from tf_metagrad.trainers import loop  # pylint: disable=g-import-not-at-top
+    unroll = loop.item_unroll_length(spec, spec.unroll_length)
   item_spec = items.item_spec(
-      obs_spec, action_space, loop.item_unroll_length(spec,
-                                                      spec.unroll_length),
+      obs_spec, action_space, unroll,
       core_state_spec=learner.network.core_state_spec())
   batch = {k: tf.zeros([spec.batch_size] + s.shape.as_list()[1:], s.dtype)
            for k, s in item_spec.items()}

@@ -1,6 +1,7 @@
-"""`python -m export.evaluate` in a checkout (see `tf_metagrad.scripts`)."""
+"""`python -m export.evaluate` in a checkout (see
+`tf_metagrad.programs.scripts`)."""
 
-from tf_metagrad import scripts
+from tf_metagrad.programs import scripts
 
 if __name__ == "__main__":
   scripts.evaluate()

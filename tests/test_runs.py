@@ -2,6 +2,8 @@
 
 import dataclasses
 import os
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -148,9 +150,26 @@ def test_run_options_are_recorded_not_compared(tmp_path):
       runs.resolve_spec(str(tmp_path), other)
 
 
-def test_provenance_never_fails():
+def _git(*args):
+  """`git args` in the directory above the package: its stdout, or None
+  where git is missing or fails there."""
+  if shutil.which("git") is None:
+    return None
+  root = os.path.dirname(os.path.dirname(os.path.abspath(runs.__file__)))
+  proc = subprocess.run(["git", *args], cwd=root, capture_output=True,
+                        text=True, timeout=60, check=False)
+  return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def test_provenance_records_the_checkouts_commit():
   found = runs.provenance()
   assert set(found) == {"package_version", "git_commit"}
-  commit = found["git_commit"]
-  assert commit is None or (len(commit) == 40 and
-                            int(commit, 16) >= 0)
+  root = os.path.dirname(os.path.dirname(os.path.abspath(runs.__file__)))
+  top = _git("rev-parse", "--show-toplevel")
+  if top is not None and os.path.realpath(top) == os.path.realpath(root):
+    # A checkout whose top level holds the package: its HEAD, exactly.
+    assert found["git_commit"] == _git("rev-parse", "HEAD")
+  else:
+    # An installed copy, perhaps inside another repository's tree, must
+    # not report that repository's commit.
+    assert found["git_commit"] is None

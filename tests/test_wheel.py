@@ -68,11 +68,14 @@ def test_wheel_holds_only_the_tf_metagrad_namespace(wheel):
   tops = {n.split("/")[0] for n in names}
   version = re.match(r"tf_metagrad-([^-]+)-", wheel.name).group(1)
   assert tops == {"tf_metagrad", f"tf_metagrad-{version}.dist-info"}, tops
-  for module in ("tf_metagrad/py.typed", "tf_metagrad/trainers/train.py",
-                 "tf_metagrad/export/serving.py", "tf_metagrad/scripts.py"):
+  for module in ("tf_metagrad/py.typed", "tf_metagrad/programs/train.py",
+                 "tf_metagrad/programs/export.py",
+                 "tf_metagrad/programs/scripts.py",
+                 "tf_metagrad/serving/saved_policy.py",
+                 "tf_metagrad/serving/playback.py"):
     assert module in names
   for script in _SCRIPTS:
-    assert f"{script} = tf_metagrad.scripts:" in entry_points
+    assert f"{script} = tf_metagrad.programs.scripts:" in entry_points
 
 
 def test_console_scripts_run_from_a_fresh_venv(wheel, tmp_path):

@@ -27,7 +27,7 @@ import dataclasses
 import json
 import os
 import re
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import gymnasium
 import tensorflow as tf
@@ -217,15 +217,27 @@ def make_env(spec: RunSpec, seed: Optional[int] = None,
                    **dict(spec.env_kwargs, **extra))
 
 
+def env_specs(spec: RunSpec) -> Tuple[Any, gymnasium.spaces.Space]:
+  """The run's environment's observation spec and action space (an
+  environment is made to read them and closed again)."""
+  env = make_env(spec)
+  try:
+    return env.observation_spec, env.action_space
+  finally:
+    env.close()
+
+
+def item_unroll_length(spec: RunSpec, unroll_length: int) -> int:
+  """Steps of one queue item of the run: `unroll_length` times the agent's
+  `unrolls_per_item` (FRODO reads M+1 consecutive unrolls per step)."""
+  return unroll_length * agent_config(spec).unrolls_per_item()
+
+
 def build_learner(spec: RunSpec,
                   strategy: Optional[tf.distribute.Strategy] = None
                   ) -> actor_critic.ActorCriticLearner:
   """The learner a run spec describes (fresh weights, nothing restored)."""
-  env = make_env(spec)
-  try:
-    observation_spec, action_space = env.observation_spec, env.action_space
-  finally:
-    env.close()
+  observation_spec, action_space = env_specs(spec)
   return agents.make_learner(spec.agent, observation_spec, action_space,
                              strategy=strategy,
                              **dict(spec.config(), seed=spec.seed))

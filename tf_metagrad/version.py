@@ -1,6 +1,6 @@
 """The package version and the git commit of its source tree.
 
-Imports no TensorFlow: the programs' `--version` (`export.cli.run`) prints
+Imports no TensorFlow: the programs' `--version` (`programs.cli.run`) prints
 this before they import anything else, and `run_spec.json` records it
 (`runs.provenance`).
 """

@@ -1,6 +1,6 @@
-"""`python -m trainers.actor` in a checkout (see `tf_metagrad.scripts`)."""
+"""`python -m trainers.actor` in a checkout (see `tf_metagrad.programs.scripts`)."""
 
-from tf_metagrad import scripts
+from tf_metagrad.programs import scripts
 
 if __name__ == "__main__":
   scripts.actor()

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from tf_metagrad import agents
 from tf_metagrad import types
-from tf_metagrad.agents import actor
+from tf_metagrad.agents import acting
 from tf_metagrad.agents import networks
 
 # Small networks and step sizes under which every agent solves the chain in
@@ -91,15 +91,15 @@ def train(agent, steps, unroll=6, batch=16, continuous=False, lag=3,
            else gymnasium.spaces.Discrete(2))
   learner = agents.make_learner(agent, spec, space,
                                 **dict(SMALL, **overrides))
-  acting = networks.make_network(learner.config, spec, space)
-  sample = tf.function(actor.Policy(acting).sample, autograph=False)
+  behaviour = networks.make_network(learner.config, spec, space)
+  sample = tf.function(acting.Policy(behaviour).sample, autograph=False)
   policy = type("P", (), {"sample": staticmethod(sample)})
   env = Chain(batch, continuous=continuous)
   before_meta = {k: v.numpy() for k, v in learner.meta_params().items()}
   before = probability_right(learner.network)
   for step in range(steps):
     if step % lag == 0:
-      for dst, src in zip(acting.variables, learner.network.variables):
+      for dst, src in zip(behaviour.variables, learner.network.variables):
         dst.assign(src)
     metrics = learner.step(rollout(policy, env, unroll, step))
   after = probability_right(learner.network)

@@ -16,7 +16,7 @@ def random_trajectory(rng: np.random.Generator, unroll: int, batch: int,
   With `padding`, copy B-1 is also cut by a time limit: step unroll // 2 - 1
   is the truncated step (discount 1) and step unroll // 2 the padding step
   (mask 0, discount 0, reward 0, action 0, behaviour log-prob 0), the
-  actors' layout (`tf_metagrad.system.actor`).
+  actors' layout (`tf_metagrad.system.reverb_actor`).
   """
   obs = rng.normal(size=(unroll + 1, batch) + tuple(obs_shape)).astype(dtype)
   if action_dim is None:

@@ -1,7 +1,7 @@
 """Ablations freeze what they say (STAC section 4.1: a hyperparameter that is
 not self-tuned is fixed to its outer-loss value), also after the
 metaparameters have moved: MGRL subsets, STAC with separate leaky alphas
-(STAC fig. 5b) on a subset, DrMG's scalar eta and n-step return (seed 002
+(STAC fig. 5b) on a subset, DrMG's scalar eta and n-step return (Yin et al. (2023)
 section 5.3)."""
 
 import numpy as np

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from tf_metagrad import agents
 from tf_metagrad import envs
-from tf_metagrad.agents import actor
+from tf_metagrad.agents import acting
 from tf_metagrad.agents import config as config_lib
 from tf_metagrad.agents import networks
 from tests.agents import chain
@@ -135,7 +135,7 @@ def _greedy_catch_return(network, episodes=200, seed=123):
   (each lasts rows - 1 = 9 steps)."""
   env = envs.make_batched("catch", episodes, seed=seed)
   obs = env.reset(seed=seed)
-  greedy = tf.function(actor.Policy(network).greedy, autograph=False)
+  greedy = tf.function(acting.Policy(network).greedy, autograph=False)
   total = np.zeros(episodes)
   done = np.zeros(episodes, bool)
   for _ in range(9):
@@ -156,15 +156,15 @@ def test_stac_with_bfloat16_compute_learns_catch():
   space = gymnasium.spaces.Discrete(3)
   learner = agents.make_learner("stac", spec, space,
                                 **dict(chain.SMALL, **BF16))
-  acting = networks.make_network(learner.config, spec, space)
-  sample = tf.function(actor.Policy(acting).sample, autograph=False)
+  behaviour = networks.make_network(learner.config, spec, space)
+  sample = tf.function(acting.Policy(behaviour).sample, autograph=False)
   policy = type("P", (), {"sample": staticmethod(sample)})
   env = _BatchedCatch(32, seed=0)
   before = _greedy_catch_return(learner.network)
   meta0 = {k: v.numpy() for k, v in learner.meta_params().items()}
   for step in range(120):
     if step % 3 == 0:
-      for dst, src in zip(acting.variables, learner.network.variables):
+      for dst, src in zip(behaviour.variables, learner.network.variables):
         dst.assign(src)
     metrics = learner.step(chain.rollout(policy, env, 20, step))
   after = _greedy_catch_return(learner.network)
@@ -182,7 +182,7 @@ def test_stac_with_bfloat16_compute_learns_catch():
 
 def test_bfloat16_policy_exports(tmp_path):
   # pylint: disable=g-import-not-at-top
-  from tf_metagrad.export import export_policy
+  from tf_metagrad.serving import export_policy
   from tests.export import helpers as export_helpers
   spec, learner, _, _ = export_helpers.make_run(
       tmp_path / "run", core_units=4, **BF16)
@@ -192,7 +192,7 @@ def test_bfloat16_policy_exports(tmp_path):
   state = loaded.get_initial_state(3)
   assert {s.dtype for s in state.values()} == {tf.float32}
   out = loaded.greedy_action(obs, state)
-  policy = actor.Policy(learner.network)
+  policy = acting.Policy(learner.network)
   action, next_state = policy.greedy_step(obs, policy.initial_state(3))
   np.testing.assert_array_equal(out["action"].numpy(), action.numpy())
   # The SavedModel's graph and this eager call round differently (grappler

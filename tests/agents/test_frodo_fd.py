@@ -48,12 +48,12 @@ def test_frodo_metagradient_matches_finite_differences(num_inner_steps,
 def test_frodo_metagradient_every_meta_weight_matches_finite_differences(
     fd_seed):
   """Central differences in every entry of every meta-network tensor, M = 1,
-  the default meta-network (observation input, forward LSTM; a
+  the meta-network of Qiu (2021) (observation input, forward LSTM; a
   2-dimensional observation keeps the input kernel small)."""
   rng = np.random.default_rng(fd.shaken(5, fd_seed))
   spec, space = helpers.spaces(obs_shape=(2,))
   learner = agents.make_learner("frodo", spec, space, num_inner_steps=1,
-                                **TINY)
+                                meta_direction="forward", **TINY)
   assert learner.config.use_observation
   assert not learner.meta_network.reverse
   inner, outer = (helpers.random_trajectory(rng, 4, 3, obs_shape=(2,))

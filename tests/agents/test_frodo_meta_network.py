@@ -1,8 +1,9 @@
-"""FRODO's meta-network without LSTM bias (seed 001 section 5.2's
+"""FRODO's meta-network without LSTM bias (Qiu (2021) section 5.2's
 `nn.LSTM(..., bias=False)`): no bias in eta, and the targets of a numpy LSTM
 without any bias term."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tf_metagrad import agents
@@ -29,12 +30,14 @@ def _numpy_targets(weights, features):
   return np.stack(outputs)[..., 0]
 
 
-def test_meta_network_without_bias_matches_a_bias_free_lstm():
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_meta_network_without_bias_matches_a_bias_free_lstm(direction):
   spec, space = helpers.spaces()
   learner = agents.make_learner(
       "frodo", spec, space, dtype="float64", mlp_hidden_sizes=(6,),
       head_hidden_sizes=(6,), meta_units=4, num_inner_steps=1,
-      meta_use_bias=False, use_observation=False, reward_clip=None)
+      meta_use_bias=False, use_observation=False, reward_clip=None,
+      meta_direction=direction)
   meta = learner._meta_variables()
   assert sorted(meta) == ["cell/kernel", "cell/recurrent_kernel",
                           "linear/bias", "linear/kernel"], sorted(meta)
@@ -47,9 +50,12 @@ def test_meta_network_without_bias_matches_a_bias_free_lstm():
                             for k, v in meta.items()}, batch, next_values)
   features = np.stack([batch.reward.numpy(), batch.discount.numpy(),
                        next_values.numpy()], -1)
+  # Backward: the same recursion over the steps from last to first.
+  order = slice(None) if direction == "forward" else slice(None, None, -1)
   expected = _numpy_targets(
       [meta[k].numpy() for k in ("cell/kernel", "cell/recurrent_kernel",
-                                 "linear/kernel", "linear/bias")], features)
+                                 "linear/kernel", "linear/bias")],
+      features[order])[order]
   # float64, recursions of 4 steps over sums of <= 7 terms of size <= ~3.
   np.testing.assert_allclose(target.numpy(), expected, rtol=0, atol=1e-12)
   learner.step(helpers.random_trajectory(rng, 8, 3))

@@ -1,4 +1,4 @@
-"""FRODO's pseudo-label extension (seed 001 section 5): the paper's weight
+"""FRODO's pseudo-label extension (Qiu (2021) section 5): the paper's weight
 b1 / |L_outer| ("outer"), the value-loss form ("value"), and their
 meta-gradients against finite differences."""
 

@@ -17,8 +17,8 @@ TINY = dict(dtype="float64", mlp_hidden_sizes=(6,), head_hidden_sizes=(6,),
 
 
 def _numpy_inner_loss(logits, values, target, actions, behaviour, cfg):
-  """seed 001 section 3.3's inner loss with a quantile critic: quantile
-  Huber value loss (seed 002 eq. 1-3) and the quantile-mean advantage."""
+  """Qiu (2021) section 3.3's inner loss with a quantile critic: quantile
+  Huber value loss (Yin et al. (2023) eq. 1-3) and the quantile-mean advantage."""
   n = values.shape[-1]
   taus = (2 * np.arange(n) + 1) / (2.0 * n)
   u = target[..., None, :] - values[:-1][..., :, None]  # [T, B, i, j]

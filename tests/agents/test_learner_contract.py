@@ -235,7 +235,7 @@ def test_step_from_iterator_is_step_on_the_next_element(agent):
                                   extra["episode_return"].numpy())
   for a, b in zip(direct.network.variables, drawn.network.variables):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
-  # Two updates per batch for DrMG (seed 002 section 5.2's swapped halves).
+  # Two updates per batch for DrMG (Yin et al. (2023) section 5.2's swapped halves).
   steps = 2 * drawn.updates_per_batch
   assert drawn.updates_per_batch == (2 if agent == "drmg" else 1)
   assert int(drawn.learner_steps.numpy()) == steps
@@ -295,7 +295,7 @@ def test_step_calls_one_trace_per_batch_signature_as_the_tf_function_would(
 
 @pytest.mark.parametrize("meta_optimizer", ["adam", "rmsprop"])
 def test_meta_optimizer_option_picks_the_update_of_eta(meta_optimizer):
-  # seed 001 section 5.2 steps its meta-network with RMSprop; eta must move
+  # Qiu (2021) section 5.2 steps its meta-network with RMSprop; eta must move
   # by that rule (mean square of the meta-gradient carried across steps),
   # and by Adam's with the default.
   decay, eps, lr = 0.9, 1e-6, 0.05

@@ -1,5 +1,5 @@
 """STAC, STACX and FRODO learn the chain with a 4-quantile value head
-(seed 002's distributional critic composed with each agent)."""
+(Yin et al.'s (2023) distributional critic composed with each agent)."""
 
 import pytest
 

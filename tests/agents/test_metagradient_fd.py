@@ -52,7 +52,7 @@ def test_metagradient_matches_finite_differences(agent, overrides, expected,
 
 
 def test_drmg_default_swaps_the_halves_of_the_batch(fd_seed):
-  """Seed 002 section 5.2, the DrMG default: one batch makes two updates,
+  """Yin et al. (2023) section 5.2, the DrMG default: one batch makes two updates,
   inner on half A / outer on half B, then inner on B / outer on A from the
   first update's theta, optimizer state and eta. The second meta-gradient is
   checked there against finite differences (one entry of each

@@ -84,7 +84,7 @@ def test_bad_nested_specs_and_observations_are_clear_errors():
 
 def test_export_says_it_takes_single_tensor_observations(tmp_path):
   # pylint: disable=g-import-not-at-top
-  from tf_metagrad.export import export_policy
+  from tf_metagrad.serving import export_policy
   from tf_metagrad import runs
   learner = agents.make_learner("stac", SPEC, SPACE, **TINY)
   with pytest.raises(ValueError, match="single-tensor observations"):

@@ -1,4 +1,4 @@
-"""Learners with an LSTM core (STAC supplement Table 2) against the actor.
+"""Learners with an LSTM core (STAC supplement Table 2) against the acting.
 
 The learner unrolls the core over a trajectory from the actor's stored state,
 zeroing it where an episode ended; its outputs must equal the actor's
@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from tf_metagrad import agents
-from tf_metagrad.agents import actor
+from tf_metagrad.agents import acting
 from tests import finite_differences as fd
 from tests.agents import helpers
 
@@ -29,7 +29,7 @@ def _recurrent_trajectory(rng, unroll, batch, units=4):
 def _stepped_logits(network, batch):
   """Head-0 logits `[T+1, B, A]` from stepping the acting policy, zeroing the
   state of a row after each step whose discount is 0 (what the actor does)."""
-  policy = actor.Policy(network)
+  policy = acting.Policy(network)
   discount = batch.discount.numpy()
   state = batch.core_state
   logits = []

@@ -26,7 +26,7 @@ import tensorflow as tf
 from tf_metagrad import agents
 from tf_metagrad import envs
 from tf_metagrad import types
-from tf_metagrad.agents import actor
+from tf_metagrad.agents import acting
 from tf_metagrad.agents import collect
 from tests.agents import helpers
 
@@ -55,7 +55,7 @@ def _old_batches(learner, env):
   """Unrolls written as before issue #17: discount 0 at a truncation, the
   next observation the reset one, no padding step (mask all ones, which is
   bit for bit no mask, so the learner's step is not traced again)."""
-  policy = tf.function(actor.Policy(learner.network).sample,
+  policy = tf.function(acting.Policy(learner.network).sample,
                        autograph=False)
   observation = env.reset(seed=0)
   step = 0

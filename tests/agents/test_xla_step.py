@@ -1,7 +1,7 @@
 """XLA per replica: the compiled learner step equals the step without XLA.
 
 `jit_compile=True` compiles the function given to `strategy.run` (see
-`tf_metagrad.agents.base`). For every agent, FRODO with its default M = 5
+`tf_metagrad.distribute.xla`). For every agent, FRODO with its default M = 5
 inner steps included, one step of a compiled learner and one of a plain
 learner start from the same variables and take the same batch; what each
 step changed must agree.
@@ -40,7 +40,7 @@ import tensorflow as tf
 
 from tf_metagrad import agents
 from tf_metagrad import types
-from tf_metagrad.agents import base
+from tf_metagrad.distribute import xla
 
 U = 2.0 ** -24
 T, B = 12, 3  # FRODO (M = 5) cuts T into M + 1 = 6 trajectories of 2 steps.
@@ -217,12 +217,12 @@ def test_auto_compiles_under_tpu_strategy_only():
   mirrored = tf.distribute.MirroredStrategy(["/cpu:0"])
   default = tf.distribute.get_strategy()
   for torso in ("mlp", "resnet", "conv"):
-    assert base.resolve_jit_compile(tpu, "auto", torso) is True
-    assert base.resolve_jit_compile(default, "auto", torso) is False
+    assert xla.resolve_jit_compile(tpu, "auto", torso) is True
+    assert xla.resolve_jit_compile(default, "auto", torso) is False
     # "auto" never asks Mirrored for what it cannot do.
-    assert base.resolve_jit_compile(mirrored, "auto", torso) is False
-    assert base.resolve_jit_compile(default, True, torso) is True
-    assert base.resolve_jit_compile(tpu, False, torso) is False
+    assert xla.resolve_jit_compile(mirrored, "auto", torso) is False
+    assert xla.resolve_jit_compile(default, True, torso) is True
+    assert xla.resolve_jit_compile(tpu, False, torso) is False
 
 
 def test_learner_reports_what_auto_resolved_to():

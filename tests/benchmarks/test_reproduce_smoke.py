@@ -41,9 +41,9 @@ def test_reproduce_writes_csv_png_and_markdown(tmp_path, experiment, scale):
 
 def test_random_walk_writes_every_arm_on_one_grid(tmp_path):
   # Two reward periods (1920 env steps, scale 0.032) of a fixed-target arm
-  # and a FRODO arm with seed 001's optimizers (20 FRODO updates).
+  # and a FRODO arm with Qiu's (2021) optimizers (20 FRODO updates).
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-  arms = ["4-step", "FRODO+ext bwd (seed 001 opt)"]
+  arms = ["4-step", "FRODO+ext bwd (Qiu (2021) opt)"]
   proc = subprocess.run(
       [sys.executable, "-m", "benchmarks.reproduce",
        "--experiment=random_walk", "--seeds=1", "--scale=0.032",

@@ -97,7 +97,7 @@ def test_key_agnostic_optimal_return(seed):
     episode_return = sum(rewards)
     assert episode_return == pytest.approx(value + 1.0 - r_pen * length)
     offsets.append(episode_return + r_pen * length)
-  # Averaged over the colour picked blindly: +1.5 - r_pen * T (seed 002).
+  # Averaged over the colour picked blindly: +1.5 - r_pen * T (Yin et al. (2023)).
   assert np.mean(offsets) == pytest.approx(1.5)
 
 

@@ -192,8 +192,8 @@ def test_dm_env_name_errors_are_one_line():
 
 
 def test_cli_check_names_the_flag_on_one_line():
-  from tf_metagrad.export import cli  # pylint: disable=g-import-not-at-top
-  from tf_metagrad.trainers import flags_check  # pylint: disable=g-import-not-at-top
+  from tf_metagrad.programs import cli  # pylint: disable=g-import-not-at-top
+  from tf_metagrad.programs import flags_check  # pylint: disable=g-import-not-at-top
   with pytest.raises(cli.FlagError) as error:
     flags_check.environment("gym:tests.envs.no_such:Corridor-v0", [], 0)
   assert str(error.value).startswith(

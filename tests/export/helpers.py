@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from tf_metagrad import envs
 from tf_metagrad import runs
-from tf_metagrad.agents import actor
+from tf_metagrad.agents import acting
 
 TINY = dict(mlp_hidden_sizes=(16,), head_hidden_sizes=(16,),
             resnet_channels=(4,))
@@ -73,22 +73,23 @@ except ModuleNotFoundError:
 else:
   raise SystemExit("tf_metagrad is still importable")
 
-# tf_metagrad/export/serving.py needs nothing from the library, so a serving
-# project can vendor it: the client loads a copy by path (its last argument;
-# see `serving_copy`).
+# tf_metagrad/serving/saved_policy.py needs nothing from the library, so a
+# serving project can vendor it: the client loads a copy by path (its last
+# argument; see `serving_copy`).
 import importlib.util
-_spec = importlib.util.spec_from_file_location("serving", sys.argv.pop())
-serving = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(serving)
+_spec = importlib.util.spec_from_file_location("saved_policy", sys.argv.pop())
+saved_policy = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(saved_policy)
 """
 
 
 def serving_copy(directory) -> str:
-  """Copies tf_metagrad/export/serving.py into `directory`; returns the path
-  a HIDE_TF_METAGRAD client takes as its last argument."""
-  from tf_metagrad.export import serving  # pylint: disable=g-import-not-at-top
+  """Copies tf_metagrad/serving/saved_policy.py into `directory`; returns the
+  path a HIDE_TF_METAGRAD client takes as its last argument."""
+  # pylint: disable-next=g-import-not-at-top
+  from tf_metagrad.serving import saved_policy
   path = os.path.join(str(directory), "serving_copy.py")
-  with open(serving.__file__) as src, open(path, "w") as dst:
+  with open(saved_policy.__file__) as src, open(path, "w") as dst:
     dst.write(src.read())
   return path
 
@@ -108,7 +109,7 @@ def reference_returns(learner, seed, episodes, sample):
   """Returns of greedy or sampled episodes on a 6 x 4 Catch played with the
   in-process policy (what `export.evaluate` must reproduce), the state reset
   at every episode start."""
-  policy = actor.Policy(learner.network)
+  policy = acting.Policy(learner.network)
   env = envs.make("catch", seed=seed, rows=6, columns=4)
   returns, step = [], 0
   for _ in range(episodes):

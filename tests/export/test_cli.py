@@ -10,16 +10,16 @@ import pytest
 import tensorflow as tf
 
 from tests.export import helpers
-from tf_metagrad import scripts
-from tf_metagrad.agents import actor
-from tf_metagrad.export import evaluate
-from tf_metagrad.export import export_policy
+from tf_metagrad.agents import acting
+from tf_metagrad.programs import scripts
+from tf_metagrad.serving import export_policy
+from tf_metagrad.serving import playback
 
 _BIN = os.path.dirname(sys.executable)
 
 # Runs in a fresh interpreter where tf_metagrad is hidden (see
 # helpers.HIDE_TF_METAGRAD), then serves the policy with TensorFlow and a
-# vendored copy of tf_metagrad/export/serving.py.
+# vendored copy of tf_metagrad/serving/saved_policy.py.
 _CLIENT = helpers.HIDE_TF_METAGRAD + r"""
 import numpy as np
 import tensorflow as tf
@@ -29,7 +29,7 @@ obs = np.load(obs_file)
 loaded = tf.saved_model.load(path)
 seed = tf.constant([5, 6], tf.int64)
 sampled = loaded.action(obs, seed)
-policy = serving.load_policy(path)
+policy = saved_policy.load_policy(path)
 try:
   policy.greedy_action(obs[:, :3])
 except ValueError as error:
@@ -70,7 +70,7 @@ def test_loads_where_tf_metagrad_is_not_importable(run, tmp_path):
                 cwd=tmp_path)
   assert result.returncode == 0, result.stderr[-3000:]
   out = np.load(tmp_path / "out.npz")
-  policy = actor.Policy(learner.network)
+  policy = acting.Policy(learner.network)
   greedy = policy.greedy(obs).numpy()
   for key in ("greedy", "serving", "helper_greedy"):
     np.testing.assert_array_equal(out[key], greedy, err_msg=key)
@@ -113,7 +113,7 @@ def test_export_binary_missing_logdir_is_one_clean_line(tmp_path):
                  f"--logdir={missing}"], cwd=tmp_path, tf_log_level=None)
   assert result.returncode == 1
   # Exactly one line: the console script filters TensorFlow's start-up
-  # noise (tf_metagrad.export.native_logs).
+  # noise (tf_metagrad.system.native_logs).
   assert result.stderr.splitlines() == [
       f"error: Run directory {missing} does not exist."]
 
@@ -127,7 +127,7 @@ def test_evaluate_binary_prints_mean_and_std(run, tmp_path):
   match = re.fullmatch(r"mean_return=(\S+) std_return=(\S+) episodes=6\n",
                        result.stdout)
   assert match, result.stdout
-  returns = evaluate.evaluate(path, "catch", episodes=6, seed=3)
+  returns = playback.evaluate(path, "catch", episodes=6, seed=3)
   assert set(returns.tolist()) <= {-1.0, 1.0}  # Catch's only returns.
   assert float(match.group(1)) == pytest.approx(returns.mean(), abs=1e-6)
   assert float(match.group(2)) == pytest.approx(returns.std(), abs=1e-6)

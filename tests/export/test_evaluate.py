@@ -1,20 +1,23 @@
 """Playing episodes with an exported policy, and episode videos."""
 
+import importlib.machinery
 import os
 import re
 import sys
+import types
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_metagrad import runs
-from tf_metagrad.export import evaluate
-from tf_metagrad.export import export_policy
-from tf_metagrad.export import gif
-from tf_metagrad.export import serving
 from tests.export import helpers
 from tf_metagrad import envs
+from tf_metagrad import runs
+from tf_metagrad.programs import evaluate
+from tf_metagrad.serving import export_policy
+from tf_metagrad.serving import gif
+from tf_metagrad.serving import playback
+from tf_metagrad.serving import saved_policy
 
 
 _BIN = os.path.dirname(sys.executable)
@@ -36,17 +39,17 @@ def catch_policy(tmp_path_factory):
 def test_returns_equal_the_in_process_policy(catch_policy, sample):
   learner, path = catch_policy
   # The run's env kwargs (a 6 x 4 board) apply when --env is omitted.
-  returns = evaluate.evaluate(path, episodes=8, sample=sample, seed=11)
+  returns = playback.evaluate(path, episodes=8, sample=sample, seed=11)
   assert returns.shape == (8,)
   np.testing.assert_array_equal(
       returns, helpers.reference_returns(learner, 11, 8, sample))
 
 
 def test_play_sees_every_observation(catch_policy):
-  policy = serving.load_policy(catch_policy[1])
+  policy = saved_policy.load_policy(catch_policy[1])
   seen = []
   env = envs.make("catch", seed=2, rows=6, columns=4)
-  returns = evaluate.play(policy, env, 2,
+  returns = playback.play(policy, env, 2,
                           on_step=lambda e, o: seen.append((e, o)))
   # Catch episodes last rows - 1 = 5 steps: 6 observations each.
   assert [e for e, _ in seen] == [0] * 6 + [1] * 6
@@ -59,23 +62,23 @@ def test_errors(catch_policy, tmp_path):
   with pytest.raises(ValueError, match=r"observations \(shape \[10, 5\], "
                      r"dtype float32\) do not fit the policy, which expects "
                      r"one observation of shape \[6, 4\]"):
-    evaluate.evaluate(path, env_name="catch", episodes=1,
+    playback.evaluate(path, env_name="catch", episodes=1,
                       env_kwargs=dict(rows=10, columns=5))
   with pytest.raises(ValueError, match="must name a .gif file"):
-    evaluate.evaluate(path, episodes=1, video=str(tmp_path / "a.mp4"))
+    playback.evaluate(path, episodes=1, video=str(tmp_path / "a.mp4"))
   with pytest.raises(ValueError, match=r"--video needs an environment that "
                      r"renders rgb_array frames .*; catch renders nothing\.$"):
-    evaluate.evaluate(path, episodes=1, video=str(tmp_path / "a.gif"))
+    playback.evaluate(path, episodes=1, video=str(tmp_path / "a.gif"))
   assert not (tmp_path / "a.gif").exists()
   with pytest.raises(ValueError, match="episodes must be >= 1"):
-    evaluate.evaluate(path, episodes=0)
+    playback.evaluate(path, episodes=0)
   with pytest.raises(FileNotFoundError, match="No SavedModel at"):
-    evaluate.evaluate(str(tmp_path), episodes=1)
+    playback.evaluate(str(tmp_path), episodes=1)
 
 
 def test_a_run_directory_plays_its_saved_model(catch_policy):
   learner, path = catch_policy
-  returns = evaluate.evaluate(os.path.dirname(path), episodes=4, seed=5)
+  returns = playback.evaluate(os.path.dirname(path), episodes=4, seed=5)
   np.testing.assert_array_equal(
       returns, helpers.reference_returns(learner, 5, 4, False))
 
@@ -84,7 +87,7 @@ def test_hints_name_the_command_the_user_runs(tmp_path, monkeypatch):
   runs.save_spec(str(tmp_path), runs.RunSpec(agent="impala", env="catch"))
   # A library call cannot tell how the user runs programs: both forms.
   with pytest.raises(FileNotFoundError) as error:
-    evaluate.saved_model_path(str(tmp_path))
+    playback.saved_model_path(str(tmp_path))
   assert str(error.value) == (
       f"{tmp_path} is a run directory without an exported policy "
       f"({tmp_path}/saved_model holds no saved_model.pb); export it with "
@@ -92,8 +95,15 @@ def test_hints_name_the_command_the_user_runs(tmp_path, monkeypatch):
       f"`python -m export.export_policy --logdir={tmp_path}`), then "
       "evaluate again.")
   monkeypatch.setattr(sys, "argv", ["/venv/bin/tf-metagrad-evaluate"])
-  assert evaluate.command("export", "--logdir=R") == (
+  assert playback.command("export", "--logdir=R") == (
       "`tf-metagrad-export --logdir=R`")
+  # `python -m` of a program module: that package's module.
+  main = types.ModuleType("__main__")
+  main.__spec__ = importlib.machinery.ModuleSpec(
+      "tf_metagrad.programs.evaluate", None)
+  monkeypatch.setitem(sys.modules, "__main__", main)
+  assert playback.command("export", "--logdir=R") == (
+      "`python -m tf_metagrad.programs.export --logdir=R`")
 
 
 def _error_line(result):
@@ -150,12 +160,12 @@ def test_evaluate_binary_on_a_run_directory_with_name_value_env_kwargs(
   match = re.fullmatch(r"mean_return=(\S+) std_return=\S+ episodes=3\n",
                        result.stdout)
   assert match, result.stdout
-  returns = evaluate.evaluate(
+  returns = playback.evaluate(
       catch_policy[1], env, episodes=3, seed=2,
       env_kwargs=evaluate.parse_env_kwargs(['{"rows": 6, "columns": 4}']))
   assert float(match.group(1)) == pytest.approx(returns.mean(), abs=1e-6)
   with pytest.raises(ValueError, match=r"observations \(shape \[10, 5\]"):
-    evaluate.evaluate(catch_policy[1], env, episodes=1)
+    playback.evaluate(catch_policy[1], env, episodes=1)
 
 
 def test_gymnasium_rgb_array_video(tmp_path, capfd):
@@ -163,7 +173,7 @@ def test_gymnasium_rgb_array_video(tmp_path, capfd):
                                          "gym:CartPole-v1")
   path = export_policy.export(learner, spec, 0, str(tmp_path / "policy"))
   video = tmp_path / "cartpole.gif"
-  returns = evaluate.evaluate(path, episodes=1, seed=3, video=str(video),
+  returns = playback.evaluate(path, episodes=1, seed=3, video=str(video),
                               video_max_frames=4)
   assert returns.shape == (1,) and returns[0] >= 1.0
   data = video.read_bytes()
@@ -184,7 +194,7 @@ def test_atari_video_is_a_gif_of_the_episode(tmp_path):
                                          env_kwargs=env_kwargs)
   path = export_policy.export(learner, spec, 0, str(tmp_path / "policy"))
   video = tmp_path / "videos" / "pong.gif"
-  returns = evaluate.evaluate(path, episodes=1, seed=4, video=str(video),
+  returns = playback.evaluate(path, episodes=1, seed=4, video=str(video),
                               video_max_frames=20)
   assert returns.shape == (1,)
   data = video.read_bytes()
@@ -195,7 +205,7 @@ def test_atari_video_is_a_gif_of_the_episode(tmp_path):
   assert frames.shape == (20, 84, 84, 3)
 
   observations = []
-  evaluate.play(serving.load_policy(path),
+  playback.play(saved_policy.load_policy(path),
                 envs.make("atari:Pong", seed=4, **env_kwargs), 1,
                 on_step=lambda _, o: observations.append(o))
   assert len(observations) == 26
@@ -275,7 +285,7 @@ def test_dm_control_video(tmp_path, env_name):
                                          env_kwargs=dict(action_repeat=10))
   path = export_policy.export(learner, spec, 0, str(tmp_path / "policy"))
   video = tmp_path / "episode.gif"
-  returns = evaluate.evaluate(path, episodes=1, video=str(video),
+  returns = playback.evaluate(path, episodes=1, video=str(video),
                               video_max_frames=6)
   assert returns.shape == (1,) and 0.0 <= returns[0] <= 1000.0
   data = video.read_bytes()

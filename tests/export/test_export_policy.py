@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_metagrad.export import export_policy
-from tf_metagrad.export import serving
 from tests.export import helpers
 from tf_metagrad import runs
-from tf_metagrad.agents import actor
+from tf_metagrad.agents import acting
+from tf_metagrad.serving import export_policy
+from tf_metagrad.serving import saved_policy
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_default_output_is_logdir_saved_model(catch_run):
 
 def test_metadata_describes_the_run(catch_run):
   _, spec, learner, path = catch_run
-  metadata = serving.load_policy(path).metadata
+  metadata = saved_policy.load_policy(path).metadata
   assert metadata["format_version"] == 1
   assert metadata["agent"] == "stac"
   assert metadata["env"] == "catch"
@@ -62,7 +62,7 @@ def test_metadata_describes_the_run(catch_run):
 
 def test_metaparameter_values_equal_the_learners(catch_run):
   _, _, learner, path = catch_run
-  exported = serving.load_policy(path).meta_values
+  exported = saved_policy.load_policy(path).meta_values
   expected = {k: v.numpy() for k, v in learner.meta_values().items()}
   assert sorted(exported) == sorted(expected) and len(expected) == 6
   for name, value in expected.items():
@@ -74,7 +74,7 @@ def test_metaparameter_values_equal_the_learners(catch_run):
 def test_greedy_and_sampled_actions_equal_the_in_process_policy(catch_run):
   _, _, learner, path = catch_run
   loaded = tf.saved_model.load(path)
-  policy = actor.Policy(learner.network)
+  policy = acting.Policy(learner.network)
   obs = helpers.observations((10, 5), batch=32)
   greedy = loaded.greedy_action(obs).numpy()
   np.testing.assert_array_equal(greedy, policy.greedy(obs).numpy())
@@ -100,11 +100,11 @@ def test_initial_state_of_a_feed_forward_policy_is_empty(catch_run):
   path = catch_run[3]
   loaded = tf.saved_model.load(path)
   assert loaded.get_initial_state(tf.constant(4, tf.int64)) == {}
-  assert serving.load_policy(path).get_initial_state(4) == {}
+  assert saved_policy.load_policy(path).get_initial_state(4) == {}
 
 
 def test_wrong_observation_names_the_expected_spec(catch_run):
-  policy = serving.load_policy(catch_run[3])
+  policy = saved_policy.load_policy(catch_run[3])
   obs = helpers.observations((10, 5), batch=2)
   with pytest.raises(ValueError) as error:
     policy.greedy_action(obs[0])
@@ -147,13 +147,13 @@ def test_graph_clients_get_the_spec_in_the_error(catch_run):
 
 def test_load_policy_errors(tmp_path):
   with pytest.raises(FileNotFoundError, match="No SavedModel at"):
-    serving.load_policy(str(tmp_path / "nothing"))
+    saved_policy.load_policy(str(tmp_path / "nothing"))
   module = tf.Module()
   module.f = tf.function(lambda: tf.constant(1.0), input_signature=[],
                          autograph=False)
   tf.saved_model.save(module, str(tmp_path / "other"))
   with pytest.raises(ValueError, match="not a policy exported by"):
-    serving.load_policy(str(tmp_path / "other"))
+    saved_policy.load_policy(str(tmp_path / "other"))
 
 
 def test_continuous_policy_with_vector_metaparameters(tmp_path):
@@ -161,7 +161,7 @@ def test_continuous_policy_with_vector_metaparameters(tmp_path):
                                       env_steps=99)
   path = export_policy.export_from_logdir(str(tmp_path),
                                           output=str(tmp_path / "policy"))
-  policy = serving.load_policy(path)
+  policy = saved_policy.load_policy(path)
   metadata = policy.metadata
   assert metadata["action_space"] == "Box(-1.0, 1.0, (1,), float32)"
   np.testing.assert_array_equal(metadata["action_shape"], [1])
@@ -174,7 +174,7 @@ def test_continuous_policy_with_vector_metaparameters(tmp_path):
   for name, value in expected.items():
     np.testing.assert_array_equal(policy.meta_values[name], value.numpy())
 
-  reference = actor.Policy(learner.network)
+  reference = acting.Policy(learner.network)
   obs = helpers.observations((3,), batch=16)
   # The exported graph runs fused oneDNN kernels, the reference unfused
   # eager ones, so the float32 MLP of the mean sums in another order. A
@@ -200,7 +200,7 @@ def test_continuous_policy_with_vector_metaparameters(tmp_path):
 
 def test_frodo_exports_metaparameter_names_only(tmp_path):
   _, learner, _, _ = helpers.make_run(tmp_path, "frodo", "catch")
-  metadata = serving.load_policy(
+  metadata = saved_policy.load_policy(
       export_policy.export_from_logdir(str(tmp_path))).metadata
   assert not [k for k in metadata if k.startswith("meta/")]
   raw = learner.meta_params()
@@ -215,14 +215,14 @@ def test_explicit_checkpoint_is_exported(tmp_path):
   first = manager.latest_checkpoint
   obs = helpers.observations((10, 5), batch=8)
   seed = tf.constant([1, 2], tf.int64)
-  first_log_prob = actor.Policy(learner.network).sample(obs, seed)[1]
+  first_log_prob = acting.Policy(learner.network).sample(obs, seed)[1]
   for v in learner.network.trainable_variables:
     v.assign(v + 1.0)
   env_steps.assign(20)
   manager.save()
 
   def exported(checkpoint):
-    return serving.load_policy(export_policy.export_from_logdir(
+    return saved_policy.load_policy(export_policy.export_from_logdir(
         str(tmp_path), checkpoint=checkpoint, output=str(tmp_path / "out")))
 
   latest = exported(None)
@@ -315,7 +315,7 @@ def test_reexport_replaces_the_previous_one(tmp_path):
   output = str(tmp_path / "policy")
   export_policy.export(learner, spec, 5, output)
   export_policy.export(learner, spec, tf.Variable(6, dtype=tf.int64), output)
-  assert serving.load_policy(output).metadata["env_steps"] == 6
+  assert saved_policy.load_policy(output).metadata["env_steps"] == 6
   assert _outside(output) == []
 
 
@@ -336,7 +336,7 @@ def test_failed_write_leaves_the_previous_export_intact(tmp_path,
     patch.setattr(tf.saved_model, "save", crash_mid_write)
     with pytest.raises(OSError, match="No space left"):
       export_policy.export(learner, spec, 6, output)
-  assert serving.load_policy(output).metadata["env_steps"] == 5
+  assert saved_policy.load_policy(output).metadata["env_steps"] == 5
   assert _outside(output) == []
 
   real_rename = tf.io.gfile.rename
@@ -350,7 +350,7 @@ def test_failed_write_leaves_the_previous_export_intact(tmp_path,
     patch.setattr(tf.io.gfile, "rename", refuse_new)
     with pytest.raises(tf.errors.PermissionDeniedError):
       export_policy.export(learner, spec, 7, output)
-  assert serving.load_policy(output).metadata["env_steps"] == 5
+  assert saved_policy.load_policy(output).metadata["env_steps"] == 5
   assert _outside(output) == []
 
 
@@ -365,5 +365,5 @@ def test_partial_export_of_a_dead_process_is_deleted(tmp_path):
   for partial in (dead, alive):
     os.makedirs(os.path.join(partial, "variables"))
   export_policy.export(learner, spec, 5, output)
-  assert serving.load_policy(output).metadata["env_steps"] == 5
+  assert saved_policy.load_policy(output).metadata["env_steps"] == 5
   assert _outside(output) == [os.path.basename(alive)]

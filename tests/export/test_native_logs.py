@@ -30,7 +30,7 @@ _KEPT = [
 # child process, the way C++ code does, then aborts like a C++ terminate.
 _PROGRAM = r"""
 import os, subprocess, sys
-from tf_metagrad.export import native_logs
+from tf_metagrad.system import native_logs
 native_logs.install(sys.argv[1])
 noise, kept = %r, %r
 for a, b in zip(noise, kept):
@@ -72,7 +72,7 @@ def test_all_keeps_every_line():
 
 def test_a_filtered_process_does_not_filter_twice():
   code = ("import os, sys\n"
-          "from tf_metagrad.export import native_logs\n"
+          "from tf_metagrad.system import native_logs\n"
           "native_logs.install('quiet')\n"
           "first = os.fstat(2).st_ino\n"
           "native_logs.install('quiet')\n"
@@ -85,7 +85,8 @@ def test_a_filtered_process_does_not_filter_twice():
 
 
 def test_unknown_level():
-  from tf_metagrad.export import native_logs  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from tf_metagrad.system import native_logs
   with pytest.raises(ValueError, match="level must be 'quiet' or 'all'"):
     native_logs.install("loud")
   assert native_logs.FILTERED_ENV not in os.environ
@@ -102,7 +103,7 @@ def _reverb_pieces(table):
 
 _INTERLEAVED = r"""
 import os, sys
-from tf_metagrad.export import native_logs
+from tf_metagrad.system import native_logs
 native_logs.install(sys.argv[1])
 a, b, c, pieces = %r
 for piece in a[:6] + b + a[6:]:
@@ -144,7 +145,7 @@ def test_interleaved_reverb_lines_are_dropped_and_other_lines_kept():
 
 _CHECKPOINT_INDEX = r"""
 import os, sys
-from tf_metagrad.export import native_logs
+from tf_metagrad.system import native_logs
 native_logs.install(sys.argv[1])
 from absl import logging
 import tensorflow as tf
@@ -178,7 +179,7 @@ def test_checkpoint_index_warnings_are_dropped(tmp_path):
 
 _ALE = r"""
 import os, sys
-from tf_metagrad.export import native_logs
+from tf_metagrad.system import native_logs
 native_logs.install(sys.argv[1])
 import ale_py
 ale_py.ALEInterface()  # Prints ALE's banner at the default logger mode.

@@ -1,6 +1,6 @@
 """Exporting and serving a policy with an LSTM core (STAC supplement Table 2).
 
-The exported functions must reproduce `actor.Policy.greedy_step` /
+The exported functions must reproduce `acting.Policy.greedy_step` /
 `sample_step` step by step, carrying the state, with the same weights.
 """
 
@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_metagrad.export import evaluate
-from tf_metagrad.export import export_policy
-from tf_metagrad.export import serving
 from tests.export import helpers
-from tf_metagrad import envs
-from tf_metagrad.agents import actor
+from tf_metagrad.agents import acting
+from tf_metagrad.serving import export_policy
+from tf_metagrad.serving import playback
+from tf_metagrad.serving import saved_policy
 
 _STEPS = 6
 _BATCH = 8
@@ -32,7 +31,7 @@ import tensorflow as tf
 path, obs_file, out_file = sys.argv[1:]
 obs = np.load(obs_file)
 loaded = tf.saved_model.load(path)
-policy = serving.load_policy(path)
+policy = saved_policy.load_policy(path)
 state = loaded.get_initial_state(tf.constant(obs.shape[1], tf.int64))
 flat_state = dict(state)
 helper_state = policy.get_initial_state(obs.shape[1])
@@ -78,7 +77,7 @@ def _observations():
 
 def _reference_steps(learner, obs):
   """Greedy actions, states and sampled outputs of the in-process policy."""
-  policy = actor.Policy(learner.network)
+  policy = acting.Policy(learner.network)
   greedy_state = sample_state = policy.initial_state(obs.shape[1])
   steps = []
   for t, batch in enumerate(obs):
@@ -92,13 +91,13 @@ def _reference_steps(learner, obs):
 
 
 def test_metadata_gives_the_state_spec(run):
-  metadata = serving.load_policy(run[1]).metadata
+  metadata = saved_policy.load_policy(run[1]).metadata
   assert metadata["recurrent"] is True
   assert metadata["state_names"] == _NAMES
   for name in _NAMES:
     np.testing.assert_array_equal(metadata["state_shape/" + name], [4])
     assert metadata["state_dtype/" + name] == "float32"
-  policy = serving.load_policy(run[1])
+  policy = saved_policy.load_policy(run[1])
   assert policy.recurrent
   assert policy.state_spec == {n: ((4,), tf.float32) for n in _NAMES}
 
@@ -168,7 +167,7 @@ def test_loads_where_tf_metagrad_is_not_importable(run, tmp_path):
 
 def test_bad_state_names_the_expected_spec(run):
   path = run[1]
-  policy = serving.load_policy(path)
+  policy = saved_policy.load_policy(path)
   obs = _observations()[0, :3]
   state = policy.get_initial_state(3)
   with pytest.raises(ValueError, match="greedy_action needs a feed-forward "
@@ -197,7 +196,7 @@ def test_bad_state_names_the_expected_spec(run):
 @pytest.mark.parametrize("sample", [False, True])
 def test_evaluate_carries_and_resets_the_state(run, sample):
   learner, path = run
-  returns = evaluate.evaluate(path, episodes=6, sample=sample, seed=5)
+  returns = playback.evaluate(path, episodes=6, sample=sample, seed=5)
   np.testing.assert_array_equal(
       returns, helpers.reference_returns(learner, 5, 6, sample))
 
@@ -211,6 +210,6 @@ def test_evaluate_binary_prints_mean_and_std(run, tmp_path):
   match = re.fullmatch(r"mean_return=(\S+) std_return=(\S+) episodes=5\n",
                        result.stdout)
   assert match, result.stdout
-  returns = evaluate.evaluate(path, episodes=5, seed=2)
+  returns = playback.evaluate(path, episodes=5, seed=2)
   assert float(match.group(1)) == pytest.approx(returns.mean(), abs=1e-6)
   assert float(match.group(2)) == pytest.approx(returns.std(), abs=1e-6)

@@ -127,7 +127,7 @@ def test_frodo_target_matches_lstm_reference(reverse):
   got = net(rewards, discounts, next_values).numpy()
   expected = np_frodo(net, rewards, discounts, next_values)[..., 0]
   np.testing.assert_allclose(got, expected, rtol=1e-12)
-  # Forward (the default, seed 001 section 5.2), the target at the first
+  # Forward (the default, Qiu (2021) section 5.2), the target at the first
   # step depends only on the first inputs; backwards, the last on the last.
   first, rest = (-1, slice(None, -1)) if reverse else (0, slice(1, None))
   moved = rewards.copy()
@@ -141,7 +141,7 @@ def test_frodo_target_default_is_32_units():
   net = networks.FrodoTargetNetwork()
   assert net.units == 32 and net.output_size == 1
   net.build([None, None])
-  # seed 001: a 32-unit LSTM over [r, discount, v] and a 32 -> 1 linear map.
+  # Qiu (2021): a 32-unit LSTM over [r, discount, v] and a 32 -> 1 linear map.
   assert net.lstm.cell.kernel.shape == (3, 4 * 32)
   assert net.lstm.cell.recurrent_kernel.shape == (32, 4 * 32)
   assert net.linear.kernel.shape == (32, 1)

@@ -1,6 +1,6 @@
 """Masked padding steps: returns bootstrap across a time-limit truncation.
 
-The layout is the actors' (see `tf_metagrad.system.actor`): copy 0 is
+The layout is the actors' (see `tf_metagrad.system.reverb_actor`): copy 0 is
 truncated at step PAD - 1 (discount 1 there), step PAD is a padding step
 whose observation is x_final (mask 0, discount 0, reward 0) and a new
 episode starts at PAD + 1. The references cut the unroll at the padding

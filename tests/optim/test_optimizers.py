@@ -1,6 +1,4 @@
-"""Pure optimizers, their variable wrapper, schedules and clipping."""
-
-import os
+"""Pure optimizers, schedules and clipping."""
 
 import numpy as np
 import pytest
@@ -220,65 +218,6 @@ def test_update_validates_lengths_and_shapes():
     opt.update([tf.zeros([2]), tf.zeros([4])], opt.init(params), params, 0.1)
   with pytest.raises(ValueError, match='decay must be in'):
     optim.RMSProp(decay=1.0)
-
-
-@pytest.mark.parametrize('name,make,reference', _CASES)
-@pytest.mark.parametrize('in_function', [False, True])
-def test_variable_optimizer_equals_pure_update(name, make, reference,
-                                               in_function):
-  del name, reference
-  params, grads, rates = _steps(3)
-  variables = [tf.Variable(p) for p in params]
-  applier = optim.VariableOptimizer(make(), variables)
-  apply = applier.apply
-  if in_function:
-    apply = tf.function(apply, autograph=False)
-  pure = make()
-  theta = [tf.constant(p) for p in params]
-  state = pure.init(theta)
-  for step_grads, lr in zip(grads, rates):
-    step_grads = [tf.constant(g) for g in step_grads]
-    apply(step_grads, variables, tf.constant(lr, tf.float64))
-    theta, state = pure.update(step_grads, state, theta, lr)
-  # Same code; graph optimisations may only reorder float ops (1 ulp).
-  rtol = 1e-14 if in_function else 0.0
-  for v, t in zip(variables, theta):
-    np.testing.assert_allclose(v.numpy(), t.numpy(), rtol=rtol)
-  for v, s in zip(applier.state_variables, tf.nest.flatten(state)):
-    np.testing.assert_allclose(v.numpy(), s.numpy(), rtol=rtol)
-
-
-def test_variable_optimizer_state_checkpoints(tmp_path):
-  variables = [tf.Variable([1.0, 2.0])]
-  applier = optim.VariableOptimizer(optim.Adam(), variables)
-  applier.apply([tf.constant([0.5, -0.5])], variables, 0.1)
-  path = tf.train.Checkpoint(opt=applier).save(os.path.join(tmp_path, 'c'))
-  restored = optim.VariableOptimizer(optim.Adam(), [tf.Variable([0.0, 0.0])])
-  tf.train.Checkpoint(opt=restored).restore(path).assert_consumed()
-  assert len(restored.state_variables) == 3
-  for a, b in zip(applier.state_variables, restored.state_variables):
-    np.testing.assert_array_equal(a.numpy(), b.numpy())
-  with pytest.raises(ValueError, match='built for 1 variables'):
-    applier.apply([None, None], variables * 2, 0.1)
-
-
-def test_variable_optimizer_in_mirrored_replica_context():
-  strategy = tf.distribute.MirroredStrategy(['/cpu:0'])
-  with strategy.scope():
-    variables = [tf.Variable([1.0, 2.0]), tf.Variable(3.0)]
-    applier = optim.VariableOptimizer(optim.RMSProp(), variables)
-  grads = [tf.constant([0.5, -1.0]), tf.constant(2.0)]
-
-  @tf.function(autograph=False)
-  def step():
-    applier.apply(grads, variables, tf.constant(0.01))
-
-  strategy.run(step)
-  pure = optim.RMSProp()
-  theta = [tf.constant([1.0, 2.0]), tf.constant(3.0)]
-  expected, _ = pure.update(grads, pure.init(theta), theta, 0.01)
-  for v, e in zip(variables, expected):
-    np.testing.assert_allclose(v.numpy(), e.numpy(), rtol=1e-6)
 
 
 def test_linear_schedule_stac_values():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tf_metagrad import runs
-from tf_metagrad.system import actor as actor_lib
+from tf_metagrad.system import reverb_actor as actor_lib
 from tests.system import collection
 
 TINY = {"mlp_hidden_sizes": (16,), "head_hidden_sizes": (16,),

@@ -1,15 +1,18 @@
 """The weights publisher: consistent snapshots, sent off the learner thread,
-no more often than asked."""
+no more often than asked; and the one-slot snapshot worker under it (and
+under the periodic evaluator)."""
 
 import contextlib
 import time
 import types
 
 import numpy as np
+import pytest
 import reverb
 import tensorflow as tf
 
 from tf_metagrad.system import server as server_lib
+from tf_metagrad.system import snapshots
 from tf_metagrad.system import weights as weights_lib
 
 
@@ -106,3 +109,43 @@ def test_offers_closer_than_the_minimum_interval_are_skipped(monkeypatch):
     assert not _offer_at(publisher, monkeypatch, 100.5, 3)
     assert not _offer_at(publisher, monkeypatch, 100.999, 3)
     assert _offer_at(publisher, monkeypatch, 101.0, 3)
+
+
+class _Recorder(snapshots.SnapshotWorker):
+  """Records what it is handed; fails on the tag "fail"."""
+
+  def __init__(self, variables, finish_pending):
+    super().__init__(variables, name="recorder", what="recording",
+                     finish_pending=finish_pending)
+    self.done = []
+
+  def work(self, tag, tensors):
+    if tag == "fail":
+      raise ValueError("cannot record")
+    self.done.append((tag, [t.numpy().tolist() for t in tensors]))
+
+
+@pytest.mark.parametrize("finish_pending", [True, False])
+def test_a_snapshot_pending_at_close_is_worked_on_only_if_asked(
+    finish_pending):
+  variables = [tf.Variable([1.0, 2.0])]
+  worker = _Recorder(variables, finish_pending)
+  assert worker.hand_over("a")
+  variables[0].assign([5.0, 6.0])
+  assert not worker.hand_over("b")  # One slot, taken by "a".
+  # Closed before its thread ran: "a" is still pending when it starts.
+  assert worker.close()
+  worker.start()
+  worker.join(60)
+  assert not worker.is_alive()
+  assert worker.done == ([("a", [[1.0, 2.0]])] if finish_pending else [])
+
+
+def test_a_failed_work_is_raised_by_the_next_check():
+  worker = _Recorder([tf.Variable([0.0])], finish_pending=True)
+  worker.start()
+  assert worker.hand_over("fail")
+  worker.join(60)  # The error ends the thread.
+  with pytest.raises(RuntimeError, match="^recording failed$") as raised:
+    worker.raise_if_failed()
+  assert isinstance(raised.value.__cause__, ValueError)

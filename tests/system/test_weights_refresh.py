@@ -12,7 +12,7 @@ import reverb
 import tensorflow as tf
 
 from tf_metagrad import runs
-from tf_metagrad.system import actor as actor_lib
+from tf_metagrad.system import reverb_actor as actor_lib
 from tf_metagrad.system import items
 from tf_metagrad.system import server as server_lib
 from tf_metagrad.system import weights as weights_lib

@@ -1,10 +1,12 @@
 """Runs trainer binaries as subprocesses and reads their output line by line
 (tests react to what the process prints instead of sleeping)."""
 
+import contextlib
 import os
 import subprocess
 import sys
 import threading
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -23,11 +25,36 @@ def environment():
               PYTHONUNBUFFERED="1")
 
 
-def start(module, flags):
-  env = environment()
+def start(module, flags, **environ):
+  """`python -m module *flags` in the checkout, its output (stdout and
+  stderr) read with `read_until` / `finish`; `environ` adds environment
+  variables (e.g. TF_CONFIG)."""
   return subprocess.Popen(
-      [sys.executable, "-m", module, *flags], cwd=ROOT, env=env,
-      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      [sys.executable, "-m", module, *flags], cwd=ROOT,
+      env=dict(environment(), **environ), stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT, text=True)
+
+
+@contextlib.contextmanager
+def killed_on_exit(*processes):
+  """Yields `processes` and kills those still running on the way out, so
+  that a failed check leaves no process behind (holding its ports and
+  CPU) and no test waits for one."""
+  try:
+    yield processes
+  finally:
+    for proc in processes:
+      if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def kill_9(proc):
+  """Kills `proc` outright (SIGKILL: no chance to checkpoint or say
+  goodbye) and waits for it; returns `time.monotonic()` after it is gone."""
+  proc.kill()
+  proc.wait()
+  return time.monotonic()
 
 
 def read_until(proc, predicate, lines, timeout=300):

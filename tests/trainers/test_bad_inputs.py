@@ -2,19 +2,19 @@
 line on stderr, starting with "error: " and naming the flag, and no run
 directory left behind.
 
-Checks made while flags are parsed (ranges, the agent, logdir kind) run the
-real binaries, which reject them before importing TensorFlow (a fraction of
-a second each). Checks that need the library (agent, config, environment,
-the export binaries' flags) run in one process that parses each command
-line with the binaries' own flags and check functions, so TensorFlow is
-imported once; a few of those, and the actor's exit when its server is
-gone, also run as real binaries.
+Checks made before TensorFlow is imported (ranges, the agent, logdir kind,
+every flag of the export and evaluate binaries) run the real binaries (a
+fraction of a second each; tests/programs/test_before_tensorflow.py proves
+that they import no TensorFlow). Checks that need the library (agent
+config, environment) run in one process that parses each command line with
+the binaries' own flags and check functions, so TensorFlow is imported
+once; a few of those, and the actor's exit when its server is gone, also
+run as real binaries.
 """
 
 import concurrent.futures
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -22,7 +22,7 @@ import sys
 import pytest
 
 from tests.trainers import procs
-from tf_metagrad.trainers import flags_check
+from tf_metagrad.programs import flags_check
 
 _HINT = "(--helpfull lists every flag)"
 _ENV = {k: v for k, v in dict(
@@ -111,6 +111,26 @@ _PARSE_CASES = [
      "--server_timeout_secs=0.0: expected a number > 0"),
     ("trainers.actor", [_ADDRESS, "--server_timeout_secs=inf"],
      "--server_timeout_secs=inf:"),
+    ("export.export_policy", [], "--logdir=None:"),
+    ("export.export_policy", ["--logdir=@RUN", "--output=@FILE"],
+     "--output=@FILE: names an existing file"),
+    ("export.export_policy", ["--logdir=@RUN", "--output=@FILE/model"],
+     "@FILE is a file"),
+    ("export.evaluate", [], "--saved_model=None:"),
+    ("export.evaluate", ["--saved_model=@SM", "--episodes=0"],
+     "--episodes=0: expected an integer >= 1"),
+    ("export.evaluate", ["--saved_model=@SM", "--seed=-1"], "--seed=-1:"),
+    ("export.evaluate", ["--saved_model=@SM", "--video_max_frames=0"],
+     "--video_max_frames=0:"),
+    ("export.evaluate", ["--saved_model=@SM", "--env_kwargs=[1]"],
+     "--env_kwargs entries must look like name=value, got '[1]'. One JSON "
+     "object is accepted too"),
+    ("export.evaluate", ["--saved_model=@SM", "--env_kwargs={\"rows\": 6"],
+     "--env_kwargs={\"rows\": 6: not a JSON object"),
+    ("export.evaluate", ["--saved_model=@SM", "--video=ep.mp4"],
+     "--video=ep.mp4: expected a FILE.gif path"),
+    ("export.evaluate", ["--saved_model=@SM", "--video=@DIRGIF"],
+     "--video=@DIRGIF: names a directory"),
 ]
 
 # Checked in one process (see _RUNNER): binary -> [(flags, expected text)].
@@ -143,36 +163,13 @@ _LIBRARY_CASES = {
         ([_ADDRESS, "--env=nope"], "--env=nope:"),
         ([_ADDRESS, "--env_kwargs=bogus=1"], "--env_kwargs=bogus=1:"),
     ],
-    "export.export_policy": [
-        ([], "--logdir=None:"),
-        (["--logdir=@RUN", "--output=@FILE"], "--output=@FILE: names an "
-         "existing file"),
-        (["--logdir=@RUN", "--output=@FILE/model"], "@FILE is a file"),
-    ],
-    "export.evaluate": [
-        ([], "--saved_model=None:"),
-        (["--saved_model=@SM", "--episodes=0"], "--episodes=0: expected an "
-         "integer >= 1"),
-        (["--saved_model=@SM", "--seed=-1"], "--seed=-1:"),
-        (["--saved_model=@SM", "--video_max_frames=0"],
-         "--video_max_frames=0:"),
-        (["--saved_model=@SM", "--env_kwargs=[1]"], "--env_kwargs entries "
-         "must look like name=value, got '[1]'. One JSON object is accepted "
-         "too"),
-        (["--saved_model=@SM", "--env_kwargs={\"rows\": 6"],
-         "--env_kwargs={\"rows\": 6: not a JSON object"),
-        (["--saved_model=@SM", "--video=ep.mp4"], "--video=ep.mp4: expected "
-         "a FILE.gif path"),
-        (["--saved_model=@SM", "--video=@DIRGIF"], "--video=@DIRGIF: names "
-         "a directory"),
-    ],
 }
 
 # Parses each case's flags with the binary's own flags and runs the checks
 # its main runs before doing any work; prints one JSON list of error lines
 # (None: nothing was rejected). The binaries define clashing flags
-# (--agent, --env, --logdir), so each one's flags are removed before the
-# next binary is imported.
+# (--agent, --env, --seed), so each one's flags are removed before the next
+# binary is imported.
 _RUNNER = r"""
 import json
 import sys
@@ -180,7 +177,7 @@ import sys
 from absl import app
 from absl import flags
 
-from tf_metagrad.export import cli
+from tf_metagrad.programs import cli
 
 FLAGS = flags.FLAGS
 
@@ -202,22 +199,11 @@ def rejection(argv, check):
 
 cases = json.loads(sys.argv[1])
 out = {}
-from tf_metagrad.trainers import train
+from tf_metagrad.programs import train
 out["trainers.train"] = [rejection(a, train._options_and_spec)
                          for a in cases["trainers.train"]]
-drop_flags("tf_metagrad.trainers.train")
-from tf_metagrad.export import export_policy
-export_policy._define_flags()
-out["export.export_policy"] = [
-    rejection(a, lambda: export_policy.main(["binary"]))
-    for a in cases["export.export_policy"]]
-drop_flags("tf_metagrad.export.export_policy")
-from tf_metagrad.export import evaluate
-evaluate._define_flags()
-out["export.evaluate"] = [rejection(a, lambda: evaluate.main(["binary"]))
-                          for a in cases["export.evaluate"]]
-drop_flags("tf_metagrad.export.evaluate")
-from tf_metagrad.trainers import actor
+drop_flags("tf_metagrad.programs.train")
+from tf_metagrad.programs import actor
 out["trainers.actor"] = [rejection(a, actor._checked_flags)
                          for a in cases["trainers.actor"]]
 from tf_metagrad import agents
@@ -307,8 +293,6 @@ def slow(paths):
                                actor + ["--server_timeout_secs=2"]),
       "actor_default": [sys.executable, "-c", _SHORT_FETCH_ACTOR, "2"] +
                        actor + ["--server_timeout_secs=2"],
-      "evaluate": _binary("export.evaluate",
-                          [f"--saved_model={paths['SM']}", "--episodes=0"]),
       # _ENV has no TF_CONFIG.
       "multi_worker": _binary("trainers.train", ["--strategy=multi_worker"],
                               logdir=root / "multi_worker"),
@@ -345,6 +329,7 @@ def test_flags_rejected_while_parsing(slow, paths):
     assert line.endswith(_HINT), line
     assert not logdir.exists(), (args, line)
   assert not (paths["root"] / "runs").exists()
+  assert not os.path.exists(paths["SM"])
 
 
 def test_library_checks_name_the_flag(slow, paths):
@@ -360,7 +345,6 @@ def test_library_checks_name_the_flag(slow, paths):
       assert line is not None, (binary, args)
       assert "\n" not in line and expected in line, (binary, args, line)
   assert not os.path.exists(paths["RUN"])
-  assert not os.path.exists(paths["SM"])
 
 
 def test_batch_not_divisible_by_replicas(slow, paths):
@@ -379,12 +363,6 @@ def test_multi_worker_without_tf_config_is_one_line(slow, paths):
   assert not (paths["root"] / "multi_worker").exists()
 
 
-def test_evaluate_binary_rejects_in_one_line(slow):
-  line = _assert_one_line(slow["evaluate"].result(), "--episodes=0: "
-                          "expected an integer >= 1", "error: ")
-  assert line.endswith(_HINT)
-
-
 @pytest.mark.parametrize("name", ["actor_timeout", "actor_default"])
 def test_actor_without_server_exits_1_with_one_line(slow, name):
   # actor_default: the weights fetch and the watchdog give up together, as
@@ -395,45 +373,3 @@ def test_actor_without_server_exits_1_with_one_line(slow, name):
   line = _assert_one_line(result, "has not answered for", "error: ")
   assert "the Reverb server at 127.0.0.1:" in line, line
   assert "actor done: unrolls=0" in result.stdout, result.stdout
-
-
-# Runs a program as its console script does, then says on stdout whether
-# TensorFlow was imported by the time it exited.
-_IMPORTS_TF = r"""
-import atexit
-import sys
-
-atexit.register(lambda: print("tensorflow imported:",
-                              "tensorflow" in sys.modules))
-program = sys.argv.pop(1)
-sys.argv[0] = "tf-metagrad-" + program
-from tf_metagrad import scripts
-getattr(scripts, program)()
-"""
-
-
-@pytest.mark.parametrize("program, args, expected", [
-    ("train", ["--agent=ppo"], "error: --agent=ppo: expected one of"),
-    ("train", ["--logical_cpus=3"], "error: --logical_cpus=3:"),
-    ("train", ["--agent=ppo", "--version"], "tf_metagrad "),
-    ("actor", ["--version"], "tf_metagrad "),
-    ("plot", ["--version"], "tf_metagrad "),
-    ("export", ["--version"], "tf_metagrad "),
-    ("evaluate", ["--version"], "tf_metagrad "),
-])
-def test_rejected_or_versioned_before_tensorflow(paths, program, args,
-                                                 expected):
-  result = _run([sys.executable, "-c", _IMPORTS_TF, program, *args],
-                paths["root"], timeout=60)
-  out = result.stdout.splitlines()
-  assert out[-1] == "tensorflow imported: False", (result.stdout,
-                                                   result.stderr)
-  if expected.startswith("error: "):
-    assert result.returncode == 1
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(expected), result.stderr
-  else:
-    assert result.returncode == 0, result.stderr
-    assert len(out) == 2 and out[0].startswith(expected), out
-    if os.path.isdir(os.path.join(procs.ROOT, ".git")):
-      assert re.search(r"\(git commit [0-9a-f]{40}\)$", out[0]), out

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_metagrad.trainers import cluster as cluster_lib
+from tf_metagrad.distribute import cluster as cluster_lib
 
 
 def _two_workers(index):

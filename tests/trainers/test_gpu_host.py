@@ -18,9 +18,9 @@ import sys
 import pytest
 import tensorflow as tf
 
-from tf_metagrad.export import native_logs
-from tf_metagrad.trainers import actor_pool
-from tf_metagrad.trainers import strategies
+from tf_metagrad.system import native_logs
+from tf_metagrad.training import actor_pool
+from tf_metagrad.distribute import strategies
 from tests.trainers import procs
 
 _GPUS = [tf.config.PhysicalDevice(f"/physical_device:GPU:{i}", "GPU")
@@ -124,11 +124,11 @@ tf.debugging.set_log_device_placement(True)
 
 from tf_metagrad import runs
 from tf_metagrad.agents import networks
-from tf_metagrad.system import actor as system_actor
+from tf_metagrad.system import reverb_actor as system_actor
 from tf_metagrad.system import items
 from tf_metagrad.system import server as server_lib
 from tf_metagrad.system import weights as weights_lib
-from tf_metagrad.trainers import evaluation
+from tf_metagrad.training import greedy_eval
 
 system_actor.POLICY_DEVICE = "/CPU:1"
 spec = runs.RunSpec(agent="impala", env="catch", seed=2, config_overrides={
@@ -160,7 +160,7 @@ def make_actor():
 thread = system_actor.ActorThread(make_actor, stop, "actor-0")
 thread.start()
 thread.join(300)
-evaluator = evaluation.PeriodicEvaluator(spec, learner.network.variables, 1,
+evaluator = greedy_eval.PeriodicEvaluator(spec, learner.network.variables, 1,
                                          1, 0)
 evaluator.start()
 evaluator.offer(1, 1)
@@ -170,7 +170,7 @@ while not periodic and time.monotonic() < deadline:
   periodic = evaluator.results()
   time.sleep(0.05)
 evaluator.close(60)
-final = evaluation.evaluate(learner, spec, 1, seed=3)
+final = greedy_eval.evaluate(learner, spec, 1, seed=3)
 server.stop()
 print("RESULT " + json.dumps({
     "actor_error": repr(thread.error), "unrolls": thread.actor.stats.unrolls,

@@ -16,7 +16,7 @@ import pytest
 from tensorboard.backend.event_processing import event_accumulator
 import tensorflow as tf
 
-from tf_metagrad.trainers import outputs
+from tf_metagrad.training import outputs
 
 
 def _ram_dir():

@@ -7,15 +7,13 @@ run directory."""
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 
 import portpicker
 
 from tests.trainers import procs
 from tf_metagrad import runs
-from tf_metagrad.trainers import outputs as outputs_lib
+from tf_metagrad.training import outputs as outputs_lib
 
 # IMPALA: what is tested here is the processes (the cross-replica
 # meta-gradient of STAC and FRODO is tests/meta/test_mirrored.py's).
@@ -23,15 +21,20 @@ _FLAGS = ["--strategy=multi_worker", "--agent=impala", "--env=catch",
           "--num_actors=1", "--checkpoint_every_secs=2", *procs.TINY_FLAGS]
 
 
-def _start(index, ports, logdir, total, extra=()):
-  env = dict(procs.environment(), TF_CONFIG=json.dumps({
-      "cluster": {"worker": [f"localhost:{p}" for p in ports]},
-      "task": {"type": "worker", "index": index}}))
-  return subprocess.Popen(
-      [sys.executable, "-m", "trainers.train", f"--logdir={logdir}",
-       f"--total_env_steps={total}", *_FLAGS, *extra],
-      cwd=procs.ROOT, env=env, stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT, text=True)
+def _workers(logdir, total, extra=lambda index: ()):
+  """(ports, [two trainer processes]): the workers of one cluster on
+  localhost, worker `index` with the flags `extra(index)` added."""
+  ports = [portpicker.pick_unused_port() for _ in range(2)]
+
+  def worker(index):
+    return procs.start(
+        "trainers.train", [f"--logdir={logdir}", f"--total_env_steps={total}",
+                           *_FLAGS, *extra(index)],
+        TF_CONFIG=json.dumps({
+            "cluster": {"worker": [f"localhost:{p}" for p in ports]},
+            "task": {"type": "worker", "index": index}}))
+
+  return ports, [worker(index) for index in range(2)]
 
 
 def _errors(output):
@@ -44,28 +47,17 @@ def _env_steps(line):
 
 def test_kill_9_stops_the_other_worker_and_a_restart_resumes(tmp_path):
   logdir = tmp_path / "run"
-  ports = [portpicker.pick_unused_port() for _ in range(2)]
-  chief, other = (_start(i, ports, logdir, 10**9) for i in range(2))
+  ports, workers = _workers(logdir, 10**9)
   lines, saved = [], []
-  try:
+  with procs.killed_on_exit(*workers) as (chief, other):
     procs.read_until(chief, lambda l: l.startswith("saved checkpoint") and
                      saved.append(l) is None, lines)
-    other.kill()
-    other.wait()
-    killed_at = time.monotonic()
-    procs.read_until(chief, lambda l: l.startswith("error: "), lines,
-                     timeout=120)
-    said = time.monotonic() - killed_at
+    killed_at = procs.kill_9(other)
     output = procs.finish(chief, lines, timeout=120)
     took = time.monotonic() - killed_at
-    print(f"kill -9 -> the chief's error line {said:.1f} s, its exit "
-          f"{took:.1f} s")
-  finally:
-    for proc in (chief, other):
-      if proc.poll() is None:
-        proc.kill()
+  print(f"kill -9 -> the chief's exit {took:.1f} s")
   assert chief.returncode == 1, output[-3000:]
-  errors = [l for l in output.splitlines() if l.startswith("error: ")]
+  errors = _errors(output)
   assert len(errors) == 1, output[-3000:]
   assert re.match(rf"error: lost worker 1 \(localhost:{ports[1]}\) while "
                   rf"worker 0 \(localhost:{ports[0]}\) was training "
@@ -78,9 +70,9 @@ def test_kill_9_stops_the_other_worker_and_a_restart_resumes(tmp_path):
   assert checkpointed >= _env_steps(saved[0])
 
   total = checkpointed + 16 * 8
-  ports = [portpicker.pick_unused_port() for _ in range(2)]
-  workers = [_start(i, ports, logdir, total) for i in range(2)]
-  outputs = [procs.finish(w, [], timeout=240) for w in workers]
+  _, workers = _workers(logdir, total)
+  with procs.killed_on_exit(*workers):
+    outputs = [procs.finish(w, [], timeout=240) for w in workers]
   for worker, output in zip(workers, outputs):
     assert worker.returncode == 0, output[-3000:]
     resumed = re.search(r"resumed from \S+: env_steps=(\d+)", output)
@@ -108,22 +100,17 @@ def test_a_worker_without_data_stops_every_worker_with_the_same_line(
   # all-reduces would wait for worker 1 forever) until max_data_wait_secs,
   # then both leave with the same line.
   max_wait = 8
-  ports = [portpicker.pick_unused_port() for _ in range(2)]
-  workers = [_start(i, ports, tmp_path / "run", 10**9,
-                    [f"--max_data_wait_secs={max_wait}",
-                     f"--num_actors={1 - i}"]) for i in range(2)]
+  ports, workers = _workers(
+      tmp_path / "run", 10**9,
+      lambda i: [f"--max_data_wait_secs={max_wait}", f"--num_actors={1 - i}"])
   lines = [[], []]
-  try:
+  with procs.killed_on_exit(*workers):
     for worker, seen in zip(workers, lines):
       procs.read_until(worker, lambda l: l.startswith("reverb server"), seen)
     started = time.monotonic()
     output = [procs.finish(w, seen, timeout=120)
               for w, seen in zip(workers, lines)]
     took = time.monotonic() - started
-  finally:
-    for worker in workers:
-      if worker.poll() is None:
-        worker.kill()
   print(f"both workers exited {took:.1f} s after the later one started")
   expected = (f"error: no trajectories on worker 1 (localhost:{ports[1]}) "
               f"for longer than max_data_wait_s={max_wait:.1f}; every "
@@ -139,21 +126,13 @@ def test_a_worker_without_data_stops_every_worker_with_the_same_line(
 
 
 def test_kill_9_of_the_chief_stops_the_other_worker_with_one_line(tmp_path):
-  ports = [portpicker.pick_unused_port() for _ in range(2)]
-  chief, other = (_start(i, ports, tmp_path / "run", 10**9)
-                  for i in range(2))
+  ports, workers = _workers(tmp_path / "run", 10**9)
   lines = []
-  try:
+  with procs.killed_on_exit(*workers) as (chief, other):
     procs.read_until(other, lambda l: l.startswith("env_steps="), lines)
-    chief.kill()
-    chief.wait()
-    killed_at = time.monotonic()
+    killed_at = procs.kill_9(chief)
     output = procs.finish(other, lines, timeout=120)
     took = time.monotonic() - killed_at
-  finally:
-    for proc in (chief, other):
-      if proc.poll() is None:
-        proc.kill()
   print(f"kill -9 of the chief -> the other worker's exit {took:.1f} s")
   assert other.returncode == 1, output[-3000:]
   errors = _errors(output)

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_metagrad.export import cli
+from tf_metagrad.programs import cli
 from tf_metagrad import runs
-from tf_metagrad.trainers import outputs
-from tf_metagrad.trainers import plot
-from tf_metagrad.trainers import plotting
+from tf_metagrad.training import outputs
+from tf_metagrad.programs import plot
+from tf_metagrad.analysis import curves
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -26,7 +26,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 # STAC seed 0 runs to 400 env steps, seed 1 only to 300: the table compares
 # them at 300. The last row of each is an evaluation (other columns empty),
-# as trainers.outputs writes it. Seed 0 is written as trainers.outputs does
+# as training.outputs writes it. Seed 0 is written as training.outputs does
 # now, chunks under metrics/ (the evaluation's column only in the chunk that
 # has one); seed 1 and impala as a legacy single metrics.csv.
 STAC_METRICS = {
@@ -149,7 +149,7 @@ def _axes(fig):
 
 def _draw(dirs, metrics=(), group_by="setting"):
   summaries, columns = plot.load(dirs, group_by, metrics)
-  return plotting.draw(summaries, columns), summaries, columns
+  return curves.draw(summaries, columns), summaries, columns
 
 
 STAC = "stac catch meta_learned=gamma,lambda_"

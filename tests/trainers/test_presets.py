@@ -20,7 +20,7 @@ import json, sys
 from absl import flags
 from tf_metagrad import runs
 from tf_metagrad.agents import networks
-from tf_metagrad.trainers import train
+from tf_metagrad.programs import train
 for argv in json.loads(sys.argv[1]):
   flags.FLAGS.unparse_flags()
   flags.FLAGS(["trainers.train"] + argv)

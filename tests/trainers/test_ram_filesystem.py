@@ -16,13 +16,14 @@ import pytest
 import tensorflow as tf
 
 from tf_metagrad import runs
-from tf_metagrad.export import cli
-from tf_metagrad.export import export_policy
-from tf_metagrad.export import gif
-from tf_metagrad.export import serving
-from tf_metagrad.trainers import actor_pool
-from tf_metagrad.trainers import loop
-from tf_metagrad.trainers import outputs
+from tf_metagrad.programs import cli
+from tf_metagrad.serving import export_policy
+from tf_metagrad.serving import gif
+from tf_metagrad.serving import saved_policy
+from tf_metagrad.training import actor_pool
+from tf_metagrad.training import loop
+from tf_metagrad.training import options as options_lib
+from tf_metagrad.training import outputs
 
 TINY = {"mlp_hidden_sizes": (16,), "head_hidden_sizes": (16,)}
 FRAMES = 4 * 4  # unroll x batch: env steps per learner step.
@@ -35,7 +36,7 @@ def _options(logdir, **kwargs):
                   checkpoint_every_s=1e9, data_timeout_s=2.0,
                   max_data_wait_s=120.0)
   defaults.update(kwargs)
-  return loop.Options(**defaults)
+  return options_lib.Options(**defaults)
 
 
 def _ram_dir():
@@ -161,7 +162,7 @@ def test_export_replacement_where_directories_cannot_be_renamed(
   learner = runs.build_learner(spec)
   output = _ram_dir() + "/policy"
   export_policy.export(learner, spec, 5, output)
-  assert serving.load_policy(output).metadata["env_steps"] == 5
+  assert saved_policy.load_policy(output).metadata["env_steps"] == 5
 
   # A failed save leaves the previous export in place.
   def failing_save(module, export_dir, signatures=None):
@@ -174,7 +175,7 @@ def test_export_replacement_where_directories_cannot_be_renamed(
     patch.setattr(tf.saved_model, "save", failing_save)
     with pytest.raises(OSError, match="quota exceeded"):
       export_policy.export(learner, spec, 6, output)
-  assert serving.load_policy(output).metadata["env_steps"] == 5
+  assert saved_policy.load_policy(output).metadata["env_steps"] == 5
   assert tf.io.gfile.glob(output + "*") == [output]
 
   # A copy that fails (or a process that dies while it copies) leaves no
@@ -197,7 +198,7 @@ def test_export_replacement_where_directories_cannot_be_renamed(
   assert tf.io.gfile.glob(output + "*") == [output]
 
   export_policy.export(learner, spec, 8, output)
-  assert serving.load_policy(output).metadata["env_steps"] == 8
+  assert saved_policy.load_policy(output).metadata["env_steps"] == 8
   assert os.listdir(tmp_path) == []
 
 

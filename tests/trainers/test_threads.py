@@ -5,13 +5,13 @@ import sys
 
 import pytest
 
-from tf_metagrad.trainers import strategies
+from tf_metagrad.distribute import strategies
 
 # In a fresh interpreter: TF's thread pools can be sized only before the
 # runtime starts, which this test process has long done.
 _SCRIPT = """
 import tensorflow as tf
-from tf_metagrad.trainers import strategies
+from tf_metagrad.distribute import strategies
 strategies.configure_threads(3, 1)
 print(tf.config.threading.get_inter_op_parallelism_threads(),
       tf.config.threading.get_intra_op_parallelism_threads())

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from tests.trainers import procs
-from tf_metagrad.trainers import strategies
+from tf_metagrad.distribute import strategies
 
 
 class _Recorder:
@@ -77,8 +77,8 @@ def test_local_resolver_has_no_cluster_to_connect_to():
 _CHECKS = """
 import json, sys
 from absl import flags
-from tf_metagrad.export import cli
-from tf_metagrad.trainers import train
+from tf_metagrad.programs import cli
+from tf_metagrad.programs import train
 for argv in json.loads(sys.argv[1]):
   flags.FLAGS.unparse_flags()
   flags.FLAGS(["trainers.train"] + argv)

@@ -12,7 +12,7 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from tests.trainers import procs
-from tf_metagrad.trainers import outputs
+from tf_metagrad.training import outputs
 
 TOTAL = 160  # Ten learner steps of 4 unrolls of 4 frames.
 

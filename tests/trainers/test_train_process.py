@@ -8,7 +8,7 @@ import os
 import signal
 
 from tests.trainers import procs
-from tf_metagrad.trainers import actor_pool
+from tf_metagrad.training import actor_pool
 
 _NO_DATA = ["--agent=impala", "--env=catch", "--num_actors=0",
             "--max_data_wait_secs=1", *procs.TINY_FLAGS,

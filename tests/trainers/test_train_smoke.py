@@ -1,5 +1,6 @@
 """Every agent trains end to end through Reverb and exports (in process)."""
 
+import dataclasses
 import os
 import re
 
@@ -8,8 +9,9 @@ import pytest
 import tensorflow as tf
 
 from tf_metagrad import runs
-from tf_metagrad.trainers import loop
-from tf_metagrad.trainers import outputs
+from tf_metagrad.training import loop
+from tf_metagrad.training import options as options_lib
+from tf_metagrad.training import outputs
 
 TINY = {"mlp_hidden_sizes": (16,), "head_hidden_sizes": (16,)}
 
@@ -21,7 +23,7 @@ def _options(logdir, **kwargs):
                   summary_every_s=0.0, checkpoint_every_s=1e9,
                   data_timeout_s=2.0, max_data_wait_s=120.0)
   defaults.update(kwargs)
-  return loop.Options(**defaults)
+  return options_lib.Options(**defaults)
 
 
 @pytest.mark.parametrize("agent,env,overrides", [
@@ -38,9 +40,9 @@ def test_trainer_smoke(tmp_path, agent, env, overrides):
   lines = []
   summary = loop.train(spec, _options(tmp_path), log=lines.append)
   assert summary["status"] == "completed", lines
-  frames = loop.item_unroll_length(spec, 4) * 4
+  frames = runs.item_unroll_length(spec, 4) * 4
   assert summary["env_steps"] == frames * -(-96 // frames)
-  # Two updates per batch for DrMG (its swapped halves, seed 002 5.2).
+  # Two updates per batch for DrMG (its swapped halves, Yin et al. (2023) 5.2).
   updates = runs.agent_config(spec).updates_per_batch()
   assert updates == (2 if agent == "drmg" else 1)
   assert summary["learner_steps"] == summary["env_steps"] // frames * updates
@@ -117,14 +119,21 @@ def test_resuming_a_finished_run_keeps_counters(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"steps_per_call": 0}, "steps_per_call must be >= 1"),
+    ({"steps_per_call": 0}, r"^steps_per_call=0: expected an integer >= 1$"),
     ({"actor_nice": 20, "num_actor_processes": 1},
-     r"actor_nice=20 needs a value in \[0, 19\]"),
-    ({"actor_nice": 3}, "when > 0, num_actor_processes >= 1"),
+     r"^actor_nice=20: expected an integer in \[0, 19\]$"),
+    ({"actor_nice": 3}, r"^actor_nice=3: expected num_actor_processes >= 1 "
+     r"too \(actor threads share the learner's priority\), got 0$"),
+    ({"eval_every_env_steps": 8, "eval_episodes": 0},
+     r"^eval_every_env_steps=8: expected eval_episodes >= 1 too, got 0$"),
 ])
 def test_bad_options_are_refused_before_the_run_starts(tmp_path, kwargs,
                                                         message):
   spec = runs.RunSpec(agent="impala", env="catch", config_overrides=TINY)
-  with pytest.raises(ValueError, match=message):
+  with pytest.raises(options_lib.OptionError, match=message):
     loop.train(spec, _options(tmp_path / "run", **kwargs))
   assert not (tmp_path / "run").exists()
+  # Options are checked whenever they are made, so none that fail the
+  # checks reaches the loop.
+  with pytest.raises(options_lib.OptionError, match=message):
+    dataclasses.replace(_options(tmp_path / "run"), **kwargs)

@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 from tf_metagrad import runs as runs_lib
-from tf_metagrad.export import evaluate
+from tf_metagrad.serving import playback
 from tests.trainers import procs
 
 FRAMES = 4 * 4  # unroll_length x batch_size of procs.TINY_FLAGS.
@@ -134,7 +134,7 @@ def test_stops_resumes_and_exports_a_policy_that_plays(runs, name):
                    resumed)
   path = os.path.join(logdir, "saved_model")
   assert f"exported policy to {path}" in resumed
-  returns = evaluate.evaluate(path, episodes=2, seed=5)
+  returns = playback.evaluate(path, episodes=2, seed=5)
   # Catch pays +1 or -1 once per episode.
   assert returns.shape == (2,) and np.all(np.abs(returns) == 1.0), returns
 

@@ -10,19 +10,14 @@ import tensorflow as tf
 
 from tf_metagrad.agents import actor_critic
 from tf_metagrad.agents import config as config_lib
+from tf_metagrad.agents import networks as networks_lib
 from tf_metagrad.agents.collect import TrajectoryCollector
 from tf_metagrad.agents.drmg import DrmgConfig, DrmgLearner
-from tf_metagrad.agents.drmg import networks as drmg_networks
 from tf_metagrad.agents.frodo import FrodoConfig, FrodoLearner
-from tf_metagrad.agents.frodo import networks as frodo_networks
 from tf_metagrad.agents.impala import ImpalaConfig, ImpalaLearner
-from tf_metagrad.agents.impala import networks as impala_networks
 from tf_metagrad.agents.mgrl import MgrlConfig, MgrlLearner
-from tf_metagrad.agents.mgrl import networks as mgrl_networks
 from tf_metagrad.agents.stac import StacConfig, StacLearner
-from tf_metagrad.agents.stac import networks as stac_networks
 from tf_metagrad.agents.stacx import StacxConfig, StacxLearner
-from tf_metagrad.agents.stacx import networks as stacx_networks
 
 AGENTS = {
     "impala": (ImpalaConfig, ImpalaLearner),
@@ -31,16 +26,6 @@ AGENTS = {
     "stacx": (StacxConfig, StacxLearner),
     "frodo": (FrodoConfig, FrodoLearner),
     "drmg": (DrmgConfig, DrmgLearner),
-}
-
-# Each agent folder's network builder (agent -> its `networks` module).
-_NETWORKS = {
-    "impala": impala_networks,
-    "mgrl": mgrl_networks,
-    "stac": stac_networks,
-    "stacx": stacx_networks,
-    "frodo": frodo_networks,
-    "drmg": drmg_networks,
 }
 
 
@@ -80,6 +65,8 @@ def make_learner(agent: str, observation_spec: Any,
   strategy = strategy or tf.distribute.get_strategy()
   tf.keras.utils.set_random_seed(config.seed)
   with strategy.scope():
-    network = _NETWORKS[agent].make_network(config, observation_spec,
-                                            action_spec)
+    # One builder for every agent: what differs between their networks
+    # (heads, quantiles, gamma embedding, core) is read off the config.
+    network = networks_lib.make_network(config, observation_spec,
+                                        action_spec)
   return AGENTS[agent][1](config, network, strategy=strategy)

@@ -14,7 +14,7 @@ hyperparameters are metaparameters and how those are transformed:
 - STACX: STAC with n heads, each with its own eta_i; head 1 acts and alone
   enters the outer loss; the inner loss averages the heads' losses (Algorithm
   2 line 11).
-- DrMG (seed 002): per-quantile gamma, lambda, g_v (w_Z) vectors and scalar
+- DrMG (Yin et al. (2023)): per-quantile gamma, lambda, g_v (w_Z) vectors and scalar
   alpha, g_p (w_pi), g_e (w_H).
 
 The subclasses in the agent folders only choose `MetaSpec`s and defaults.
@@ -29,6 +29,7 @@ from tf_metagrad.agents import base
 from tf_metagrad.agents import config as config_lib
 from tf_metagrad.agents import losses
 from tf_metagrad.agents import networks as networks_lib
+from tf_metagrad.distribute import xla
 from tf_metagrad.networks import params as params_lib
 from tf_metagrad.ops import distributional
 
@@ -71,7 +72,7 @@ class ActorCriticLearner(base.Learner):
     strategy = strategy or tf.distribute.get_strategy()
     # Before any variable is placed on the TPU: float64 would fail there
     # only when the first step compiles.
-    if isinstance(strategy, base.TPU_STRATEGIES):
+    if xla.is_tpu(strategy):
       config_lib.check_tpu_dtype(config.dtype)
     dtype = tf.as_dtype(config.dtype)
     with strategy.scope():

@@ -16,24 +16,16 @@ A non-finite loss or gradient anywhere skips both updates (every variable
 keeps its value) and increments `skipped_updates`.
 
 A batch may feed several such updates in turn (`updates_per_batch`, from the
-config; 2 for DrMG's swapped halves, seed 002 section 5.2): `_passes` gives
+config; 2 for DrMG's swapped halves, Yin et al. (2023) section 5.2): `_passes` gives
 one (inner batch, outer batch) pair per update, each update starts from the
 variables the previous one wrote and advances `learner_steps` by one, and
 the step returns the metrics of the last update, as `steps_from_iterator`
 does for its last step.
 
 XLA (`jit_compile=True`; "auto", the default, means on under TPUStrategy
-and off elsewhere, see `resolve_jit_compile`) compiles the replica
-function, the one given to `strategy.run` (all-reduces included), as
-TPUStrategy does: the batch comes in as an argument and the step loop, the
-iterator and the cross-replica reduction of the metrics stay outside the
-compiled region. TPUStrategy
-compiles that function whatever the flag; MirroredStrategy (and its
-multi-worker form) cannot run it compiled: in TF 2.15 its replica context
-answers every all-reduce and mirrored assignment with a `merge_call`, which
-may not happen inside a nested function (TF drops the `merge_call` under XLA
-only when every device is a GPU), so that combination is refused when the
-learner is built.
+and off elsewhere) compiles the replica function, the one given to
+`strategy.run`; which strategies can run it compiled, and why, is
+`distribute.xla`'s policy.
 
 `steps_from_iterator` runs several learner steps in one `tf.function` call
 (a `tf.while_loop` with one `strategy.run` per iteration, the TPU training
@@ -60,8 +52,9 @@ from tf_metagrad import optim
 from tf_metagrad import types
 from tf_metagrad.agents import config as config_lib
 from tf_metagrad.agents import trajectory_checks
+from tf_metagrad.distribute import replicas
+from tf_metagrad.distribute import xla
 from tf_metagrad.meta import engine as engine_lib
-from tf_metagrad.meta import replicas
 
 
 def _state_variables(state, name):
@@ -108,85 +101,6 @@ def _summarise(name: str, value: tf.Tensor, out: Dict[str, tf.Tensor]):
     out[name + "/mean"] = tf.reduce_mean(value)
     out[name + "/min"] = tf.reduce_min(value)
     out[name + "/max"] = tf.reduce_max(value)
-
-
-# merge_call-based replica contexts; see the module docstring.
-_MIRRORED_STRATEGIES = (tf.distribute.MirroredStrategy,
-                        tf.distribute.MultiWorkerMirroredStrategy,
-                        tf.compat.v1.distribute.MirroredStrategy,
-                        tf.compat.v1.distribute.experimental
-                        .MultiWorkerMirroredStrategy)
-TPU_STRATEGIES = (tf.distribute.TPUStrategy,
-                   tf.distribute.experimental.TPUStrategy,
-                   tf.compat.v1.distribute.experimental.TPUStrategy)
-
-
-def check_jit_compile(strategy: tf.distribute.Strategy,
-                      jit_compile: Union[bool, str]) -> None:
-  """Raises when `strategy` cannot run an XLA-compiled replica step.
-
-  Args:
-    strategy: the learner's strategy.
-    jit_compile: the agent config's `jit_compile`; only True can fail
-      ("auto" resolves to False where XLA cannot run).
-
-  Raises:
-    ValueError: `jit_compile=True` with a MirroredStrategy or
-      MultiWorkerMirroredStrategy, or with a multi-replica strategy other
-      than TPUStrategy.
-  """
-  if jit_compile is not True or isinstance(strategy, TPU_STRATEGIES):
-    return
-  if not _can_compile_replica(strategy):
-    raise ValueError(
-        f"jit_compile=True compiles the per-replica learner step, which "
-        f"{type(strategy).__name__} cannot run under XLA in TF 2.15 (its "
-        f"all-reduces and variable updates need merge_call); use "
-        f"jit_compile=False with it, or the default or TPU strategy.")
-
-
-def _can_compile_replica(strategy: tf.distribute.Strategy) -> bool:
-  return not (isinstance(strategy, _MIRRORED_STRATEGIES)
-              or strategy.num_replicas_in_sync > 1)
-
-
-def resolve_jit_compile(strategy: tf.distribute.Strategy,
-                        jit_compile: Union[bool, str], torso: str) -> bool:
-  """Whether the replica step is compiled with XLA.
-
-  True and False are taken as given (True where XLA cannot run raises, see
-  `check_jit_compile`). "auto" (the default) compiles under TPUStrategy,
-  which compiles the replica function in any case, and nowhere else.
-
-  Why not on CPU: measured on a quiet 2-core CPU with
-  `benchmarks.xla_compile` (median of interleaved steps, B=32 T=20 for the
-  MLP, B=8 T=20 for the conv torsos), the XLA replica step was slower for
-  every torso and agent: MLP torso with the default (256, 256) heads,
-  XLA/plain 1.07 (DrMG) to 1.44 (FRODO), STAC 36.7 vs 27.7 ms, IMPALA 16.5
-  vs 13.1 ms; MLP with linear heads, IMPALA 6.07 vs 5.43 ms and STAC 13.6
-  vs 11.2 ms; Atari ResNet, IMPALA 2028 vs 338 ms (6.0x) and STAC 4757 vs
-  1104 ms (4.3x); DM Control pixel torso, IMPALA 1897 vs 623 ms (3.0x) and
-  STAC 4290 vs 1487 ms (2.9x).
-  oneDNN's fused matmul and convolution kernels beat XLA's CPU code
-  generation on these shapes, and the per-op overhead XLA removes is small
-  next to them. `torso` ("mlp", "resnet" or "conv") is taken so that a
-  torso measured the other way round can opt in here.
-
-  Args:
-    strategy: the learner's strategy.
-    jit_compile: the agent config's `jit_compile`: True, False or "auto".
-    torso: the network's torso kind.
-
-  Returns:
-    True to compile the replica step with XLA.
-  """
-  check_jit_compile(strategy, jit_compile)
-  if jit_compile != "auto":
-    return bool(jit_compile)
-  if isinstance(strategy, TPU_STRATEGIES):
-    return True
-  del torso  # No CPU torso measured faster under XLA (see above).
-  return False
 
 
 def _write_row(rows, row, index):
@@ -240,6 +154,16 @@ class _MetricPacking:
 class Learner(tf.Module, metaclass=abc.ABCMeta):
   """Base learner; see the module docstring.
 
+  The learner owns the in-graph counting of both run counters: its own
+  `learner_steps` (one per update, in `_update`) and the trainer's env-step
+  variable (advanced by `steps_from_iterator`, in the same graph, after each
+  step's update). Counting where the update happens is what makes the
+  counters exact: a call that fails part-way (the iterator runs dry at step
+  k) leaves its k - 1 completed steps counted and nothing else, so a
+  checkpoint taken then resumes exactly where the updates stopped. The host
+  keeps its own copies only to avoid a device read after every call, and
+  re-reads the variables after a call that failed.
+
   Args:
     config: the agent's config dataclass (already validated).
     network: the agent network (a built Keras model of ours).
@@ -276,22 +200,17 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
       self.skipped_updates = tf.Variable(0, dtype=tf.int64, trainable=False,
                                          name="skipped_updates")
     self.updates_per_batch = config.updates_per_batch()
-    self.jit_compile = resolve_jit_compile(
+    self.jit_compile = xla.resolve_jit_compile(
         self.strategy, config.jit_compile,
         getattr(network, "torso_kind", "mlp"))
-    # TPUStrategy compiles the replica function itself; elsewhere only a
-    # compiled function is wrapped, the plain one is traced inline.
+    self._packing = _MetricPacking()
+    self._replica_fn = xla.replica_function(
+        self.strategy, self._packed_step, self.jit_compile)
     # autograph=False: the steps branch and loop with tf.cond and
     # tf.while_loop where a tensor decides, and Python `if`/`for` run at
     # trace time anyway; autograph's source conversion of every function
     # the step calls was about half of a small trainer's start-up CPU (a
     # tiny STAC run: 18 s of CPU with it, 10 s without).
-    self._packing = _MetricPacking()
-    if self.jit_compile and not isinstance(self.strategy, TPU_STRATEGIES):
-      self._replica_fn = tf.function(self._packed_step, jit_compile=True,
-                                     autograph=False)
-    else:
-      self._replica_fn = self._packed_step
     self._step_fn = tf.function(self._cross_replica_step, autograph=False)
     # Traces of `_step_fn` by the batch's type and leaf shapes and dtypes
     # (see `_traced_step`), and of `_iterator_steps_fn` by the iterator's
@@ -463,11 +382,19 @@ class Learner(tf.Module, metaclass=abc.ABCMeta):
     replicas once per call, as one packed vector in one reduction (see
     `_MetricPacking`).
 
+    This method, not its caller, advances `env_steps`, in the graph and
+    after each step's update (as `_update` advances `learner_steps`): a call
+    that fails at step k has counted exactly the frames of its k - 1
+    completed steps, which a host-side `+= num_steps * frames_per_step`
+    could only get wrong; the caller's own count is a copy that saves it a
+    device read per call (see the class docstring).
+
     Args:
       iterator: yields `(batch, extras)` like `step_from_iterator`'s.
       num_steps: N >= 1.
-      env_steps: optional int64 variable (made under the strategy's scope)
-        advanced by `frames_per_step` in the graph after each step's update.
+      env_steps: optional int64 variable (made under the strategy's scope),
+        the trainer's env-step counter, advanced by `frames_per_step` in the
+        graph after each step's update.
       frames_per_step: environment frames one element holds.
       max_steps: the number of rows of the returned extras, >= N (default
         N); the trainer passes its steps per call, so that a shorter last

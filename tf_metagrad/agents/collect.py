@@ -1,14 +1,14 @@
 """Batches for `Learner.step` from an environment, without Reverb.
 
 `TrajectoryCollector` acts in a `tf_metagrad.envs.BatchedEnv` with an agent
-network's sampled actions (head 0, see `actor.Policy`) and returns each
+network's sampled actions (head 0, see `acting.Policy`) and returns each
 unroll as a time-major `types.Trajectory`, the layout the trainer's actors
-write to Reverb (`tf_metagrad.system.actor`): episodes continue across
+write to Reverb (`tf_metagrad.system.reverb_actor`): episodes continue across
 unrolls, a termination gives discount 0, a time-limit truncation is a
 normal step into the final observation followed by a padding step (mask 0,
 discount 0) into the next episode, and a recurrent network's state is
 zeroed before each episode's first observation. It is the short path from
-Python to a learner step; the trainer's actors (`tf_metagrad.system.actor`)
+Python to a learner step; the trainer's actors (`tf_metagrad.system.reverb_actor`)
 do the same through Reverb (`envs.batched.recorded_step` is what both
 record of an environment step).
 """
@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_metagrad import types
-from tf_metagrad.agents import actor as actor_lib
+from tf_metagrad.agents import acting as actor_lib
 from tf_metagrad.agents import networks as networks_lib
 from tf_metagrad.envs import batched
 

@@ -96,7 +96,7 @@ class AgentConfig:
   # module docstring.
   compute_dtype: Optional[str] = None
   # True, False or "auto" (XLA where it was measured to pay off; see
-  # `tf_metagrad.agents.base.resolve_jit_compile`).
+  # `tf_metagrad.distribute.xla.resolve_jit_compile`).
   jit_compile: Union[bool, str] = "auto"
   seed: int = 0
   # Network.
@@ -129,9 +129,9 @@ class AgentConfig:
   reward_clip: Optional[float] = 1.0
   # Meta-optimizer (STAC Table 3); unused by agents without metaparameters.
   # "adam" (STAC Table 3): Adam with meta_b1, meta_b2 and meta_epsilon
-  # outside the root. "rmsprop" (seed 001 section 5.2's meta-optimizer,
+  # outside the root. "rmsprop" (Qiu (2021) section 5.2's meta-optimizer,
   # RMSprop at 1e-2): `optim.RMSProp` with decay meta_b2 and meta_epsilon
-  # INSIDE the root (meta_b1 unused); PyTorch's RMSprop, seed 001's, has
+  # INSIDE the root (meta_b1 unused); PyTorch's RMSprop, Qiu's (2021), has
   # decay 0.99 and epsilon 1e-8 outside the root, which meta_b2=0.99 and
   # meta_epsilon=1e-16 express to within a factor sqrt(2) in the step's
   # denominator (and exactly wherever sqrt(ms) >> 1e-8).
@@ -149,7 +149,7 @@ class AgentConfig:
   # None: the (leaky) V-trace lambda-return; n: the n-step bootstrapped
   # return instead (a fixed n-step target; DrMG's "+n-step" ablation).
   n_step: Optional[int] = None
-  # Distributional value head (quantiles), seed 002.
+  # Distributional value head (quantiles), Yin et al. (2023).
   distributional: bool = False
   num_quantiles: int = 16
   kappa: float = 1.0
@@ -240,6 +240,12 @@ class AgentConfig:
 
   def updates_per_batch(self) -> int:
     """Learner updates one batch feeds (each advances `learner_steps`)."""
+    return 1
+
+  def unrolls_per_item(self) -> int:
+    """Consecutive unrolls of the run's unroll length that one queue item
+    holds: one, except for agents that read several trajectories in time
+    order per update (FRODO: M inner and one outer)."""
     return 1
 
 

@@ -4,7 +4,7 @@ STAC supplement Algorithm 1 (Zahavy et al. 2020), generalised to
 - separate leaky coefficients alpha_rho (for rho and the policy-gradient
   weight) and alpha_c (for the traces), STAC fig. 5b; alpha_rho = alpha_c is
   the main STAC agent;
-- a quantile value head (DrMG, seed 002 eq. 9-11): values `[T+1, B, N]`,
+- a quantile value head (DrMG, Yin et al. (2023) eq. 9-11): values `[T+1, B, N]`,
   per-quantile gamma, lambda and value-loss weight (vectors `[N]`), quantile
   Huber value loss.
 
@@ -15,9 +15,10 @@ reach them. The stop-gradiented quantities come from `reference_policy` and
 `reference_values`: the network outputs at the same parameters in a normal
 update, or at fixed reference parameters when a caller needs the loss as an
 ordinary function of the parameters (finite-difference checks of
-meta-gradients, see `meta.engine.MetaGradientEngine.outer_loss_at`). With `inner=True` the policy-gradient advantage is not
-stop-gradiented (line 20), so it carries eta; with `inner=False` (the outer
-loss, line 22) the whole advantage is a constant.
+meta-gradients, see `meta.engine.MetaGradientEngine.outer_loss_at`). With
+`inner=True` the policy-gradient advantage is not stop-gradiented (line 20),
+so it carries eta; with `inner=False` (the outer loss, line 22) the whole
+advantage is a constant.
 
 Padding steps (`Trajectory.mask` 0, the final observation of an episode cut
 by a time limit, see `types.Trajectory`) have zero importance weight and
@@ -32,7 +33,7 @@ Algorithm 1; the meta-gradient engine all-sums gradients over replicas, so the
 global gradient is that of the sum over the global batch.
 """
 
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple, Optional, Tuple, Union
 
 import tensorflow as tf
 
@@ -146,10 +147,10 @@ def actor_critic_loss(policy: Union[distributions.Categorical,
     kappa: Huber threshold of the quantile loss.
     distributional_advantage: with quantiles, "vtrace" averages the
       per-quantile V-trace policy-gradient advantages
-      rho^pg (r + gamma vs_{t+1} - Z); "drmg" is seed 002 eq. 11,
+      rho^pg (r + gamma vs_{t+1} - Z); "drmg" is Yin et al. (2023) eq. 11,
       mean_q (Gamma_q - Z_q) min(c-bar, IS), with c-bar = clip_pg_rho.
     n_step: None for the (leaky) V-trace lambda-return; an int n replaces it
-      by the n-step bootstrapped return (DrMG's "+n-step" ablation, seed 002
+      by the n-step bootstrapped return (DrMG's "+n-step" ablation, Yin et al. (2023)
       section 5.3), which has no trace and no importance correction of the
       target (so lambda and alpha do not enter); the policy-gradient weight
       stays min(clip_pg_rho, IS).
@@ -159,27 +160,14 @@ def actor_critic_loss(policy: Union[distributions.Categorical,
   Returns:
     `LossOutputs`; `loss` = g_v L_value + g_p L_policy + g_e L_entropy.
   """
+  _check_values(values, quantile_taus, distributional_advantage)
   dtype = values.dtype
   quantile = values.shape.rank == 3
-  if quantile and quantile_taus is None:
-    raise ValueError("values have a quantile axis; quantile_taus is required.")
-  if not quantile and values.shape.rank != 2:
-    raise ValueError(
-        f"values must be [T+1, B] or [T+1, B, N], got {values.shape}.")
-  if distributional_advantage not in ("vtrace", "drmg"):
-    raise ValueError(
-        "distributional_advantage must be 'vtrace' or 'drmg', got "
-        f"{distributional_advantage!r}.")
-  gamma = _as_dtype(hparams.gamma, dtype)
-  lambda_ = _as_dtype(hparams.lambda_, dtype)
-  g_v = _as_dtype(hparams.g_v, dtype)
-  g_p = _as_dtype(hparams.g_p, dtype)
-  g_e = _as_dtype(hparams.g_e, dtype)
-
   log_pi = tf.cast(policy.log_prob(actions), dtype)
   log_rhos = tf.stop_gradient(
       tf.cast(reference_policy.log_prob(actions), dtype)
       - tf.cast(behaviour_log_prob, dtype))
+  gamma = _as_dtype(hparams.gamma, dtype)
   discounts = tf.cast(discounts, dtype) * gamma if not quantile else (
       tf.broadcast_to(tf.cast(discounts, dtype)[..., None] * gamma,
                       tf.shape(values[:-1])))
@@ -187,51 +175,97 @@ def actor_critic_loss(policy: Union[distributions.Categorical,
   rewards = tf.cast(rewards, dtype)
   if masks is not None:
     masks = tf.cast(masks, dtype)
-  if n_step is None:
-    returns = vtrace.from_importance_weights(
-        log_rhos=log_rhos,
-        discounts=discounts,
-        rewards=rewards,
-        values=target_values[:-1],
-        bootstrap_value=target_values[-1],
-        clip_rho_threshold=clip_rho_threshold,
-        clip_pg_rho_threshold=clip_pg_rho_threshold,
-        lambda_=lambda_,
-        alpha=_as_dtype(hparams.alpha_rho, dtype),
-        alpha_c=_as_dtype(hparams.alpha_c, dtype),
-        masks=masks)
-  else:
-    returns = _n_step_targets(log_rhos, discounts, rewards,
-                              target_values, clip_pg_rho_threshold, n_step,
-                              masks)
-
+  returns = _targets(log_rhos, discounts, rewards, target_values, hparams,
+                     clip_rho_threshold, clip_pg_rho_threshold, n_step,
+                     masks)
+  g_v = _as_dtype(hparams.g_v, dtype)
   if quantile:
-    n = values.shape[-1]
-    per_quantile = distributional.quantile_huber_loss(
-        predictions=tf.reshape(values[:-1], [-1, n]),
-        targets=tf.reshape(returns.vs, [-1, n]),
-        taus=_as_dtype(quantile_taus, dtype), kappa=kappa,
-        reduce_quantiles=False)
-    if masks is not None:
-      per_quantile *= tf.reshape(masks, [-1, 1])
-    value_loss = tf.reduce_sum(per_quantile * g_v)
-    if distributional_advantage == "vtrace":
-      advantages = tf.reduce_mean(returns.pg_advantages, axis=-1)
-    else:
-      is_ratio = tf.exp(log_rhos)
-      if clip_pg_rho_threshold is not None:
-        is_ratio = tf.minimum(_as_dtype(clip_pg_rho_threshold, dtype), is_ratio)
-      advantages = tf.reduce_mean(returns.vs - target_values[:-1],
-                                  axis=-1) * is_ratio
+    value_loss, advantages = _quantile_value_loss(
+        values, target_values, returns, log_rhos, g_v,
+        _as_dtype(quantile_taus, dtype), kappa, distributional_advantage,
+        clip_pg_rho_threshold, masks)
   else:
     value_loss = g_v * masked_sum(tf.square(returns.vs - values[:-1]), masks)
     advantages = returns.pg_advantages
   if not inner:
     advantages = tf.stop_gradient(advantages)
-  policy_loss = -g_p * masked_sum(log_pi * advantages, masks)
-  entropy_loss = -g_e * masked_sum(tf.cast(policy.regularizer(), dtype),
-                                   masks)
+  policy_loss = -_as_dtype(hparams.g_p, dtype) * masked_sum(
+      log_pi * advantages, masks)
+  entropy_loss = -_as_dtype(hparams.g_e, dtype) * masked_sum(
+      tf.cast(policy.regularizer(), dtype), masks)
   return LossOutputs(
       loss=value_loss + policy_loss + entropy_loss,
       value_loss=value_loss, policy_loss=policy_loss,
       entropy_loss=entropy_loss, vs=returns.vs, advantages=advantages)
+
+
+def _check_values(values: tf.Tensor, quantile_taus: Optional[tf.Tensor],
+                  distributional_advantage: str) -> None:
+  """Raises unless `values` is `[T+1, B]`, or `[T+1, B, N]` with taus."""
+  if values.shape.rank == 3 and quantile_taus is None:
+    raise ValueError("values have a quantile axis; quantile_taus is required.")
+  if values.shape.rank not in (2, 3):
+    raise ValueError(
+        f"values must be [T+1, B] or [T+1, B, N], got {values.shape}.")
+  if distributional_advantage not in ("vtrace", "drmg"):
+    raise ValueError(
+        "distributional_advantage must be 'vtrace' or 'drmg', got "
+        f"{distributional_advantage!r}.")
+
+
+def _targets(log_rhos: tf.Tensor, discounts: tf.Tensor, rewards: tf.Tensor,
+             target_values: tf.Tensor, hparams: LossHyperparams,
+             clip_rho_threshold: Optional[float],
+             clip_pg_rho_threshold: Optional[float], n_step: Optional[int],
+             masks: Optional[tf.Tensor]) -> vtrace.VTraceReturns:
+  """Algorithm 1's value targets vs and policy-gradient advantages: the
+  (leaky) V-trace lambda-return, or with `n_step` the n-step return; kept
+  differentiable in gamma (inside `discounts`), lambda and alpha, which is
+  the path the meta-gradient takes to them."""
+  if n_step is not None:
+    return _n_step_targets(log_rhos, discounts, rewards, target_values,
+                           clip_pg_rho_threshold, n_step, masks)
+  dtype = target_values.dtype
+  return vtrace.from_importance_weights(
+      log_rhos=log_rhos,
+      discounts=discounts,
+      rewards=rewards,
+      values=target_values[:-1],
+      bootstrap_value=target_values[-1],
+      clip_rho_threshold=clip_rho_threshold,
+      clip_pg_rho_threshold=clip_pg_rho_threshold,
+      lambda_=_as_dtype(hparams.lambda_, dtype),
+      alpha=_as_dtype(hparams.alpha_rho, dtype),
+      alpha_c=_as_dtype(hparams.alpha_c, dtype),
+      masks=masks)
+
+
+def _quantile_value_loss(values: tf.Tensor, target_values: tf.Tensor,
+                         returns: vtrace.VTraceReturns, log_rhos: tf.Tensor,
+                         g_v: tf.Tensor, taus: tf.Tensor, kappa: float,
+                         distributional_advantage: str,
+                         clip_pg_rho_threshold: Optional[float],
+                         masks: Optional[tf.Tensor]
+                         ) -> Tuple[tf.Tensor, tf.Tensor]:
+  """(value loss, advantages `[T, B]`) of a quantile value head `[T+1, B,
+  N]`: the quantile Huber loss of each quantile against its own target,
+  weighted by its g_v (Yin et al. (2023) eq. 9-10), and the advantage averaged over
+  the quantiles, either of the per-quantile V-trace advantages ("vtrace")
+  or of the clipped-IS-weighted (Gamma_q - Z_q) of Yin et al. (2023) eq. 11
+  ("drmg")."""
+  n = values.shape[-1]
+  per_quantile = distributional.quantile_huber_loss(
+      predictions=tf.reshape(values[:-1], [-1, n]),
+      targets=tf.reshape(returns.vs, [-1, n]),
+      taus=taus, kappa=kappa, reduce_quantiles=False)
+  if masks is not None:
+    per_quantile *= tf.reshape(masks, [-1, 1])
+  value_loss = tf.reduce_sum(per_quantile * g_v)
+  if distributional_advantage == "vtrace":
+    return value_loss, tf.reduce_mean(returns.pg_advantages, axis=-1)
+  is_ratio = tf.exp(log_rhos)
+  if clip_pg_rho_threshold is not None:
+    is_ratio = tf.minimum(_as_dtype(clip_pg_rho_threshold, values.dtype),
+                          is_ratio)
+  return value_loss, tf.reduce_mean(returns.vs - target_values[:-1],
+                                    axis=-1) * is_ratio

@@ -9,6 +9,14 @@ policy/value heads; discrete actions get softmax logits, `Box` actions a
 tanh-squashed Gaussian; the value is a scalar or N quantiles
 (distributional).
 
+Every agent's network comes from `make_network`, which reads what differs
+off the config: IMPALA and STAC one policy/value head (STAC Table 2); MGRL
+that head conditioned on gamma through a learned embedding (Xu et al. 2018
+section 1.4, STAC supplement 9.5); STACX `num_heads` heads on one torso,
+head 0 acting (STAC section 3.2); DrMG, or any agent with `distributional`,
+an N-quantile value head (Yin et al. (2023) section 4). FRODO's meta-network is its
+own (`agents.frodo.networks`).
+
 The network always stacks heads on a leading axis (size 1 without STACX), so
 outputs are `(logits [n, ..., A], value [n, ...] or [n, ..., N])` or
 `(mean, std, value)` for continuous actions.

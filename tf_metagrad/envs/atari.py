@@ -1,6 +1,6 @@
 """Atari 2600 through ale-py with the IMPALA / STAC / DrMG protocol.
 
-Protocol (seed 002 section 5.2, seed 004 section 4.1), all configurable:
+Protocol (Yin et al. (2023) section 5.2, Zahavy et al. (2020) section 4.1), all configurable:
   * observation: the last `frame_stack` (4) processed frames, uint8
     `[84, 84, 4]`; a processed frame is the pixel-wise max of the last two
     emulator frames of a step (removes sprite flicker), converted to ALE's

@@ -6,7 +6,7 @@ episodes start with up to 30 no-ops and are capped at 108,000 frames.
 Video Pinball uses the DQN random score 16,256.9 (some later papers report 0
 for it); the other 56 entries agree across those papers.
 
-Human-normalised score (seed 002 section 5.2):
+Human-normalised score (Yin et al. (2023) section 5.2):
   HNS = (R - R_random) / (R_human - R_random).
 Games are keyed by ale-py ROM id ("space_invaders"); every function also
 accepts the CamelCase name ("SpaceInvaders").
@@ -95,7 +95,7 @@ def _game_key(game: str) -> str:
 
 def human_normalized_score(
     game: str, raw_score: npt.ArrayLike) -> Union[float, np.ndarray]:
-  """HNS = (R - R_random) / (R_human - R_random), seed 002 section 5.2.
+  """HNS = (R - R_random) / (R_human - R_random), Yin et al. (2023) section 5.2.
 
   Args:
     game: ROM id or CamelCase name of one of the 57 games.

@@ -1,4 +1,4 @@
-"""Catch (bsuite layout; FRODO reimplementation, seed 001 section 4.1.1).
+"""Catch (bsuite layout; FRODO reimplementation, Qiu (2021) section 4.1.1).
 
 A ball starts in the top row at a uniformly random column and falls one row
 per step; the agent moves a paddle along the bottom row. Defaults follow
@@ -6,7 +6,7 @@ bsuite's Catch exactly (10 rows x 5 columns, paddle starting at column
 columns // 2, actions 0 = left, 1 = stay, 2 = right clipped at the walls,
 paddle moves before the ball, +1 / -1 when the ball reaches the bottom row,
 which ends the episode after rows - 1 steps), so a policy trained here plays
-bsuite's Catch unchanged. Seed 001 uses a "6 x 11" board without saying
+bsuite's Catch unchanged. Qiu (2021) uses a "6 x 11" board without saying
 which number counts rows; read rows first, as in bsuite's 10 x 5, it is
 `rows=6, columns=11`.
 

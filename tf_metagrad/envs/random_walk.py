@@ -1,4 +1,4 @@
-"""Non-stationary 5-state random walk (FRODO reimplementation, seed 001 4.1.2).
+"""Non-stationary 5-state random walk (FRODO reimplementation, Qiu (2021) 4.1.2).
 
 A chain of `num_states` states; every episode starts in the centre state
 (index num_states // 2). Each step moves one state left or right; stepping

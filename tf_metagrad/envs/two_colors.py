@@ -1,4 +1,4 @@
-"""Two-colours key/door grid world (DrMG, seed 002 section 5.1).
+"""Two-colours key/door grid world (DrMG, Yin et al. (2023) section 5.1).
 
 A `size` x `size` open grid (default 7 x 7, no inner walls; moves into the
 border are clipped) holds the agent, two keys of different colours and a

@@ -1,7 +1,7 @@
 """The exact meta-gradient engine: d L_out / d eta through M inner updates.
 
 Meta-gradient RL (Xu et al. 2018; STAC, Zahavy et al. 2020, Algorithm 2;
-FRODO, Xu et al. 2020; DrMG, seed 002 eq. 12-14) updates the agent parameters
+FRODO, Xu et al. 2020; DrMG, Yin et al. (2023) eq. 12-14) updates the agent parameters
 theta with an inner loss L_in(theta, eta) and then differentiates an outer loss
 evaluated at the updated parameters with respect to the metaparameters eta:
 
@@ -41,7 +41,7 @@ from typing import (Any, Callable, List, NamedTuple, Optional, Sequence, Tuple,
 
 import tensorflow as tf
 
-from tf_metagrad.meta import replicas
+from tf_metagrad.distribute import replicas
 from tf_metagrad.optim import optimizers
 
 # (params, meta_params, batch, reference) -> (scalar loss, dict of logs).

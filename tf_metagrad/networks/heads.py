@@ -180,7 +180,7 @@ class GaussianPolicyValueHead(_MLPHeads):
 
 @_register
 class QuantileValueHead(_MLPHeads):
-  """N quantiles of the return distribution (DrMG, seed 002 section 3).
+  """N quantiles of the return distribution (DrMG, Yin et al. (2023) section 3).
 
   The output layer has N units instead of 1, which is the only difference to
   a scalar value head ("|N - 1| * 256 more parameters"). Quantiles are not

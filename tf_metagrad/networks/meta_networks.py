@@ -145,14 +145,14 @@ class MetaParameters(params.ParamLayer):
 
 @_register
 class FrodoTargetNetwork(params.ParamLayer):
-  """The FRODO meta-network G_eta(tau) (Xu et al. 2020; seed 001 section 4.1).
+  """The FRODO meta-network G_eta(tau) (Xu et al. 2020; Qiu (2021) section 4.1).
 
   An LSTM runs over per-step inputs [r_t, discount_t, v(x_{t+1})]
   (optionally concatenated with an observation embedding), and a linear
-  layer maps each LSTM output to the target G_eta(tau)_t. seed 001: 32 LSTM
+  layer maps each LSTM output to the target G_eta(tau)_t. Qiu (2021): 32 LSTM
   units and a 32 -> 1 linear layer, the LSTM without bias (`use_bias=False`;
   the default keeps the library's biased LSTM). By default the LSTM runs
-  forward in time, as the unidirectional LSTM of seed 001's code (section
+  forward in time, as the unidirectional LSTM of Qiu's (2021) code (section
   5.2) reads its inputs in step order; `reverse=True` runs it backwards, so that the
   output at t summarises steps t .. T-1 as a return does.
   The LSTM state is not reset where discount_t = 0: the discount is an
@@ -167,7 +167,7 @@ class FrodoTargetNetwork(params.ParamLayer):
       (otherwise they are created on the first call, which sees E).
     reverse: run the LSTM from t = T-1 down to 0 instead of forward.
     use_bias: False drops the LSTM's gate bias and its constant forget bias,
-      as seed 001 section 5.2's `nn.LSTM(..., bias=False)` (the linear
+      as Qiu (2021) section 5.2's `nn.LSTM(..., bias=False)` (the linear
       output layer keeps its bias there and here).
     **kwargs: Keras layer arguments.
   """

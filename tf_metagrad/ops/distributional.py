@@ -3,7 +3,7 @@
 References:
   QR-DQN (Dabney et al. 2018): quantile midpoints tau_i = (2i + 1) / (2N)
   and the quantile Huber loss.
-  seed 002 eqs. 1-3: the same loss used to train the quantile value heads.
+  Yin et al. (2023) eqs. 1-3: the same loss used to train the quantile value heads.
 """
 
 import numbers
@@ -39,7 +39,7 @@ def quantile_huber_loss(predictions: TensorLike, targets: TensorLike,
                         reduce_quantiles: bool = True) -> tf.Tensor:
   """Quantile Huber loss between predicted and target quantiles.
 
-  With u_ij = targets_j - predictions_i (QR-DQN; seed 002 eqs. 1-3):
+  With u_ij = targets_j - predictions_i (QR-DQN; Yin et al. (2023) eqs. 1-3):
 
     H_kappa(u) = 0.5 u^2                   if |u| <= kappa
                = kappa (|u| - kappa / 2)   otherwise

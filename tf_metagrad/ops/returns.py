@@ -11,7 +11,7 @@ Time limits: a truncated episode is not terminated (Pardo et al. 2018,
 "Time limits in reinforcement learning"), so returns must bootstrap from
 V(x_final), the observation the limit cut the episode at. The actors write
 x_final as the observation of an extra padding step (mask 0, discount 0,
-see `tf_metagrad.system.actor`). With `masks`, the return at a padding
+see `tf_metagrad.system.reverb_actor`). With `masks`, the return at a padding
 step is V(x_t) itself: the step is treated as reward V(x_t) and discount 0,
 so every horizon that reaches it stops there with V(x_final).
 

@@ -11,7 +11,7 @@ Time limits (Pardo et al. 2018, "Time limits in reinforcement learning"):
 a truncated episode is not terminated, so its last transition bootstraps
 from V(x_final), the value of the observation the time limit cut it at. The
 actors write x_final as the observation of an extra padding step (mask 0,
-discount 0, see `tf_metagrad.system.actor`); `masks` zeroes rho_t, c_t and
+discount 0, see `tf_metagrad.system.reverb_actor`); `masks` zeroes rho_t, c_t and
 rho^pg_t there, which makes vs equal V(x_final) at the padding step and the
 step before it bootstrap from it.
 

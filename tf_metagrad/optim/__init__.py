@@ -9,4 +9,3 @@ from tf_metagrad.optim.optimizers import SGDState
 from tf_metagrad.optim.schedules import clip_by_global_norm
 from tf_metagrad.optim.schedules import global_norm
 from tf_metagrad.optim.schedules import linear_schedule
-from tf_metagrad.optim.variable_optimizer import VariableOptimizer

@@ -11,8 +11,9 @@ with
     new_params, new_state = opt.update(grads, state, params, learning_rate)
 
 where `state` is a list aligned with `params` (one NamedTuple of tensors per
-parameter) and everything returned is a tensor. `VariableOptimizer`
-(variable_optimizer.py) applies the same `update` to `tf.Variable`s.
+parameter) and everything returned is a tensor. The learners keep the state
+in variables themselves and assign the very tensors the meta-gradient engine
+produced (`agents.base`).
 
 A None gradient (a parameter the loss does not use) leaves that parameter and
 its state unchanged.

@@ -17,14 +17,14 @@ the policy itself, so writing was the actors' largest cost
 A time limit is not a terminal state (Pardo et al. 2018, "Time limits in
 reinforcement learning"): where one cut an episode, the item keeps the final
 observation x_final as the observation of an extra padding step, marked by
-`mask` 0 (see `types.Trajectory.mask` and `system.actor`), so the learner
+`mask` 0 (see `types.Trajectory.mask` and `system.reverb_actor`), so the learner
 bootstraps from V(x_final).
 
 Two extra columns carry episode statistics to the learner with the data, so
 remote actors need no side channel: `episode_return[t]` is the raw return of
 an episode that ended at step t (NaN elsewhere) and `episode_length[t]` its
 length (0 elsewhere). Items of an actor writing overlapping unrolls
-(`system.actor`, `unroll_stride`) carry them only on their new steps, so
+(`system.reverb_actor`, `unroll_stride`) carry them only on their new steps, so
 that each episode is reported once.
 
 A recurrent policy's state before observation 0 (`Trajectory.core_state`)
@@ -63,7 +63,7 @@ def action_spec(action_space: gymnasium.spaces.Space) -> tf.TensorSpec:
 def resolve_stride(unroll_stride: Optional[int], unroll_length: int) -> int:
   """The steps between an actor's consecutive items: `unroll_stride`, or
   `unroll_length` (no overlap) for None; it must be in [1, unroll_length]
-  (see `system.actor`)."""
+  (see `system.reverb_actor`)."""
   stride = unroll_length if unroll_stride is None else unroll_stride
   if not 1 <= stride <= unroll_length:
     raise ValueError(f"unroll_stride must be in [1, unroll_length="

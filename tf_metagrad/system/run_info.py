@@ -229,7 +229,7 @@ def describe(spec: runs.RunSpec, unroll_length: int,
 
   Args:
     spec: the run.
-    unroll_length: T of the items (`loop.item_unroll_length`).
+    unroll_length: T of the items (`runs.item_unroll_length`).
     item_spec: the queue's signature (`items.item_spec`).
     envs_per_actor: copies per actor of the trainer's own actors.
     refresh_every: unrolls between their weight refreshes.

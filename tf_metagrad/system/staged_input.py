@@ -6,7 +6,7 @@ worker whose queue is empty waits in `get_next` for `data_timeout` and then
 fails out of the step, while the workers that had data wait for it in the
 step's gradient all-reduce; the one goes back to the loop's vote (another
 all-reduce) and the others never leave theirs. Collectives have no timeout
-(see `trainers/cluster.py`), so every worker hangs.
+(see `distribute/cluster.py`), so every worker hangs.
 
 So each worker stages its batches on the host first: a thread draws them
 from its own Reverb dataset (each draw bounded by the dataset's timeout)
@@ -15,7 +15,7 @@ queue. Before every learner call the workers vote on whether each holds the
 call's batches (`ready`); the call runs only when all do, so no worker ever
 waits in `get_next` inside the step, and every wait outside it is bounded.
 A worker without data keeps voting "not ready" until `max_data_wait_s`,
-when the workers all stop with the same line (see `trainers/loop.py`).
+when the workers all stop with the same line (see `training/step_loop.py`).
 
 The queue holds at most `capacity` batches; batches staged when the run
 stops are dropped, as those in a dataset's prefetch buffer are (the

@@ -12,7 +12,7 @@ Each publish writes the weights item and, in the same flush, a tiny item of
 the "weights_version" table holding only its version. An actor reads that
 version first (`latest_version`, 8 bytes) and samples the weights (about
 5 MB for the Atari preset's ResNet) only when it differs from the version
-it holds (`system.actor`). The two tables are separate, so the server may
+it holds (`system.reverb_actor`). The two tables are separate, so the server may
 insert the version item before or after the weights item: the version an
 actor records is always the one stored inside the weights item it sampled,
 and a version read ahead of the weights costs at most one extra fetch.
@@ -27,6 +27,7 @@ import reverb
 import tensorflow as tf
 
 from tf_metagrad.system import server as server_lib
+from tf_metagrad.system import snapshots
 
 
 class ServerUnavailableError(RuntimeError):
@@ -47,38 +48,38 @@ def insert(client: reverb.Client, table: str, data: Any, timeout_s: float,
     ServerUnavailableError: if the insert did not complete in `timeout_s`
       (`what` names it in the message).
   """
+  _write(client, lambda writer: server_lib.append_item(writer, table, data),
+         timeout_s, what)
+
+
+def _write(client, append, timeout_s, what):
+  """Runs `append(writer)` on a new trajectory writer and flushes it within
+  `timeout_s` (see the module docstring)."""
   writer = client.trajectory_writer(num_keep_alive_refs=1)
   try:
-    server_lib.append_item(writer, table, data)
-    _flush(writer, timeout_s, what)
-  finally:
-    writer.close()
-
-
-def _flush(writer, timeout_s, what):
-  try:
+    append(writer)
     writer.flush(timeout_ms=max(1, int(timeout_s * 1000)))
   except reverb.errors.DeadlineExceededError:
     raise ServerUnavailableError(
         f"{what} did not complete within {timeout_s}s (is the Reverb "
         f"server gone?)") from None
+  finally:
+    writer.close()
 
 
 def _insert_weights(client, version, arrays, timeout_s):
-  writer = client.trajectory_writer(num_keep_alive_refs=1)
-  try:
+  def append(writer):
     server_lib.append_item(writer, server_lib.WEIGHTS_TABLE,
                            (np.int64(version), arrays))
     # The version item references the version column only, so sampling it
     # moves 8 bytes, not the weights' chunks.
     writer.create_item(server_lib.WEIGHTS_VERSION_TABLE, priority=1.0,
                        trajectory=writer.history[0][-1])
-    _flush(writer, timeout_s, f"publishing weights version {version}")
-  finally:
-    writer.close()
+
+  _write(client, append, timeout_s, f"publishing weights version {version}")
 
 
-class Publisher(threading.Thread):
+class Publisher(snapshots.SnapshotWorker):
   """Publishes weight snapshots from a background thread.
 
   The learner calls `offer` after its steps; the Reverb insert happens here,
@@ -88,7 +89,8 @@ class Publisher(threading.Thread):
   actor fetches new weights only once per unroll (several learner steps).
   So a snapshot is taken only when the previous one has been sent and at
   least `min_interval_s` after the last one; the weights actors fetch are
-  then at most that much plus one insert older than the learner's.
+  then at most that much plus one insert older than the learner's. A
+  snapshot taken before `close` is still sent.
 
   Args:
     client: the run's `reverb.Client`.
@@ -99,58 +101,28 @@ class Publisher(threading.Thread):
 
   def __init__(self, client: reverb.Client, variables: Sequence[tf.Variable],
                min_interval_s: float = 0.0, timeout_s: float = 30.0) -> None:
-    super().__init__(name="weights-publisher", daemon=True)
+    super().__init__(variables, name="weights-publisher",
+                     what="weights publisher", finish_pending=True)
     self._client = client
     self._timeout_s = timeout_s
-    # One dispatch copies every variable, instead of one per `v.numpy()`.
-    self._snapshot = tf.function(
-        lambda: [tf.identity(v) for v in variables], autograph=False)
     self._min_interval_s = min_interval_s
     self._last_snapshot = -float("inf")
-    self._cond = threading.Condition()
-    self._pending = None
-    self._closed = False
-    self.error: Optional[BaseException] = None
 
   def offer(self, version: int) -> bool:
     """Snapshots the variables for publishing unless an insert is under way
     or the last snapshot is too recent; returns whether one was taken."""
-    if self.error is not None:
-      raise RuntimeError("weights publisher failed") from self.error
+    self.raise_if_failed()
     now = time.monotonic()
     if now - self._last_snapshot < self._min_interval_s:
       return False
-    with self._cond:
-      if self._pending is not None:
-        return False
-      self._last_snapshot = now
-      self._pending = (version, self._snapshot())
-      self._cond.notify()
+    if not self.hand_over(version):
+      return False
+    self._last_snapshot = now
     return True
 
-  def run(self) -> None:
-    while True:
-      with self._cond:
-        while self._pending is None and not self._closed:
-          self._cond.wait()
-        if self._pending is None:
-          return
-        version, tensors = self._pending
-      try:
-        _insert_weights(self._client, version,
-                        [t.numpy() for t in tensors], self._timeout_s)
-      except BaseException as e:  # pylint: disable=broad-except
-        self.error = e
-        return
-      finally:
-        with self._cond:
-          self._pending = None
-
-  def close(self, timeout_s: float = 10.0) -> None:
-    with self._cond:
-      self._closed = True
-      self._cond.notify()
-    self.join(timeout_s)
+  def work(self, tag: Any, tensors: List[tf.Tensor]) -> None:
+    _insert_weights(self._client, tag, [t.numpy() for t in tensors],
+                    self._timeout_s)
 
 
 def call_with_deadline(fn: Callable[[], object], deadline: float,

@@ -1,6 +1,6 @@
-"""DrMG hyperparameters and ablation switches (seed 002 sections 4, 5.3).
+"""DrMG hyperparameters and ablation switches (Yin et al. (2023) sections 4, 5.3).
 
-Choices where the paper is silent (its appendix is not in seed 002):
+Choices where the paper is silent (its appendix is not in Yin et al. (2023)):
 - `num_quantiles` N = 16 (so |eta| = 3N + 3 = 51);
 - the outer loss uses the same return form as the inner one (lambda-return or
   n-step) with the reference values eta' (gamma 0.995, lambda 1, alpha 1,
@@ -9,7 +9,7 @@ Choices where the paper is silent (its appendix is not in seed 002):
 Names: the loss weights w_Z, w_pi, w_H are stored as g_v, g_p, g_e.
 
 Held-out outer batch with swapped roles (the default, `outer_batch="split"`).
-Seed 002 section 3 (eq. 5) and section 4 (eq. 12-14) evaluate the outer loss
+Yin et al. (2023) section 3 (eq. 5) and section 4 (eq. 12-14) evaluate the outer loss
 L_out(tau', theta', eta') on a batch tau' other than the batch tau of the
 inner update, and section 5.2 samples two batches of the same size and
 forms the two (inner, outer) combinations of them, running the meta-gradient
@@ -77,7 +77,7 @@ class DrmgConfig(config_lib.AgentConfig):
           f"{self.distributional_advantage!r}.")
 
   def updates_per_batch(self) -> int:
-    """2 with the swapped halves (seed 002 section 5.2), else 1."""
+    """2 with the swapped halves (Yin et al. (2023) section 5.2), else 1."""
     swaps = self.outer_batch == "split" and self.variant != "qr"
     return 2 if swaps else 1
 

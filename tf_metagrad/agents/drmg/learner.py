@@ -1,4 +1,4 @@
-"""DrMG learner: quantile critic, per-quantile adaptive return (seed 002)."""
+"""DrMG learner: quantile critic, per-quantile adaptive return (Yin et al. (2023))."""
 
 from typing import Optional
 
@@ -24,7 +24,7 @@ class DrmgLearner(actor_critic.ActorCriticLearner):
     super().__init__(config, network, meta_specs=specs, strategy=strategy)
 
   def _passes(self, batch):
-    """(A, B) then (B, A) with the swapped halves (seed 002 section 5.2)."""
+    """(A, B) then (B, A) with the swapped halves (Yin et al. (2023) section 5.2)."""
     first = self._split(batch)
     if self.updates_per_batch == 1:
       return [first]

@@ -1,6 +1,6 @@
 """FRODO learner: the meta-network's target G_eta(tau) drives M inner steps.
 
-Inner loss (seed 001 section 3.3, an A2C/V-trace-style update with G_eta in
+Inner loss (Qiu (2021) section 3.3, an A2C/V-trace-style update with G_eta in
 place of the bootstrapped return):
 
   L_in = sum_t g_v (G_t - V(x_t))^2
@@ -8,10 +8,10 @@ place of the bootstrapped return):
          - g_e sum_t H_t,
 
 with G = G_eta(x_t, r, discount, sg V(x_{t+1})) from the meta-network's LSTM
-run forward over the trajectory by default (seed 001 sections 4.1 and 5.2;
+run forward over the trajectory by default (Qiu (2021) sections 4.1 and 5.2;
 `use_observation` and `meta_direction` select the inputs and direction).
 The truncated importance weight min(1, IS) corrects the small policy lag of
-the actors (seed 001 is on-policy, where it is 1). After M
+the actors (Qiu (2021) is on-policy, where it is 1). After M
 such updates on M trajectories, the outer loss is the canonical V-trace
 actor-critic loss at theta' on a held-out trajectory (plus, with the
 extension, b1 times the fixed-target loss on the inner trajectories), and
@@ -19,7 +19,7 @@ its meta-gradient flows through all M updates into the meta-network weights.
 
 With `distributional=True` the meta-network outputs N quantile targets, the
 value loss is the quantile Huber loss and the advantage averages the
-quantiles (seed 002's composition, applied to FRODO).
+quantiles (Yin et al.'s (2023) composition, applied to FRODO).
 
 Time limits (Pardo et al. 2018): at a padding step (`Trajectory.mask` 0, the
 final observation x_final of a truncated episode, discount 0) the
@@ -28,7 +28,7 @@ there is left out of every inner loss term; the step before it (discount 1)
 gets sg V(x_final) as its next value, so G_eta can bootstrap from it. The
 outer and pseudo-label losses mask padding steps as `losses` does.
 
-The pseudo-label weight b1 is optionally normalised (seed 001 section 5):
+The pseudo-label weight b1 is optionally normalised (Qiu (2021) section 5):
 "outer" divides it by |L_outer|, the paper's b1 / L_outer; "value" by the
 outer value loss only. Either normaliser is a stop-gradiented quantity.
 """
@@ -107,7 +107,7 @@ class FrodoLearner(actor_critic.ActorCriticLearner):
     The actor stores only the state before x_0. The state before x_{kL} is
     the one the core reaches over x_0 .. x_{kL-1} at the current parameters
     theta_0, zeroed where an episode ended at step kL - 1, and held fixed
-    (stop-gradient) through the M inner steps. Seed 001's agents are
+    (stop-gradient) through the M inner steps. Qiu's (2021) agents are
     feed-forward, so this is our choice; it is what acting with theta_0
     would have produced.
     """
@@ -218,7 +218,7 @@ class FrodoLearner(actor_critic.ActorCriticLearner):
 
   def _pseudo_label_scale(self, outer_loss, outer_logs, old_params, batch,
                           reference) -> tf.Tensor:
-    """The normaliser of b1 (seed 001 section 5): |L_outer| ("outer") or
+    """The normaliser of b1 (Qiu (2021) section 5): |L_outer| ("outer") or
     the outer value loss ("value").
 
     It is a stop-gradiented quantity, so it is anchored at the reference

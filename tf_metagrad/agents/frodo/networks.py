@@ -1,7 +1,8 @@
-"""FRODO's networks: the actor-critic agent network and the meta-network.
+"""FRODO's meta-network, and the names of its weights.
 
-The agent network is the shared actor-critic one (`agents.networks`); the
-meta-network G_eta(tau) is the LSTM of seed 001 sections 4.1 and 5.2
+FRODO's agent network is the shared actor-critic one
+(`agents.networks.make_network`); what is FRODO's own is the meta-network
+G_eta(tau), the LSTM of Qiu (2021) sections 4.1 and 5.2
 (`networks.meta_networks.FrodoTargetNetwork`), sized, fed and run in the
 direction the config says.
 """
@@ -12,7 +13,6 @@ import tensorflow as tf
 
 from tf_metagrad.agents import networks as agent_networks
 from tf_metagrad.agents.frodo import config as frodo_config
-from tf_metagrad.agents.networks import make_network  # pylint: disable=unused-import
 from tf_metagrad.networks import meta_networks
 
 

@@ -1,0 +1,1 @@
+"""Reading finished runs: curves, bands over seeds, tables and plots."""

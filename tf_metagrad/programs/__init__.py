@@ -1,0 +1,2 @@
+"""The command-line programs (absl) and their plumbing; nothing else imports
+them."""

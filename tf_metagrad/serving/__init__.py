@@ -1,0 +1,1 @@
+"""Exported policies: the SavedModel, loading it, playing and recording it."""

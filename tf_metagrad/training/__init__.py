@@ -1,0 +1,1 @@
+"""The training system: the host loop, its data plane, reports and finish."""
