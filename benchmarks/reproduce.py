@@ -365,8 +365,9 @@ def _write_meta(outdir: str, grid, metas: Dict, steps: int):
            f"{steps} env steps; loss weights divided by their outer value.",
            "", "| agent | metaparameter | final value |", "|---|---|---|"]
   lines += rows
+  reading = _reading(os.path.join(outdir, "results.md"))
   with open(os.path.join(outdir, "results.md"), "w") as f:
-    f.write("\n".join(lines) + "\n")
+    f.write("\n".join(lines) + "\n" + reading)
   print("\n".join(lines), flush=True)
 
 
@@ -671,8 +672,9 @@ def _write_random_walk(outdir: str, runs: Dict, steps: int, every: int,
       f"every {switch} env steps. The phase columns are the phase-aligned "
       f"curve (right panel of curves.png) at its first and last point.",
       ""] + lines
+  reading = _reading(os.path.join(outdir, "results.md"))
   with open(os.path.join(outdir, "results.md"), "w") as f:
-    f.write("\n".join(lines) + "\n")
+    f.write("\n".join(lines) + "\n" + reading)
   print("\n".join(lines), flush=True)
 
 

@@ -44,6 +44,10 @@ def test_random_walk_writes_every_arm_on_one_grid(tmp_path):
   # and a FRODO arm with Qiu's (2021) optimizers (20 FRODO updates).
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
   arms = ["4-step", "FRODO+ext bwd (Qiu (2021) opt)"]
+  # A hand-written reading under an earlier table outlives the rewrite.
+  (tmp_path / "random_walk").mkdir()
+  (tmp_path / "random_walk" / "results.md").write_text(
+      "# old\n\n| stale | table |\n\n## Reading these numbers\n\nkept\n")
   proc = subprocess.run(
       [sys.executable, "-m", "benchmarks.reproduce",
        "--experiment=random_walk", "--seeds=1", "--scale=0.032",
@@ -62,6 +66,8 @@ def test_random_walk_writes_every_arm_on_one_grid(tmp_path):
   assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
   table = (out / "results.md").read_text()
   assert all(f"| {a} | 1 |" in table for a in arms), table
+  assert "stale" not in table
+  assert table.endswith("\n## Reading these numbers\n\nkept\n"), table
 
 
 def test_phase_aligned_and_last_half_means():
