@@ -92,8 +92,7 @@ class KeyTally:
     writer = csv.writer(text)
     writer.writerow(["env_steps", "better", "worse"])
     writer.writerows(self.rows)
-    with tf.io.gfile.GFile(path, "w") as f:
-      f.write(text.getvalue())
+    _write(path, text.getvalue())
 
 
 def read_choices(logdir: str) -> np.ndarray:
@@ -216,19 +215,20 @@ def write_results(outdir: str, runs: Dict[str, List[str]], steps: int,
                                   centers) for d in dirs]
              for arm, dirs in runs.items()}
   tf.io.gfile.makedirs(outdir)
-  _write_csv(os.path.join(outdir, "curves.csv"), "env_steps", centers,
-             {f"{arm} {name}": curves.band(series[arm])
-              for arm in runs for name, series in (
-                  ("better_key_fraction", fractions),
-                  ("episode_return", returns))})
+  _write(os.path.join(outdir, "curves.csv"), curves.bands_csv(
+      "env_steps", centers,
+      {f"{arm} {name}": curves.band(series[arm])
+       for arm in runs for name, series in (
+           ("better_key_fraction", fractions),
+           ("episode_return", returns))}))
   phase = {}
   for arm in runs:
     phase[f"{arm} better_key_fraction"] = curves.band(
         [aligned(f, centers, toggles, offsets) for f in fractions[arm]])
     phase[f"{arm} episode_return"] = curves.band(
         [aligned(r, centers, toggles, offsets) for r in returns[arm]])
-  _write_csv(os.path.join(outdir, "phase.csv"), "steps_since_toggle",
-             offsets, phase)
+  _write(os.path.join(outdir, "phase.csv"),
+         curves.bands_csv("steps_since_toggle", offsets, phase))
   _plot(os.path.join(outdir, "curves.png"), runs, centers, fractions,
         returns, toggles, offsets, phase, level)
   lines = ["| arm | seeds | better-key fraction, last 1/8 period before "
@@ -253,21 +253,9 @@ def write_results(outdir: str, runs: Dict[str, List[str]], steps: int,
 
 
 
-def _write_csv(path: str, x_name: str, x: np.ndarray,
-               bands: Dict[str, curves.Band]) -> None:
-  text = io.StringIO()
-  writer = csv.writer(text)
-  header = [x_name]
-  for name in bands:
-    header += [f"{name} mean", f"{name} lo95", f"{name} hi95"]
-  writer.writerow(header)
-  for i, value in enumerate(x):
-    row = [int(value)]
-    for band in bands.values():
-      row += [f"{v[i]:.5g}" for v in band]
-    writer.writerow(row)
+def _write(path: str, text: str) -> None:
   with tf.io.gfile.GFile(path, "w") as f:
-    f.write(text.getvalue())
+    f.write(text)
 
 
 def _plot(path: str, runs: Dict[str, List[str]], centers: np.ndarray,

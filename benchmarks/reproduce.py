@@ -2,12 +2,17 @@ r"""Re-runs the seeds' experiments on CPU and writes CSV + PNG + markdown.
 
   python -m benchmarks.reproduce --experiment=catch [--seeds=5] [--scale=1.0]
 
-Experiments (each arm x seed is a real run of `tf_metagrad.training.loop.train`, with
-Reverb, actor threads and the learner, except random_walk; see below):
+Experiments (each arm x seed is a real run of
+`tf_metagrad.training.loop.train`, with Reverb, actor threads and the
+learner, except random_walk; see below):
 - catch: IMPALA, STAC, FRODO, FRODO + pseudo-label extension on Catch
   (Qiu (2021) figs. 3 and 5), return vs env steps.
+- frodo_catch: FRODO's LSTM direction and observation input, each with and
+  without the pseudo-label extension, against IMPALA over 1M steps on Catch.
 - two_colors: DrMG vs MG (MGRL) vs QR (DrMG without meta-learning) on the
-  two-colors grid world across key-value toggles (Yin et al. (2023) fig. 1).
+  two-colors grid world across key-value toggles (Yin et al. (2023) fig. 1):
+  the fraction of episodes that take the currently better key
+  (`benchmarks.key_choices`) and the recovery after each toggle.
 - stac_ablation: STAC self-tuning {} (IMPALA), {gamma}, {gamma, lambda},
   {gamma, lambda, g_v, g_p, g_e} and all six on Catch (STAC fig. 2b in
   small), compared on learning speed (every arm eventually solves Catch).
@@ -53,7 +58,8 @@ from tf_metagrad.analysis import curves
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("experiment", "catch",
-                  ["catch", "frodo_catch", "two_colors", "stac_ablation", "meta_trajectories",
+                  ["catch", "frodo_catch", "two_colors", "stac_ablation",
+                   "meta_trajectories",
                    "cartpole", "random_walk"], "Which experiment.")
 flags.DEFINE_integer("seeds", 5, "Seeds per arm.")
 flags.DEFINE_list("arms", None, "Only these arms of a trainer experiment "
@@ -212,18 +218,9 @@ def _write(outdir: str, name: str, grid, arms_curves: Dict, ylabel: str,
   it and its mean over the last tenth of the run."""
   reading = _reading(os.path.join(outdir, "results.md"))
   os.makedirs(outdir, exist_ok=True)
+  bands = {arm: curves.band(c) for arm, c in arms_curves.items()}
   with open(os.path.join(outdir, "curves.csv"), "w", newline="") as f:
-    writer = csv.writer(f)
-    header = ["env_steps"]
-    for arm in arms_curves:
-      header += [f"{arm} mean", f"{arm} lo95", f"{arm} hi95"]
-    writer.writerow(header)
-    bands = {arm: curves.band(c) for arm, c in arms_curves.items()}
-    for i, x in enumerate(grid):
-      row = [int(x)]
-      for arm in arms_curves:
-        row += [f"{v[i]:.5g}" for v in bands[arm]]
-      writer.writerow(row)
+    f.write(curves.bands_csv("env_steps", grid, bands))
   fig, ax = plt.subplots(figsize=(7, 4.2))
   for arm, curve in bands.items():
     curves.plot_band(ax, grid, curve, arm)
@@ -596,14 +593,7 @@ def _write_random_walk(outdir: str, runs: Dict, steps: int, every: int,
       phase_aligned(grid, r["rmse"], switch, every) for r in rs])
                  for arm, rs in runs.items()}
   with open(os.path.join(outdir, "curves.csv"), "w", newline="") as f:
-    writer = csv.writer(f)
-    header = ["env_steps"]
-    for arm in runs:
-      header += [f"{arm} mean", f"{arm} lo95", f"{arm} hi95"]
-    writer.writerow(header)
-    for i, x in enumerate(grid):
-      writer.writerow([int(x)] + [f"{v[i]:.5g}" for arm in runs
-                                  for v in bands[arm]])
+    f.write(curves.bands_csv("env_steps", grid, bands))
   fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
   colors = plt.get_cmap("tab20").colors
   # The raw curve swings with every switch; a mean over one reward period
@@ -630,12 +620,7 @@ def _write_random_walk(outdir: str, runs: Dict, steps: int, every: int,
   fig.savefig(os.path.join(outdir, "curves.png"), dpi=110)
   plt.close(fig)
   with open(os.path.join(outdir, "phase.csv"), "w", newline="") as f:
-    writer = csv.writer(f)
-    writer.writerow(["steps_since_switch"] + [
-        f"{arm} {c}" for arm in runs for c in ("mean", "lo95", "hi95")])
-    for i, x in enumerate(phases):
-      writer.writerow([int(x)] + [f"{v[i]:.5g}" for arm in runs
-                                  for v in phase_bands[arm]])
+    f.write(curves.bands_csv("steps_since_switch", phases, phase_bands))
   # Qiu's (2021) extension claim is about the start of training (line 223).
   early = grid <= switch * max(1, len(grid) * every // switch // 10)
   lines = ["| arm | seeds | value RMSE, mean over the last half (95% band) "

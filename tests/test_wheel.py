@@ -25,8 +25,8 @@ _SCRIPTS = {
 
 
 def _readme_module():
-  """The user's environment module of README's walk ("Installing as a
-  package"), as its `cat > my_envs/__init__.py` writes it."""
+  """The user's environment module of README's walk ("Your own
+  environments"), as its `cat > my_envs/__init__.py` writes it."""
   with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
     text = f.read()
   match = re.search(r"^cat > my_envs/__init__\.py <<'EOF'\n(.*?)^EOF$", text,

@@ -70,8 +70,8 @@ def test_metagrad_approximation_prints_its_error():
   cosines = np.array([float(m.group(3)) for m in batches])
   # The two learners differ only in whether the inner update's RMSProp
   # statistics carry eta's gradient: the error is positive (two learners
-  # built alike give exactly 0) and below 1, as the README's 0.037 at the
-  # default sizes says (at 1 or more the bound below says nothing).
+  # built alike give exactly 0) and below 1, as docs/PERFORMANCE.md's 0.037
+  # at the default sizes says (at 1 or more the bound below says nothing).
   assert np.all((errors > 0) & (errors < 1)), lines
   # For vectors a, e at angle theta, |a - e| >= |e| sin(theta), so a
   # relative error r < 1 bounds the cosine from below by sqrt(1 - r^2): at

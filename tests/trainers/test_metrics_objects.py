@@ -271,7 +271,7 @@ def test_evaluation_chunks_keep_the_write_order_across_a_resume():
 
 
 def test_tensorboard_shows_the_scalars_as_scalars():
-  """The README's word on reading the summaries: TensorBoard's server (its
+  """docs/TRAINING.md's word on reading the summaries: TensorBoard's server (its
   data provider) lists them as scalars, Python's EventAccumulator as
   tensors."""
   from tensorboard import context  # pylint: disable=g-import-not-at-top

@@ -139,6 +139,19 @@ def on_grid(data: Dict[str, np.ndarray], key: str, grid: np.ndarray,
   return out
 
 
+def bands_csv(x_name: str, x: np.ndarray, bands: Dict[str, Band]) -> str:
+  """CSV text of curves with their bands on a common axis: a column `x_name`
+  (integers), then "<name> mean", "<name> lo95", "<name> hi95" per curve."""
+  text = io.StringIO()
+  writer = csv.writer(text, lineterminator="\r\n")
+  writer.writerow([x_name] + [f"{name} {column}" for name in bands
+                              for column in ("mean", "lo95", "hi95")])
+  for i, value in enumerate(x):
+    writer.writerow([int(value)] + [f"{v[i]:.5g}" for band_ in bands.values()
+                                    for v in band_])
+  return text.getvalue()
+
+
 def plot_band(ax: plt.Axes, grid: np.ndarray, curve: Band, label: str,
               color: Optional[str] = None, **line_kwargs: Any) -> None:
   """Draws a mean curve and its band, the band in the curve's colour."""

@@ -24,8 +24,8 @@ def configure_threads(inter_op: int = 0, intra_op: int = 0) -> None:
 
   The inter-op pool runs independent ops side by side; the intra-op pool
   splits one op (a matmul, a convolution) over threads. On the 2-core
-  machine of the README's speed table, oneDNN gained nothing from a second
-  thread inside a 256-wide matmul, and two threads per op on top of two
+  machine of docs/PERFORMANCE.md's tables, oneDNN gained nothing from a
+  second thread inside a 256-wide matmul, and two threads per op on top of two
   concurrent ops oversubscribed the cores: the MLP learner steps were
   10-15% faster with `inter_op=2, intra_op=1`. The ResNet steps, whose
   convolutions do split well, were 26-52% slower, hence no new default

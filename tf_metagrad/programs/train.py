@@ -85,7 +85,7 @@ flags.DEFINE_integer("inter_op_threads", 0, "Threads that run independent "
                      "TF ops side by side (0: TF's default, one per core).")
 flags.DEFINE_integer("intra_op_threads", 0, "Threads that split one TF op "
                      "(0: TF's default, one per core); 1 made MLP learner "
-                     "steps faster on 2 cores, see the README's Benchmarks.")
+                     "steps faster on 2 cores, see docs/PERFORMANCE.md.")
 flags.DEFINE_integer("weights_every", 1, "Learner steps between weight "
                      "publications to actors.")
 flags.DEFINE_float("weights_min_interval_secs", 0.1, "Least time between "

@@ -88,7 +88,7 @@ def process_environment(base: Mapping[str, str]) -> Dict[str, str]:
   still have TensorFlow reserve memory on each of them at start-up, beside
   the learner. CUDA_VISIBLE_DEVICES=-1 hides them from CUDA itself. TPU chips
   are not hidden: libtpu has no documented setting for "no chips", and
-  PyPI's tensorflow 2.15.1 bundles no libtpu (README, "Training on a
+  PyPI's tensorflow 2.15.1 bundles no libtpu (docs/SCALING.md, "4. A
   Cloud TPU VM").
   """
   # The folder holding the tf_metagrad package, so that a checkout that is
