@@ -76,61 +76,44 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # arm name -> (agent, config overrides, run options overrides)
 Arms = Dict[str, Tuple[str, Dict, Dict]]
-_FRODO_RUN = {"unroll_length": 16, "batch_size": 8}
-# FRODO needs larger step sizes than the STAC Table 3 defaults: with them it
-# stayed at chance level on Catch for 250k steps (M=5, lr 6e-4, meta lr 1e-3),
-# and M=5 with lr 1e-2 had not learned by 200k steps either; Qiu (2021) used
-# 1e-1 (agent) and 1e-2 (meta-network) with a different optimizer.
 _CONTROL_RUN = {"envs_per_actor": 4}
-_FRODO = {"num_inner_steps": 2, "learning_rate": 1e-2,
-          "meta_learning_rate": 1e-2}
+# FRODO's own toy-preset changes (`FrodoConfig.preset_changes`: M = 2,
+# learning rates 3e-3 and meta 1e-2, 8 items of 3 x 16 steps) apply to every FRODO arm; the arms
+# name only what they change from the trainer's defaults.
+_EXT = {"pseudo_label_weight": 1.0, "pseudo_label_normalize": "outer"}
 # Env steps of the whole run between two_colors toggles, and the width of
 # the bins its key-choice fractions are counted in.
 _TOGGLE_EVERY = 800_000
 _KEY_BIN = 25_000
 
 
-def _frodo(direction: str, observation: bool, ext: bool = False) -> Dict:
-  """frodo_catch's FRODO overrides; `ext`: the pseudo-label extension."""
-  config = dict(_FRODO, meta_direction=direction,
-                use_observation=observation)
-  if ext:
-    config.update(pseudo_label_weight=1.0, pseudo_label_normalize="outer")
-  return config
-
-
 EXPERIMENTS = {
     "catch": dict(env="catch", steps=250_000, metric="episode_return", arms={
         "IMPALA": ("impala", {}, {}),
         "STAC": ("stac", {}, {}),
-        "FRODO": ("frodo", _FRODO, _FRODO_RUN),
-        "FRODO+ext": ("frodo", dict(_FRODO, pseudo_label_weight=1.0,
-                                    pseudo_label_normalize="outer"), _FRODO_RUN),
-        # Which of issue #17's two meta-network defaults moves the result:
-        # the LSTM's direction alone, then both back as they were.
-        "FRODO+ext backward": ("frodo", dict(
-            _FRODO, pseudo_label_weight=1.0, pseudo_label_normalize="outer",
-            meta_direction="backward"), _FRODO_RUN),
+        # The meta-network's defaults of 2026-11-27 (forward in time,
+        # observation input), then back one at a time (issue #17).
+        "FRODO": ("frodo", {"meta_direction": "forward"}, {}),
+        "FRODO+ext": ("frodo", dict(_EXT, meta_direction="forward"), {}),
+        "FRODO+ext backward": ("frodo", _EXT, {}),
         "FRODO+ext backward, no obs": ("frodo", dict(
-            _FRODO, pseudo_label_weight=1.0, pseudo_label_normalize="outer",
-            meta_direction="backward", use_observation=False), _FRODO_RUN),
+            _EXT, use_observation=False), {}),
     }),
-    # FRODO's meta-network settings against IMPALA over 1M steps: the
-    # direction of its LSTM, its observation input, and the pseudo-label
-    # extension of Qiu (2021) section 5 (b1 / |L_outer|, b1 = 1) with each.
+    # FRODO with the trainer's defaults against IMPALA over 1M steps, then
+    # the meta-network's observation input and its direction changed one at
+    # a time, each with and without the pseudo-label extension of Qiu (2021)
+    # section 5 (b1 / |L_outer|, b1 = 1).
     "frodo_catch": dict(env="catch", steps=1_000_000, reach=0.8,
                         metric="episode_return", arms={
         "IMPALA": ("impala", {}, {}),
-        "FRODO": ("frodo", _frodo("backward", False), _FRODO_RUN),
-        "FRODO+ext": ("frodo", _frodo("backward", False, ext=True),
-                      _FRODO_RUN),
-        "FRODO forward": ("frodo", _frodo("forward", False), _FRODO_RUN),
-        "FRODO+ext forward": ("frodo", _frodo("forward", False, ext=True),
-                              _FRODO_RUN),
-        "FRODO with observation": ("frodo", _frodo("backward", True),
-                                   _FRODO_RUN),
-        "FRODO+ext with observation": ("frodo", _frodo(
-            "backward", True, ext=True), _FRODO_RUN),
+        "FRODO": ("frodo", {}, {}),
+        "FRODO+ext": ("frodo", _EXT, {}),
+        "FRODO no observation": ("frodo", {"use_observation": False}, {}),
+        "FRODO+ext no observation": ("frodo", dict(
+            _EXT, use_observation=False), {}),
+        "FRODO forward": ("frodo", {"meta_direction": "forward"}, {}),
+        "FRODO+ext forward": ("frodo", dict(
+            _EXT, meta_direction="forward"), {}),
     }),
     # A 5 x 5 grid with 30-step episodes, where the agents pick the better
     # key in most episodes by 800k steps; the key values swap every 800k
@@ -378,7 +361,6 @@ _QIU2021_OPT = dict(learning_rate=1e-1, rmsprop_epsilon=1e-16,
 # The library's defaults at the learning rate every random-walk arm had
 # before: RMSProp 1e-2 with epsilon 0.1 inside the root, meta Adam 1e-3.
 _PROJECT_OPT = dict(learning_rate=1e-2)
-_EXT = dict(pseudo_label_weight=1.0, pseudo_label_normalize="outer")
 
 
 def _random_walk_arms() -> Arms:

@@ -55,9 +55,9 @@ def pytest_configure(config):
 # loaded 2-core machine. run.sh hands files to the xdist workers in
 # collection order (--dist loadfile --no-loadscope-reorder); these go first,
 # so that no long file starts last and leaves the other workers idle.
-_LONG_FIRST = ("tests/trainers/", "tests/benchmarks/",
+_LONG_FIRST = ("tests/training/", "tests/benchmarks/",
                "tests/meta/test_mirrored.py", "tests/agents/test_xla_step.py",
-               "tests/system/test_recurrent_actor.py", "tests/export/",
+               "tests/system/test_recurrent_actor.py", "tests/serving/",
                "tests/test_wheel.py",
                # 20-35 s each with Reverb servers and actors: in collection
                # order they started late and ran alone for the last 20 s.

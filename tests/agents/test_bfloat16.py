@@ -183,7 +183,7 @@ def test_stac_with_bfloat16_compute_learns_catch():
 def test_bfloat16_policy_exports(tmp_path):
   # pylint: disable=g-import-not-at-top
   from tf_metagrad.serving import export_policy
-  from tests.export import helpers as export_helpers
+  from tests.serving import helpers as export_helpers
   spec, learner, _, _ = export_helpers.make_run(
       tmp_path / "run", core_units=4, **BF16)
   path = export_policy.export(learner, spec, 0, str(tmp_path / "policy"))

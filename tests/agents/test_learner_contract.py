@@ -209,7 +209,7 @@ def _state(learner):
 # differs is the step it calls: IMPALA's first-order one, STAC's meta-step
 # (standing for MGRL and STACX, which share its `_update`), DrMG's two
 # updates per batch and FRODO's M + 1 trajectories per item. Every agent
-# draws its batches in the graph in tests/trainers/test_train_smoke.py
+# draws its batches in the graph in tests/training/test_train_smoke.py
 # (`steps_from_iterator`, the same drawing in a loop).
 @pytest.mark.parametrize("agent", ["drmg", "frodo", "impala", "stac"])
 def test_step_from_iterator_is_step_on_the_next_element(agent):

@@ -13,7 +13,7 @@ import gymnasium
 import numpy as np
 import pytest
 
-from tests.trainers import procs
+from tests.training import procs
 from tf_metagrad import envs
 
 GYM = "gym:tests.envs.user_envs:Corridor-v0"

@@ -26,7 +26,7 @@ run needs `dtype="float32"` (`check_tpu_dtype`).
 import dataclasses
 import numbers
 import typing
-from typing import Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 _DTYPES = ("float32", "float64")
 _COMPUTE_DTYPES = ("float32", "float64", "bfloat16")
@@ -84,6 +84,23 @@ def _coerce(name: str, value, annotation):
                     f"{annotation.__name__}, got {value!r} "
                     f"({type(value).__name__}).")
   return annotation(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class PresetChanges:
+  """What an agent changes in a domain preset (`training.presets`): config
+  fields over the preset's, and the batch shape (None: the preset's).
+
+  An agent whose update reads its batch differently from the actor-critic
+  agents measured for the preset (FRODO: M + 1 consecutive segments per
+  item, one meta update per learner step) may need other step sizes and
+  batch shapes; its config class says which, per preset family.
+  """
+
+  config: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  unroll_length: Optional[int] = None
+  batch_size: Optional[int] = None
+  envs_per_actor: Optional[int] = None
 
 
 @dataclasses.dataclass
@@ -247,6 +264,13 @@ class AgentConfig:
     holds: one, except for agents that read several trajectories in time
     order per update (FRODO: M inner and one outer)."""
     return 1
+
+  @classmethod
+  def preset_changes(cls, family: str) -> PresetChanges:
+    """This agent's changes to the domain preset `family` ("toy", "atari",
+    "dmc"); none by default."""
+    del family
+    return PresetChanges()
 
 
 def dtype_policy(config: AgentConfig) -> str:

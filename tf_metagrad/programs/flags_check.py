@@ -12,7 +12,7 @@ from tf_metagrad.programs import cli
 LEARNER_SEED_MAX = 2**32 - 1  # Keras initializers reject larger seeds.
 # The keys of `tf_metagrad.agents.AGENTS`, which imports TensorFlow: the
 # trainer checks --agent against this while parsing, before importing it
-# (tests/trainers/test_bad_inputs.py keeps the two equal).
+# (tests/training/test_bad_inputs.py keeps the two equal).
 AGENT_NAMES = ("drmg", "frodo", "impala", "mgrl", "stac", "stacx")
 
 

@@ -19,6 +19,12 @@
   per actor: one policy call then serves 256 frames, which on 2 cores
   raised STAC-on-Catch throughput from about 15k to 18k env steps/s over 64
   copies (`benchmarks.throughput`); Catch is still solved in 500k steps.
+
+An agent whose update reads its batch differently may change its family's
+preset (`AgentConfig.preset_changes`, applied by `for_agent`): FRODO on the
+toy domains takes M = 2, learning rates of 3e-3 (agent) and 1e-2 (meta),
+and 8 items of 3 x 16 steps from 64 copies per actor (`agents.frodo.config`). Flags and overrides
+still win over both.
 """
 
 import dataclasses
@@ -56,6 +62,22 @@ PRESETS = {
                               core_units=256, head_hidden_sizes=(256,)),
                   decay_learning_rate=True, unroll_stride=10),
 }
+
+
+def for_agent(family: str, agent: str) -> Preset:
+  """The preset `family` with `agent`'s changes to it
+  (`AgentConfig.preset_changes`): its config fields over the preset's,
+  and its batch shape where it gives one."""
+  from tf_metagrad import agents  # pylint: disable=g-import-not-at-top
+  preset = PRESETS[family]
+  if agent not in agents.AGENTS:
+    return preset  # make_config names the unknown agent.
+  changes = agents.AGENTS[agent][0].preset_changes(family)
+  shape = {name: getattr(changes, name)
+           for name in ("unroll_length", "batch_size", "envs_per_actor")
+           if getattr(changes, name) is not None}
+  return dataclasses.replace(preset, config={**preset.config,
+                                             **changes.config}, **shape)
 
 
 def decay_steps(agent: str, config: Dict[str, Any], total_env_steps: int,

@@ -3,6 +3,8 @@ changed (no flags here; `programs.train` maps its flags onto `resolve`).
 
 What is derived, and how:
 
+- the preset: the domain's (`preset`, or from the env's name) with the
+  agent's changes to it (`presets.for_agent`);
 - the unroll length, batch size and copies per actor: the preset's unless
   given;
 - the agent config: the preset's, without its `end_learning_rate` when the
@@ -65,7 +67,7 @@ def resolve(agent: str, env: str, logdir: str, total_env_steps: int, *,
       item unroll length], or an `Options` check).
   """
   family = presets.family(env) if preset == "auto" else preset
-  chosen = presets.PRESETS[family]
+  chosen = presets.for_agent(family, agent)
   unroll = chosen.unroll_length if unroll_length is None else unroll_length
   batch = chosen.batch_size if batch_size is None else batch_size
   config = dict(chosen.config)

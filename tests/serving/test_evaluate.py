@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.export import helpers
+from tests.serving import helpers
 from tf_metagrad import envs
 from tf_metagrad import runs
 from tf_metagrad.programs import evaluate

@@ -12,7 +12,7 @@ import signal
 import socket
 import subprocess
 
-from tests.trainers import procs
+from tests.training import procs
 
 
 def _wait_exit(proc, timeout_s):

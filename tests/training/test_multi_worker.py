@@ -11,7 +11,7 @@ import time
 
 import portpicker
 
-from tests.trainers import procs
+from tests.training import procs
 from tf_metagrad import runs
 from tf_metagrad.training import outputs as outputs_lib
 

@@ -9,7 +9,7 @@ import os
 import re
 import signal
 
-from tests.trainers import procs
+from tests.training import procs
 
 
 def _env_steps(line):

@@ -24,7 +24,7 @@ from tf_metagrad.system import items
 from tf_metagrad.system import reverb_actor
 from tf_metagrad.training import loop
 from tf_metagrad.training import outputs
-from tests.trainers import test_train_smoke as smoke
+from tests.training import test_train_smoke as smoke
 
 UNITS = 8
 # The actor's float32 graph and the eager recomputation here (or the

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
-from tests.trainers import procs
+from tests.training import procs
 from tf_metagrad.training import outputs
 
 TOTAL = 160  # Ten learner steps of 4 unrolls of 4 frames.

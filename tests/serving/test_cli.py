@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.export import helpers
+from tests.serving import helpers
 from tf_metagrad.agents import acting
 from tf_metagrad.programs import scripts
 from tf_metagrad.serving import export_policy

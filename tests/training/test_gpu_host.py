@@ -21,7 +21,7 @@ import tensorflow as tf
 from tf_metagrad.system import native_logs
 from tf_metagrad.training import actor_pool
 from tf_metagrad.distribute import strategies
-from tests.trainers import procs
+from tests.training import procs
 
 _GPUS = [tf.config.PhysicalDevice(f"/physical_device:GPU:{i}", "GPU")
          for i in range(2)]

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.trainers import procs
+from tests.training import procs
 from tf_metagrad import runs
 from tf_metagrad.training import options as options_lib
 from tf_metagrad.training import resolve
@@ -40,6 +40,36 @@ def test_constant_learning_rate_presets_derive_nothing():
   assert "end_learning_rate" not in spec.config()
   # FRODO's item is M+1 = 3 unrolls: the default stride is all of it.
   assert options.unroll_stride == 24 and options.num_actors == 1
+
+
+def test_an_agent_changes_its_preset_and_the_user_changes_both():
+  # FRODO's toy-preset changes (FrodoConfig.preset_changes), not IMPALA's.
+  spec, options = resolve.resolve("frodo", "catch", "unused", 10_000)
+  assert spec.config_overrides == {
+      "gamma": 0.99, "learning_rate": 3e-3, "meta_learning_rate": 1e-2,
+      "num_inner_steps": 2}
+  assert (options.unroll_length, options.batch_size, options.envs_per_actor,
+          options.unroll_stride) == (16, 8, 64, 48)
+  impala, impala_options = resolve.resolve("impala", "catch", "unused",
+                                           10_000)
+  assert impala.config_overrides == {"gamma": 0.99, "learning_rate": 6e-4}
+  assert (impala_options.unroll_length, impala_options.batch_size,
+          impala_options.envs_per_actor) == (20, 32, 256)
+  # What the user gives wins over both.
+  spec, options = resolve.resolve(
+      "frodo", "catch", "unused", 10_000, unroll_length=10, batch_size=4,
+      envs_per_actor=2, config_overrides={"learning_rate": 1e-3,
+                                          "num_inner_steps": 3})
+  assert spec.config()["learning_rate"] == 1e-3
+  assert spec.config()["num_inner_steps"] == 3
+  assert spec.config()["meta_learning_rate"] == 1e-2
+  assert (options.unroll_length, options.batch_size, options.envs_per_actor,
+          options.unroll_stride) == (10, 4, 2, 40)
+  # Other domains keep their preset for FRODO.
+  spec, options = resolve.resolve("frodo", "atari:Pong", "unused", 10_000)
+  assert spec.config()["learning_rate"] == 6e-4
+  assert runs.agent_config(spec).num_inner_steps == 5
+  assert (options.unroll_length, options.batch_size) == (20, 32)
 
 
 def test_bad_settings_name_themselves():
@@ -125,6 +155,9 @@ def test_the_trainer_and_both_benchmarks_resolve_alike(tmp_path):
       {"agent": "impala", "env": "catch", "steps": 5_000,
        "run": {"unroll_length": 16, "batch_size": 8, "unroll_stride": 8,
                "envs_per_actor": 64}},
+      # An agent's own preset changes, with no flag: reproduce's FRODO arms
+      # train with the trainer's defaults.
+      {"agent": "frodo", "env": "catch", "steps": 5_000, "run": {}},
   ]
   result = subprocess.run(
       [sys.executable, "-c", _CALLERS, json.dumps(cases), str(tmp_path)],
@@ -137,7 +170,7 @@ def test_the_trainer_and_both_benchmarks_resolve_alike(tmp_path):
         "train", "throughput", "reproduce"))
     assert train == throughput == reproduce, (case, train, throughput,
                                               reproduce)
-  dmc, catch = out["train"]
+  dmc, catch, frodo = out["train"]
   assert dmc["spec"]["derived_config"] == {"decay_steps": 30_000 // 240}
   assert "decay_steps" not in dmc["spec"]["config_overrides"]
   assert dmc["options"]["envs_per_actor"] == 4
@@ -145,3 +178,7 @@ def test_the_trainer_and_both_benchmarks_resolve_alike(tmp_path):
   assert catch["options"] == {"total_env_steps": 5_000, "unroll_length": 16,
                               "batch_size": 8, "unroll_stride": 8,
                               "envs_per_actor": 64}
+  assert frodo["options"] == {"total_env_steps": 5_000, "unroll_length": 16,
+                              "batch_size": 8, "unroll_stride": 48,
+                              "envs_per_actor": 64}
+  assert frodo["spec"]["config_overrides"]["num_inner_steps"] == 2

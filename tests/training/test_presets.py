@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 
-from tests.trainers import procs
+from tests.training import procs
 
 # Resolves each command line with the trainer's own flags and checks and
 # prints what the run would use, one JSON object per line.

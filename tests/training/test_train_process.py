@@ -7,7 +7,7 @@ test_train_actor_processes.py."""
 import os
 import signal
 
-from tests.trainers import procs
+from tests.training import procs
 from tf_metagrad.training import actor_pool
 
 _NO_DATA = ["--agent=impala", "--env=catch", "--num_actors=0",

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.export import helpers
+from tests.serving import helpers
 from tf_metagrad.agents import acting
 from tf_metagrad.serving import export_policy
 from tf_metagrad.serving import playback

@@ -21,7 +21,7 @@ import sys
 
 import pytest
 
-from tests.trainers import procs
+from tests.training import procs
 from tf_metagrad.programs import flags_check
 
 _HINT = "(--helpfull lists every flag)"

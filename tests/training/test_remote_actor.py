@@ -20,7 +20,7 @@ import time
 import pytest
 import reverb
 
-from tests.trainers import procs
+from tests.training import procs
 from tf_metagrad import envs
 from tf_metagrad import runs
 from tf_metagrad.system import items

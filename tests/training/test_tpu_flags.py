@@ -14,7 +14,7 @@ import types
 import pytest
 import tensorflow as tf
 
-from tests.trainers import procs
+from tests.training import procs
 from tf_metagrad.distribute import strategies
 
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.trainers import procs
+from tests.training import procs
 
 _NOISE = [
     "2026-01-01 00:00:00.000000: E external/local_xla/xla/stream_executor/"

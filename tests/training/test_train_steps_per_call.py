@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from tf_metagrad import runs as runs_lib
 from tf_metagrad.serving import playback
-from tests.trainers import procs
+from tests.training import procs
 
 FRAMES = 4 * 4  # unroll_length x batch_size of procs.TINY_FLAGS.
 STEPS_PER_CALL = 4
