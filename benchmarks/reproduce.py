@@ -81,6 +81,8 @@ _CONTROL_RUN = {"envs_per_actor": 4}
 # learning rates 3e-3 and meta 1e-2, 8 items of 3 x 16 steps) apply to every FRODO arm; the arms
 # name only what they change from the trainer's defaults.
 _EXT = {"pseudo_label_weight": 1.0, "pseudo_label_normalize": "outer"}
+# The agent learning rate of FRODO's toy runs before it became 3e-3.
+_LR_2026_11_27 = {"learning_rate": 1e-2}
 # Env steps of the whole run between two_colors toggles, and the width of
 # the bins its key-choice fractions are counted in.
 _TOGGLE_EVERY = 800_000
@@ -92,12 +94,15 @@ EXPERIMENTS = {
         "IMPALA": ("impala", {}, {}),
         "STAC": ("stac", {}, {}),
         # The meta-network's defaults of 2026-11-27 (forward in time,
-        # observation input), then back one at a time (issue #17).
-        "FRODO": ("frodo", {"meta_direction": "forward"}, {}),
-        "FRODO+ext": ("frodo", dict(_EXT, meta_direction="forward"), {}),
-        "FRODO+ext backward": ("frodo", _EXT, {}),
+        # observation input), then back one at a time (issue #17), at the
+        # agent learning rate of then.
+        "FRODO": ("frodo", dict(_LR_2026_11_27, meta_direction="forward"),
+                  {}),
+        "FRODO+ext": ("frodo", dict(_EXT, **_LR_2026_11_27,
+                                    meta_direction="forward"), {}),
+        "FRODO+ext backward": ("frodo", dict(_EXT, **_LR_2026_11_27), {}),
         "FRODO+ext backward, no obs": ("frodo", dict(
-            _EXT, use_observation=False), {}),
+            _EXT, **_LR_2026_11_27, use_observation=False), {}),
     }),
     # FRODO with the trainer's defaults against IMPALA over 1M steps, then
     # the meta-network's observation input and its direction changed one at
