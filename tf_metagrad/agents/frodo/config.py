@@ -65,7 +65,7 @@ META_DIRECTIONS = ("forward", "backward")
 # within that budget; the agent's RMSProp at 1e-2 learns Catch but its
 # returns swing between 0.1 and 1.0 late in a run (mean over the last tenth
 # 0.91 plain, 0.69 with the pseudo-label extension), 5e-3 swings less,
-# and 3e-3 holds (0.92 and 0.97). Fewer copies per actor keep the behaviour
+# and 3e-3 holds (0.91 and 0.97). Fewer copies per actor keep the behaviour
 # policy close to the learner's.
 _TOY_CHANGES = config_lib.PresetChanges(
     config=dict(num_inner_steps=2, learning_rate=3e-3,
