@@ -41,6 +41,18 @@ def _errors(output):
   return [l for l in output.splitlines() if l.startswith("error: ")]
 
 
+def _assert_one_lost_line(proc, output, ports, lost, survivor):
+  """`proc` (worker `survivor`) exited 1 with one error line, naming worker
+  `lost` as gone while it trained."""
+  assert proc.returncode == 1, output[-3000:]
+  errors = _errors(output)
+  assert len(errors) == 1, output[-3000:]
+  assert re.match(
+      rf"error: lost worker {lost} \(localhost:{ports[lost]}\) while worker "
+      rf"{survivor} \(localhost:{ports[survivor]}\) was training "
+      r"\((heartbeat timeout|connection lost)\)", errors[0]), errors[0]
+
+
 def _env_steps(line):
   return int(re.search(r"env_steps=(\d+)", line).group(1))
 
@@ -56,13 +68,7 @@ def test_kill_9_stops_the_other_worker_and_a_restart_resumes(tmp_path):
     output = procs.finish(chief, lines, timeout=120)
     took = time.monotonic() - killed_at
   print(f"kill -9 -> the chief's exit {took:.1f} s")
-  assert chief.returncode == 1, output[-3000:]
-  errors = _errors(output)
-  assert len(errors) == 1, output[-3000:]
-  assert re.match(rf"error: lost worker 1 \(localhost:{ports[1]}\) while "
-                  rf"worker 0 \(localhost:{ports[0]}\) was training "
-                  r"\((heartbeat timeout|connection lost)\)", errors[0]), (
-                      errors[0])
+  _assert_one_lost_line(chief, output, ports, lost=1, survivor=0)
   # The heartbeat timeout (10 s) plus leaving: pool, server, exit.
   assert took < 40, took
   checkpointed = runs.checkpoint_env_steps(runs.latest_checkpoint(
@@ -134,11 +140,5 @@ def test_kill_9_of_the_chief_stops_the_other_worker_with_one_line(tmp_path):
     output = procs.finish(other, lines, timeout=120)
     took = time.monotonic() - killed_at
   print(f"kill -9 of the chief -> the other worker's exit {took:.1f} s")
-  assert other.returncode == 1, output[-3000:]
-  errors = _errors(output)
-  assert len(errors) == 1, output[-3000:]
-  assert re.match(rf"error: lost worker 0 \(localhost:{ports[0]}\) while "
-                  rf"worker 1 \(localhost:{ports[1]}\) was training "
-                  r"\((heartbeat timeout|connection lost)\)", errors[0]), (
-                      errors[0])
+  _assert_one_lost_line(other, output, ports, lost=0, survivor=1)
   assert took < 40, took

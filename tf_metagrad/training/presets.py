@@ -21,10 +21,9 @@
   copies (`benchmarks.throughput`); Catch is still solved in 500k steps.
 
 An agent whose update reads its batch differently may change its family's
-preset (`AgentConfig.preset_changes`, applied by `for_agent`): FRODO on the
-toy domains takes M = 2, learning rates of 3e-3 (agent) and 1e-2 (meta),
-and 8 items of 3 x 16 steps from 64 copies per actor (`agents.frodo.config`). Flags and overrides
-still win over both.
+preset (`AgentConfig.preset_changes`, applied by `for_agent`): FRODO
+changes the toy preset's step sizes and batch shape
+(`agents.frodo.config`). Flags and overrides still win over both.
 """
 
 import dataclasses

@@ -113,9 +113,8 @@ class FrodoConfig(config_lib.AgentConfig):
 
   @classmethod
   def preset_changes(cls, family: str) -> config_lib.PresetChanges:
-    """On the toy domains (`family` "toy"): M = 2, learning rate 3e-3 for
-    the agent and 1e-2 for the meta-network, batches of 8 items of 3 x 16
-    steps from 64 copies per actor (see `_TOY_CHANGES`); elsewhere none."""
+    """`_TOY_CHANGES` on the toy domains (`family` "toy"); none
+    elsewhere."""
     if family == "toy":
       return _TOY_CHANGES
     return config_lib.PresetChanges()
